@@ -1,0 +1,48 @@
+"""Sessions: `nox -s tests` (the whole suite, as CI runs it), lint, typecheck, serve."""
+
+from __future__ import annotations
+
+import shutil
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = ["3.11", "3.12", "3.13"]
+
+
+def _install_js(session: nox.Session) -> None:
+    """The real JavaScript client (yjs + y-websocket) for the interop tests."""
+    if shutil.which("npm") is None:
+        session.warn("npm not found: the JavaScript interop tests will be skipped")
+        return
+    session.run("npm", "ci", "--prefix", "tests/js", "--no-audit", "--no-fund", external=True)
+
+
+@nox.session(python=PYTHON[0])
+def tests(session: nox.Session) -> None:
+    """Unit, integration and JavaScript interop tests."""
+    session.install("-e", ".[test]")
+    _install_js(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON[0])
+def lint(session: nox.Session) -> None:
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", "src", "tests", "fuzz", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "fuzz", "noxfile.py")
+
+
+@nox.session(python=PYTHON[0])
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON[0])
+def serve(session: nox.Session) -> None:
+    """Run the daemon from a fresh environment (the README's first command)."""
+    session.install("-e", ".")
+    session.run("python", "-m", "civicrealtime", *session.posargs)

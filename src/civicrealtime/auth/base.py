@@ -1,0 +1,57 @@
+"""The authentication seam: an upgrade request in, an identity or a rejection out."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class UpgradeRequest:
+    """What an authenticator may look at; built from the HTTP upgrade request."""
+
+    target: str  # request target: path and query string, as sent
+    headers: tuple[tuple[str, str], ...]  # lower-cased names
+    subprotocols: tuple[str, ...]
+    peer: str  # the TCP peer's address
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key == wanted:
+                return value
+        return None
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Identity:
+    user_id: str
+    name: str | None = None
+    role: str | None = None
+    permissions: frozenset[str] = frozenset()
+    token_id: str | None = None
+    expires_at: float | None = None  # unix seconds
+
+
+class AuthRejected(Exception):
+    """The request carries no acceptable credentials.
+
+    `code` goes to the client (error frame and close reason); `detail` goes only to the
+    server's log, because it may say too much about the token.
+    """
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, request: UpgradeRequest) -> Identity:
+        """Return the identity behind the request, or raise `AuthRejected`.
+
+        Called after the upgrade, inside the connection's setup deadline: a cancellation
+        there means the client took too long, and the connection is closed.
+        """
+        ...

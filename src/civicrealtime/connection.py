@@ -1,0 +1,149 @@
+"""One client connection after it joined its room: a reader, a writer and a keepalive.
+
+- The reader always drains the socket, so pings and closes keep flowing, decodes each frame
+  with the sans-IO session and forwards it to the room's mailbox (its only way to the room).
+  Pings and malformed frames are answered right here, without bothering the room.
+- The writer owns every send, each under `connection.send_timeout`.
+- The keepalive pings every `connection_cleanup.check_interval`; a pong counts as a sign of
+  life, and the room's sweep closes members silent for `stale_threshold`.
+Any of the three ending ends the connection; the room is told exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from .config import RealtimeConfig
+from .protocol import (
+    CloseCode,
+    Ignored,
+    InvalidMessage,
+    PingReceived,
+    Session,
+    close_reason,
+)
+from .protocol import control as control_frames
+from .rooms import FromClient, Leave, Member, RoomHandle
+
+log = logging.getLogger("civicrealtime.connection")
+
+
+class SendTimeout(Exception):
+    pass
+
+
+class Connection:
+    def __init__(
+        self,
+        *,
+        ws: WebSocketConnection,
+        member: Member,
+        handle: RoomHandle,
+        config: RealtimeConfig,
+    ) -> None:
+        self._ws = ws
+        self.member = member
+        self._handle = handle
+        self._config = config
+        self._session = Session()
+        self._invalid_reported = 0
+
+    async def serve(self) -> None:
+        """Run until the peer leaves, the room closes us, or we are cancelled.
+
+        Returns normally in every case but cancellation of the caller; the caller closes
+        the socket with `member.outbound.close_request` (or 1000).
+        """
+        outbound = self.member.outbound
+        with trio.CancelScope() as scope:
+            outbound.bind(scope)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._run_then_cancel, self._writer, nursery)
+                nursery.start_soon(self._run_then_cancel, self._reader, nursery)
+                if self._config.connection_cleanup.enabled:
+                    nursery.start_soon(self._keepalive)
+
+    async def leave_room(self) -> None:
+        """Tell the room we are gone; shielded, so a cancelled connection still leaves."""
+        # A broken mailbox means the room is gone, and its members with it.
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(self._config.shutdown_timeout),
+            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+        ):
+            await self._handle.mailbox.send(Leave(member=self.member))
+
+    @staticmethod
+    async def _run_then_cancel(task: object, nursery: trio.Nursery) -> None:
+        assert callable(task)
+        await task()
+        nursery.cancel_scope.cancel()
+
+    async def _reader(self) -> None:
+        ws, member, outbound = self._ws, self.member, self.member.outbound
+        mailbox = self._handle.mailbox
+        control = self._config.protocol.control_frames
+        while True:
+            try:
+                frame = await ws.get_message()
+            except ConnectionClosed:
+                return
+            member.last_seen = trio.current_time()
+            event = self._session.receive(frame)
+            if isinstance(event, PingReceived):
+                outbound.push(control_frames.pong_frame(int(time.time() * 1000)))
+            elif isinstance(event, InvalidMessage):
+                self._report_invalid(event.reason, control)
+            elif isinstance(event, Ignored):
+                log.debug("message.ignored conn=%s what=%s", member.conn_id, event.what)
+            else:
+                try:
+                    await mailbox.send(FromClient(member=member, event=event))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return  # the room stopped; it has closed (or is closing) us
+
+    def _report_invalid(self, reason: str, control: bool) -> None:
+        self._invalid_reported += 1
+        log.info(
+            "message.invalid room=%s conn=%s detail=%s",
+            self._handle.key,
+            self.member.conn_id,
+            reason,
+        )
+        if control:
+            self.member.outbound.push(
+                control_frames.error_frame("INVALID_MESSAGE", "message rejected: " + reason)
+            )
+
+    async def _writer(self) -> None:
+        ws, outbound = self._ws, self.member.outbound
+        timeout = self._config.connection.send_timeout
+        while True:
+            frame = await outbound.next_frame()
+            if frame is None:
+                return  # a close was requested after the queued frames
+            with trio.move_on_after(timeout) as scope:
+                try:
+                    await ws.send_message(frame)
+                except ConnectionClosed:
+                    return
+            if scope.cancelled_caught:
+                log.info("connection.send_timeout conn=%s", self.member.conn_id)
+                outbound.close(CloseCode.TRY_AGAIN_LATER, close_reason("SEND_TIMEOUT"), flush=False)
+                return
+
+    async def _keepalive(self) -> None:
+        interval = self._config.connection_cleanup.check_interval
+        while True:
+            await trio.sleep(interval)
+            with trio.move_on_after(interval):
+                try:
+                    await self._ws.ping()
+                except ConnectionClosed:
+                    return
+                self.member.last_seen = trio.current_time()

@@ -1,0 +1,46 @@
+"""The sans-IO y-websocket protocol: bytes in, events out. Imports no trio, opens no socket."""
+
+from .awareness import AwarenessChange, AwarenessEntry, AwarenessStates
+from .closecodes import CloseCode, close_reason
+from .errors import LocalProtocolError, MalformedMessage, ProtocolError, RemoteProtocolError
+from .events import (
+    AwarenessReceived,
+    Event,
+    Ignored,
+    InvalidMessage,
+    PingReceived,
+    QueryAwarenessReceived,
+    SyncStep1Received,
+    UpdateReceived,
+)
+from .routing import BadRoom, OutsidePrefix, RoomRoute, parse_target
+from .session import Session
+from .updates import InvalidUpdate, apply_update, diff_update
+
+__all__ = [
+    "AwarenessChange",
+    "AwarenessEntry",
+    "AwarenessReceived",
+    "AwarenessStates",
+    "BadRoom",
+    "CloseCode",
+    "Event",
+    "Ignored",
+    "InvalidMessage",
+    "InvalidUpdate",
+    "LocalProtocolError",
+    "MalformedMessage",
+    "OutsidePrefix",
+    "PingReceived",
+    "ProtocolError",
+    "QueryAwarenessReceived",
+    "RemoteProtocolError",
+    "RoomRoute",
+    "Session",
+    "SyncStep1Received",
+    "UpdateReceived",
+    "apply_update",
+    "close_reason",
+    "diff_update",
+    "parse_target",
+]

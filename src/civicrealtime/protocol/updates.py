@@ -1,0 +1,84 @@
+"""The one boundary between untrusted bytes and pycrdt.
+
+yrs trusts the leading var-uints of an update: given random bytes it can allocate from a
+huge count (0.4 s of CPU and 512 MB, holding the GIL) before failing. The pre-check below
+rejects those inputs cheaply: the first two var-uints of a v1 update (number of clients,
+then the first client's number of structs, or the delete set's count) are bounded by the
+update's length in every valid update. Past that, pycrdt raises a zoo of exception types
+(including Rust panics, which are BaseExceptions); they all become `InvalidUpdate` here so
+that nothing on the data path has to know them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pycrdt import Doc
+
+from .errors import MalformedMessage
+from .varint import Reader
+
+
+class InvalidUpdate(MalformedMessage):
+    """An update (or state vector) that pycrdt cannot or must not apply."""
+
+
+def _is_rust_panic(exc: BaseException) -> bool:
+    # pyo3 creates `pyo3_runtime.PanicException` lazily, so it cannot be imported up front.
+    return type(exc).__name__ == "PanicException"
+
+
+def precheck_update(update: bytes) -> None:
+    """Raise `InvalidUpdate` when an update's leading counts cannot be honest."""
+    reader = Reader(update)
+    limit = len(update)
+    try:
+        clients = reader.read_var_uint()
+        if clients > limit:
+            raise InvalidUpdate(f"update claims {clients} clients in {limit} bytes")
+        # An empty update is just two zero var-uints; anything shorter is truncated.
+        second = reader.read_var_uint()
+    except MalformedMessage as exc:
+        raise InvalidUpdate(f"update header: {exc}") from exc
+    if second > limit:
+        raise InvalidUpdate(f"update claims {second} entries in {limit} bytes")
+
+
+def precheck_state_vector(state_vector: bytes) -> None:
+    """A state vector is a count then (client, clock) pairs: at least 2 bytes per pair."""
+    reader = Reader(state_vector)
+    try:
+        count = reader.read_var_uint()
+    except MalformedMessage as exc:
+        raise InvalidUpdate(f"state vector: {exc}") from exc
+    if count * 2 > reader.remaining:
+        raise InvalidUpdate(f"state vector claims {count} clients in {len(state_vector)} bytes")
+
+
+def apply_update(doc: Doc[Any], update: bytes) -> None:
+    """Apply an update from a peer, or raise `InvalidUpdate` and leave `doc` unchanged.
+
+    yrs checks the whole update before integrating it, so a failure changes nothing.
+    """
+    precheck_update(update)
+    try:
+        doc.apply_update(update)
+    except Exception as exc:
+        raise InvalidUpdate(f"update rejected by pycrdt: {type(exc).__name__}") from exc
+    except BaseException as exc:
+        if not _is_rust_panic(exc):
+            raise
+        raise InvalidUpdate("update rejected by pycrdt: panic") from exc
+
+
+def diff_update(doc: Doc[Any], state_vector: bytes) -> bytes:
+    """The update a peer with `state_vector` is missing, or raise `InvalidUpdate`."""
+    precheck_state_vector(state_vector)
+    try:
+        return doc.get_update(state_vector)
+    except Exception as exc:
+        raise InvalidUpdate(f"state vector rejected by pycrdt: {type(exc).__name__}") from exc
+    except BaseException as exc:
+        if not _is_rust_panic(exc):
+            raise
+        raise InvalidUpdate("state vector rejected by pycrdt: panic") from exc

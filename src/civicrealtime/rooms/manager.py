@@ -1,0 +1,238 @@
+"""The room manager: owns the nursery of room actors and the registry of live rooms.
+
+Getting or starting a room is atomic: the registry entry is created with no await in
+between, so concurrent first joiners of one room share one actor and wait for the same
+`ready` event (pycrdt-websocket holds a lock here and hangs the second joiner). A room
+that is still retiring (persisting after eviction) makes its successor wait, so a new
+actor never loads state that the old one has not finished writing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import attrs
+import trio
+
+from ..config import RealtimeConfig
+from ..protocol import CloseCode
+from .messages import RoomMessage
+from .room import CRASHED, EVICTED, SHUTDOWN, Room
+from .types import RoomTypeRegistry
+
+log = logging.getLogger("civicrealtime.rooms")
+
+
+class RoomUnavailable(Exception):
+    """The room cannot take this connection; `close_code` and `code` say why."""
+
+    def __init__(self, code: str, message: str, close_code: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.close_code = close_code
+
+
+@attrs.define(kw_only=True, eq=False)
+class RoomHandle:
+    """The manager's view of one room: how to reach it, and whether it can be evicted."""
+
+    key: str
+    room_type: str
+    mailbox: trio.MemorySendChannel[RoomMessage]
+    room: Room
+    ready: trio.Event = attrs.Factory(trio.Event)
+    stopped: trio.Event = attrs.Factory(trio.Event)
+    failed: bool = False
+    # Connections that acquired this room and have not yet been delivered to its mailbox.
+    pending_joins: int = 0
+    last_used: float = 0.0
+
+    @property
+    def members(self) -> int:
+        return len(self.room.members)
+
+    @property
+    def evictable(self) -> bool:
+        return self.pending_joins == 0 and not self.room.members and self.ready.is_set()
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class RoomStats:
+    live: int
+    empty: int
+    crashed: int
+    connections: int
+
+
+class RoomManager:
+    def __init__(self, config: RealtimeConfig, room_types: RoomTypeRegistry) -> None:
+        self._config = config
+        self._types = room_types
+        self._rooms: dict[str, RoomHandle] = {}
+        self._retiring: dict[str, trio.Event] = {}
+        self._nursery: trio.Nursery | None = None
+        self.crashes = 0
+
+    def __iter__(self) -> Iterator[RoomHandle]:
+        return iter(list(self._rooms.values()))
+
+    def get(self, key: str) -> RoomHandle | None:
+        return self._rooms.get(key)
+
+    def statistics(self) -> RoomStats:
+        rooms = list(self._rooms.values())
+        return RoomStats(
+            live=len(rooms),
+            empty=sum(1 for h in rooms if not h.room.members),
+            crashed=self.crashes,
+            connections=sum(h.members for h in rooms),
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the rooms' nursery until cancelled. Cancelling it cancels every room."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    # -- acquiring ---------------------------------------------------------------------------
+
+    async def acquire(self, key: str, room_type: str) -> RoomHandle:
+        """Get or start the room and wait until it is ready to take a `Join`.
+
+        The caller then owns one pending join: it must either deliver a `Join` to the
+        mailbox or call `release_pending`. Raises `RoomUnavailable` at the room limit or
+        when the room failed to start.
+        """
+        handle = self._rooms.get(key)
+        if handle is None:
+            handle = self._start(key, room_type)
+        handle.pending_joins += 1
+        handle.last_used = trio.current_time()
+        try:
+            await handle.ready.wait()
+        except BaseException:
+            handle.pending_joins -= 1
+            raise
+        if handle.failed or handle.room.stopping_reason is not None:
+            handle.pending_joins -= 1
+            raise RoomUnavailable("ROOM_UNAVAILABLE", "room failed to load", CloseCode.ROOM_FAILED)
+        return handle
+
+    @staticmethod
+    def release_pending(handle: RoomHandle) -> None:
+        handle.pending_joins -= 1
+
+    def _start(self, key: str, room_type: str) -> RoomHandle:
+        if self._nursery is None:
+            raise RoomUnavailable("SERVER_SHUTTING_DOWN", "not serving", CloseCode.SHUTTING_DOWN)
+        self._make_space()
+        send, receive = trio.open_memory_channel[RoomMessage](self._config.rooms.mailbox_size)
+        room = Room(
+            key=key,
+            config=self._config,
+            hooks=self._types.get(room_type).hooks,
+            mailbox=receive,
+            on_empty=self._on_room_empty,
+            on_join=self._on_room_join,
+        )
+        handle = RoomHandle(key=key, room_type=room_type, mailbox=send, room=room)
+        self._rooms[key] = handle
+        # start_soon plus the ready event, not nursery.start from the joiner: the first
+        # joiner may be cancelled while the room loads, and the room must outlive it.
+        self._nursery.start_soon(self._supervise, handle, self._retiring.get(key))
+        return handle
+
+    def _make_space(self) -> None:
+        """At `max_rooms`, evict the least recently used empty room, or refuse."""
+        if len(self._rooms) < self._config.rooms.max_rooms:
+            return
+        candidates = [h for h in self._rooms.values() if h.evictable]
+        if not candidates:
+            raise RoomUnavailable(
+                "ROOM_LIMIT_EXCEEDED",
+                f"all {self._config.rooms.max_rooms} rooms are in use",
+                CloseCode.LIMIT_EXCEEDED,
+            )
+        victim = min(candidates, key=lambda h: h.last_used)
+        log.info("room.evicting room=%s why=max_rooms", victim.key)
+        self._retire(victim)
+
+    # -- retiring ----------------------------------------------------------------------------
+
+    def _on_room_empty(self, room: Room) -> None:
+        handle = self._rooms.get(room.key)
+        if handle is not None and handle.room is room and handle.evictable:
+            log.info("room.evicting room=%s why=grace_period_over", room.key)
+            self._retire(handle)
+
+    def _on_room_join(self, room: Room) -> None:
+        """A `Join` reached the room: the joiner's pending join is now a membership."""
+        handle = self._rooms.get(room.key)
+        if handle is not None and handle.room is room:
+            handle.pending_joins -= 1
+            handle.last_used = trio.current_time()
+
+    def _retire(self, handle: RoomHandle) -> None:
+        """The one eviction path: unregister now, stop the actor, let it persist."""
+        if self._rooms.get(handle.key) is handle:
+            del self._rooms[handle.key]
+            self._retiring[handle.key] = handle.stopped
+        handle.room.stop(EVICTED)
+
+    async def _supervise(self, handle: RoomHandle, predecessor: trio.Event | None) -> None:
+        """The isolation boundary of one room: its failure ends here, logged."""
+        room = handle.room
+        try:
+            if predecessor is not None:
+                await predecessor.wait()
+            await room.run(task_status=_ReadyStatus(handle))
+            log.info("room.evicted room=%s", handle.key)
+        except Exception:
+            self.crashes += 1
+            handle.failed = True
+            log.exception("room.crashed room=%s", handle.key)
+            room.abort_members(CRASHED)
+        finally:
+            handle.failed = handle.failed or not handle.ready.is_set()
+            handle.ready.set()  # wake joiners; they see `failed` and are refused
+            if self._rooms.get(handle.key) is handle:
+                del self._rooms[handle.key]
+            if self._retiring.get(handle.key) is handle.stopped:
+                del self._retiring[handle.key]
+            await handle.mailbox.aclose()
+            handle.stopped.set()
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    async def shutdown(self, deadline: float) -> None:
+        """Close every member with 4503 and stop every room; wait for them until `deadline`."""
+        self.refuse_new_rooms()
+        handles = list(self._rooms.values())
+        for handle in handles:
+            self._retire_for_shutdown(handle)
+        with trio.move_on_at(deadline):
+            for handle in handles:
+                await handle.stopped.wait()
+            for event in list(self._retiring.values()):
+                await event.wait()
+
+    def _retire_for_shutdown(self, handle: RoomHandle) -> None:
+        if self._rooms.get(handle.key) is handle:
+            del self._rooms[handle.key]
+            self._retiring[handle.key] = handle.stopped
+        handle.room.stop(SHUTDOWN)
+
+    def refuse_new_rooms(self) -> None:
+        self._nursery = None
+
+
+class _ReadyStatus:
+    """A task_status that marks the handle ready; the room calls `started()` after loading."""
+
+    def __init__(self, handle: RoomHandle) -> None:
+        self._handle = handle
+
+    def started(self, value: None = None) -> None:
+        self._handle.ready.set()

@@ -1,0 +1,22 @@
+"""A connection as its room sees it."""
+
+from __future__ import annotations
+
+import attrs
+
+from ..auth import Identity
+from .outbound import Outbound
+
+
+@attrs.define(kw_only=True, eq=False)
+class Member:
+    conn_id: int
+    client_id: str  # the `clientId` of connection.ack
+    identity: Identity
+    outbound: Outbound
+    peer: str
+    can_edit: bool = True
+    # trio.current_time() of the last frame or pong; written by the connection's tasks.
+    last_seen: float = 0.0
+    # Awareness client ids this connection has published; removed when it leaves.
+    awareness_ids: set[int] = attrs.Factory(set)

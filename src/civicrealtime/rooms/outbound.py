@@ -1,0 +1,94 @@
+"""One connection's outbound queue: the room pushes without waiting, the writer drains.
+
+The queue is bounded by count, not by the channel: the channel itself is unbounded so that
+a close request always fits behind the frames already queued. A push into a full queue
+closes the connection with 1013 (try again later) instead of dropping the frame: the
+client reconnects and resyncs, so nothing is silently lost and the room never waits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import trio
+
+from ..protocol import CloseCode, close_reason
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class CloseRequest:
+    code: int
+    reason: str
+
+
+_FLUSH_THEN_CLOSE = object()
+
+
+class Outbound:
+    __slots__ = (
+        "_abort",
+        "_capacity",
+        "_flushing",
+        "_pending",
+        "_receive",
+        "_send",
+        "close_request",
+    )
+
+    def __init__(self, capacity: int) -> None:
+        self._send, self._receive = trio.open_memory_channel[object](math.inf)
+        self._capacity = capacity
+        self._pending = 0
+        self.close_request: CloseRequest | None = None
+        # Set by the connection: cancels its tasks so that the socket is closed now.
+        self._abort: trio.CancelScope | None = None
+        self._flushing = False
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    @property
+    def closing(self) -> bool:
+        return self.close_request is not None
+
+    def bind(self, scope: trio.CancelScope) -> None:
+        self._abort = scope
+        if self.close_request is not None and self._abort is not None and not self._flushing:
+            scope.cancel()
+
+    def push(self, frame: bytes | str) -> bool:
+        """Queue a frame; False if the connection is closing (or was just closed by this)."""
+        if self.close_request is not None:
+            return False
+        if self._pending >= self._capacity:
+            self.close(
+                CloseCode.TRY_AGAIN_LATER,
+                close_reason("SLOW_CONSUMER"),
+                flush=False,
+            )
+            return False
+        self._pending += 1
+        self._send.send_nowait(frame)
+        return True
+
+    def close(self, code: int, reason: str, *, flush: bool) -> None:
+        """Ask the connection to close: after the queued frames, or at once."""
+        if self.close_request is not None:
+            return
+        self.close_request = CloseRequest(code=code, reason=reason)
+        if flush:
+            self._flushing = True
+            self._send.send_nowait(_FLUSH_THEN_CLOSE)
+        elif self._abort is not None:
+            self._abort.cancel()
+
+    async def next_frame(self) -> bytes | str | None:
+        """The next frame to write, or None when the connection must now close."""
+        item = await self._receive.receive()
+        if item is _FLUSH_THEN_CLOSE:
+            return None
+        self._pending -= 1
+        assert isinstance(item, bytes | str)
+        return item

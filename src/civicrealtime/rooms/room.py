@@ -1,0 +1,274 @@
+"""A room actor: one mailbox loop, the only code that touches its document and awareness.
+
+Connection tasks send `Join`, `Leave` and `FromClient` messages; the room answers by
+pushing frames into members' outbound queues, never waiting on a socket. Timers (grace
+period before eviction, the stale-connection sweep) are cancel scopes in the room's own
+nursery. The manager supervises the room: an exception here closes this room's members
+with 4500 and touches nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from pycrdt import Doc, TransactionEvent
+
+from ..config import RealtimeConfig
+from ..protocol import (
+    AwarenessReceived,
+    AwarenessStates,
+    CloseCode,
+    InvalidUpdate,
+    QueryAwarenessReceived,
+    SyncStep1Received,
+    UpdateReceived,
+    apply_update,
+    close_reason,
+    diff_update,
+)
+from ..protocol import control as control_frames
+from ..protocol.messages import (
+    encode_awareness,
+    encode_sync_step1,
+    encode_sync_step2,
+    encode_sync_update,
+)
+from .hooks import RoomHooks
+from .member import Member
+from .messages import FromClient, Join, Leave, RoomMessage
+
+log = logging.getLogger("civicrealtime.room")
+
+EMPTY_UPDATE = b"\x00\x00"
+
+
+class Room:
+    def __init__(
+        self,
+        *,
+        key: str,
+        config: RealtimeConfig,
+        hooks: RoomHooks,
+        mailbox: trio.MemoryReceiveChannel[RoomMessage],
+        on_empty: Callable[[Room], None],
+        on_join: Callable[[Room], None],
+    ) -> None:
+        self.key = key
+        self._config = config
+        self._hooks = hooks
+        self._mailbox = mailbox
+        self._on_empty = on_empty
+        self._on_join = on_join
+        self.doc: Doc[Any] = Doc()
+        self.awareness = AwarenessStates()
+        self.members: dict[int, Member] = {}
+        self._applied: list[bytes] = []
+        self._subscription = self.doc.observe(self._collect)
+        self._grace_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._stop_scope = trio.CancelScope()
+        self.stopping_reason: CloseRequestReason | None = None
+        self.updates_applied = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Load, then serve the mailbox until stopped; retire (persist) on the way out.
+
+        Errors propagate to the manager's supervisor. A stop request (eviction, shutdown)
+        ends the loop; the retiring hook then runs shielded under the shutdown deadline.
+        """
+        started = time.perf_counter()
+        for update in await self._hooks.load(self.key):
+            apply_update(self.doc, update)
+        self._applied.clear()
+        log.info(
+            "room.created room=%s load_ms=%.1f",
+            self.key,
+            (time.perf_counter() - started) * 1000,
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                # The first joiner holds a pending join; should it never arrive, the room
+                # must still go away, so the grace period starts now.
+                self._arm_grace()
+                if self._config.connection_cleanup.enabled:
+                    nursery.start_soon(self._sweep_stale)
+                with self._stop_scope:
+                    async for message in self._mailbox:
+                        self._handle(message)
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(self._config.shutdown_timeout):
+                await self._hooks.retiring(self.key, self.doc)
+
+    def stop(self, reason: CloseRequestReason) -> None:
+        """Stop serving: close members with the reason's code, then leave the loop."""
+        if self.stopping_reason is not None:
+            return
+        self.stopping_reason = reason
+        for member in list(self.members.values()):
+            self._send_error(member, reason.error_code, reason.message)
+            member.outbound.close(reason.close_code, reason.close_reason, flush=True)
+        self._stop_scope.cancel()
+
+    def abort_members(self, reason: CloseRequestReason) -> None:
+        """After a crash: tell every member and close them; no other state is trusted."""
+        for member in list(self.members.values()):
+            self._send_error(member, reason.error_code, reason.message)
+            member.outbound.close(reason.close_code, reason.close_reason, flush=True)
+
+    # -- the mailbox -------------------------------------------------------------------------
+
+    def _handle(self, message: RoomMessage) -> None:
+        match message:
+            case FromClient(member=member, event=event):
+                if member.conn_id in self.members:
+                    self._on_client_event(member, event)
+            case Join(member=member):
+                self._join(member)
+            case Leave(member=member):
+                self._leave(member)
+
+    def _join(self, member: Member) -> None:
+        self.members[member.conn_id] = member
+        self._cancel_grace()
+        self._on_join(self)
+        out = member.outbound
+        if self._config.protocol.control_frames:
+            out.push(control_frames.connection_ack(self.key, member.client_id))
+        out.push(encode_sync_step1(self.doc.get_state()))
+        out.push(encode_sync_step2(self.doc.get_update()))
+        everyone = self.awareness.encode_all()
+        if everyone is not None:
+            out.push(encode_awareness(everyone))
+
+    def _leave(self, member: Member) -> None:
+        if self.members.pop(member.conn_id, None) is None:
+            return
+        removal = self.awareness.remove(member.awareness_ids)
+        if removal is not None:
+            self._broadcast(encode_awareness(removal), exclude=None)
+        if not self.members:
+            self.awareness.forget_clocks()
+            self._arm_grace()
+
+    def _on_client_event(self, member: Member, event: object) -> None:
+        match event:
+            case UpdateReceived(update=update):
+                self._apply(member, update)
+            case SyncStep1Received(state_vector=sv):
+                try:
+                    member.outbound.push(encode_sync_step2(diff_update(self.doc, sv)))
+                except InvalidUpdate as exc:
+                    self._reject(member, str(exc))
+            case AwarenessReceived(entries=entries, frame=frame):
+                change = self.awareness.apply(entries)
+                member.awareness_ids.update(change.updated)
+                member.awareness_ids.difference_update(change.removed)
+                if change.changed:
+                    # To everyone, the sender included: a lone y-websocket client must hear
+                    # something within 30 s or it drops the connection and reconnects.
+                    self._broadcast(frame, exclude=None)
+            case QueryAwarenessReceived():
+                everyone = self.awareness.encode_all()
+                if everyone is not None:
+                    member.outbound.push(encode_awareness(everyone))
+
+    def _apply(self, member: Member, update: bytes) -> None:
+        try:
+            apply_update(self.doc, update)
+        except InvalidUpdate as exc:
+            self._applied.clear()
+            self._reject(member, str(exc))
+            return
+        # The observer collected what the transaction actually changed: duplicates and
+        # empty step 2 answers change nothing and are not relayed.
+        for applied in self._applied:
+            if applied == EMPTY_UPDATE:
+                continue
+            self.updates_applied += 1
+            self._broadcast(encode_sync_update(applied), exclude=member)
+            self._hooks.applied(self.key, applied)
+        self._applied.clear()
+
+    def _collect(self, event: TransactionEvent) -> None:
+        self._applied.append(event.update)
+
+    def _broadcast(self, frame: bytes, exclude: Member | None) -> None:
+        # One encoding, the same bytes object queued for every member.
+        for member in list(self.members.values()):
+            if member is not exclude:
+                member.outbound.push(frame)
+
+    def _reject(self, member: Member, detail: str) -> None:
+        log.info("message.invalid room=%s conn=%s detail=%s", self.key, member.conn_id, detail)
+        self._send_error(member, "INVALID_MESSAGE", "message rejected: " + detail)
+
+    def _send_error(self, member: Member, code: str, message: str) -> None:
+        if self._config.protocol.control_frames:
+            member.outbound.push(control_frames.error_frame(code, message))
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _arm_grace(self) -> None:
+        if self._nursery is None or self.stopping_reason is not None:
+            return
+        self._cancel_grace()
+        self._nursery.start_soon(self._grace_timer)
+
+    def _cancel_grace(self) -> None:
+        if self._grace_scope is not None:
+            self._grace_scope.cancel()
+            self._grace_scope = None
+
+    async def _grace_timer(self) -> None:
+        with trio.CancelScope() as scope:
+            self._grace_scope = scope
+            await trio.sleep(self._config.rooms.grace_seconds)
+            if self._grace_scope is scope and not self.members:
+                self._on_empty(self)
+
+    async def _sweep_stale(self) -> None:
+        """Close members that sent nothing (not even a pong) for `stale_threshold`."""
+        cleanup = self._config.connection_cleanup
+        while True:
+            await trio.sleep(cleanup.check_interval)
+            deadline = trio.current_time() - cleanup.stale_threshold
+            for member in list(self.members.values()):
+                if member.last_seen < deadline:
+                    log.info("connection.stale room=%s conn=%s", self.key, member.conn_id)
+                    member.outbound.close(
+                        CloseCode.GOING_AWAY, close_reason("STALE_CONNECTION"), flush=False
+                    )
+
+
+class CloseRequestReason:
+    """Why a room closes its members: the error frame and the close frame they get."""
+
+    __slots__ = ("close_code", "close_reason", "error_code", "message")
+
+    def __init__(self, *, close_code: int, error_code: str, message: str) -> None:
+        self.close_code = close_code
+        self.error_code = error_code
+        self.message = message
+        self.close_reason = close_reason(error_code)
+
+
+SHUTDOWN = CloseRequestReason(
+    close_code=CloseCode.SHUTTING_DOWN,
+    error_code="SERVER_SHUTTING_DOWN",
+    message="server restarting",
+)
+EVICTED = CloseRequestReason(
+    close_code=CloseCode.TRY_AGAIN_LATER, error_code="ROOM_EVICTED", message="room evicted"
+)
+CRASHED = CloseRequestReason(
+    close_code=CloseCode.ROOM_FAILED, error_code="UNKNOWN_ERROR", message="room failed; reconnect"
+)

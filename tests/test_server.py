@@ -1,0 +1,279 @@
+"""The real server on an ephemeral loopback port, with real WebSocket clients."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pycrdt import Doc, Map, Text
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+
+from civicrealtime.protocol import messages
+from civicrealtime.protocol.closecodes import CloseCode
+
+from .conftest import RunningServer, StartServer, make_config
+from .polling import eventually
+from .ydoc_client import YClient, state_vector
+
+
+def _type_text(doc: Doc, text: str, name: str = "t") -> None:
+    doc.get(name, type=Text).insert(len(str(doc.get(name, type=Text))), text)
+
+
+async def test_join_sends_ack_then_step1_step2_then_awareness(server: RunningServer) -> None:
+    first = await server.client()
+    await first.wait_for(lambda: len(first.binary) >= 2)
+    assert first.text_frames[0]["event"] == "connection.ack"
+    assert first.text_frames[0]["roomId"] == "records:abc"
+    assert first.text_frames[0]["clientId"].startswith("client_")
+    assert isinstance(first.binary[0], messages.SyncStep1)
+    assert isinstance(first.binary[1], messages.SyncStep2)
+    await first.set_awareness(7, {"user": {"name": "ada"}})
+    await first.wait_for(lambda: 7 in first.awareness)
+
+    second = await server.client()
+    await second.wait_for(lambda: len(second.binary) >= 3)
+    kinds = [type(m) for m in second.binary[:3]]
+    assert kinds == [messages.SyncStep1, messages.SyncStep2, messages.AwarenessMessage]
+    assert second.awareness == {7: {"user": {"name": "ada"}}}
+
+
+async def test_raw_handshake_order_is_text_ack_first(server: RunningServer) -> None:
+    async with open_websocket_url(server.url("order")) as ws:
+        frames = [await ws.get_message() for _ in range(3)]
+    assert isinstance(frames[0], str)
+    assert json.loads(frames[0])["event"] == "connection.ack"
+    assert frames[1] == b"\x00\x00\x01\x00"  # step 1 of an empty doc: state vector [0]
+    assert frames[2] == b"\x00\x01\x02\x00\x00"  # step 2 of an empty doc
+
+
+async def test_late_joiner_gets_document_and_updates_fan_out(server: RunningServer) -> None:
+    a = await server.client()
+    b = await server.client()
+    await a.wait_for(lambda: len(a.binary) >= 2)
+    await b.wait_for(lambda: len(b.binary) >= 2)
+    await a.edit(lambda d: _type_text(d, "hello "))
+    await b.edit(lambda d: d.get("m", type=Map).__setitem__("k", 1))
+    await a.wait_for(lambda: a.doc.get("m", type=Map).get("k") == 1)
+    await b.wait_for(lambda: b.text("t") == "hello ")
+    c = await server.client()
+    await c.wait_for(lambda: c.text("t") == "hello " and c.doc.get("m", type=Map).get("k") == 1)
+    assert state_vector(a.doc) == state_vector(b.doc) == state_vector(c.doc)
+
+
+async def test_update_is_never_echoed_to_its_sender(server: RunningServer) -> None:
+    a = await server.client()
+    b = await server.client()
+    await a.wait_for(lambda: len(a.binary) >= 2)
+    await b.wait_for(lambda: len(b.binary) >= 2)
+    before = a.updates_received
+    await a.edit(lambda d: _type_text(d, "x"))
+    await b.wait_for(lambda: b.text("t") == "x")
+    # b answers with its own edit; a must see exactly that one update, not its own echo
+    await b.edit(lambda d: _type_text(d, "y"))
+    await a.wait_for(lambda: a.text("t") == "xy")
+    assert a.updates_received == before + 1
+
+
+async def test_client_step1_is_answered_with_the_missing_diff(server: RunningServer) -> None:
+    a = await server.client()
+    await a.wait_for(lambda: len(a.binary) >= 2)
+    await a.edit(lambda d: _type_text(d, "abc"))
+    offline = Doc()
+    b = await server.client(doc=offline)
+    await b.wait_for(lambda: b.text("t") == "abc")
+    steps2 = sum(isinstance(m, messages.SyncStep2) for m in b.binary)
+    await b.send_step1()
+    await b.wait_for(lambda: sum(isinstance(m, messages.SyncStep2) for m in b.binary) > steps2)
+    assert b.text("t") == "abc"
+
+
+async def test_duplicate_and_empty_updates_are_not_relayed(server: RunningServer) -> None:
+    a = await server.client()
+    b = await server.client()
+    await a.wait_for(lambda: len(a.binary) >= 2)
+    await b.wait_for(lambda: len(b.binary) >= 2)
+    await a.edit(lambda d: _type_text(d, "once"))
+    await b.wait_for(lambda: b.text("t") == "once")
+    received = b.updates_received
+    await a.ws.send_message(messages.encode_sync_update(a.doc.get_update()))  # duplicate
+    await a.send_step2(a.doc.get_state())  # empty step 2, as y-websocket sends it
+    await a.edit(lambda d: _type_text(d, "!"))  # a real change, to know the others passed
+    await b.wait_for(lambda: b.text("t") == "once!")
+    assert b.updates_received == received + 1
+
+
+async def test_awareness_reaches_everyone_including_sender(server: RunningServer) -> None:
+    lone = await server.client("presence")
+    await lone.set_awareness(11, {"user": {"name": "lone"}})
+    await lone.wait_for(lambda: lone.awareness.get(11) == {"user": {"name": "lone"}})
+    other = await server.client("presence")
+    await other.wait_for(lambda: 11 in other.awareness)
+    await other.set_awareness(12, {"cursor": 3})
+    await lone.wait_for(lambda: 12 in lone.awareness)
+    await other.wait_for(lambda: 12 in other.awareness)
+
+
+@pytest.mark.parametrize("abrupt", [False, True], ids=["clean-leave", "abrupt-drop"])
+async def test_awareness_removed_when_connection_ends(server: RunningServer, abrupt: bool) -> None:
+    watcher = await server.client("ghosts")
+    leaver = await server.client("ghosts")
+    await leaver.set_awareness(21, {"user": {"name": "leaving"}})
+    await watcher.wait_for(lambda: 21 in watcher.awareness)
+    if abrupt:
+        await leaver.ws._stream.aclose()  # TCP gone, no closing handshake
+    else:
+        await leaver.ws.aclose()
+    await watcher.wait_for(lambda: 21 not in watcher.awareness, within=2)
+
+
+async def test_frames_sent_before_the_handshake_completes_are_applied(
+    server: RunningServer,
+) -> None:
+    reader = await server.client("early")
+    await reader.wait_for(lambda: len(reader.binary) >= 2)
+    doc = Doc()
+    doc.get("t", type=Text).insert(0, "early bird")
+    # Send at once, before reading anything: nothing may be dropped during setup.
+    early = await server.client("early", doc=doc, read=False)
+    await early.ws.send_message(messages.encode_sync_step1(doc.get_state()))
+    await early.ws.send_message(messages.encode_sync_update(doc.get_update()))
+    await early.set_awareness(31, {"early": True})
+    await reader.wait_for(lambda: reader.text("t") == "early bird" and 31 in reader.awareness)
+
+
+async def test_ping_gets_pong(server: RunningServer) -> None:
+    c = await server.client()
+    await c.ws.send_message('{"type":"ping"}')
+    await c.wait_for(lambda: any(f.get("type") == "pong" for f in c.text_frames))
+    pong = next(f for f in c.text_frames if f.get("type") == "pong")
+    assert list(pong) == ["type", "timestamp"]
+    assert isinstance(pong["timestamp"], int)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"\x00",
+        b"\x00\x02",
+        b"\x00\x02\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        b"\x00\x02\x05\xff\xff\xff\xff\x0f",  # update claiming ~2**32 clients
+        b"\x00\x09\x00",
+        b"\x01\x03\x01\x01\x01",  # awareness truncated
+        b"\x07",
+        "not json",
+        '{"type": 3}',
+    ],
+)
+async def test_garbage_is_answered_and_the_connection_carries_on(
+    server: RunningServer, frame: bytes | str
+) -> None:
+    victim = await server.client("garbage")
+    bystander = await server.client("garbage")
+    await victim.wait_for(lambda: len(victim.binary) >= 2)
+    await victim.ws.send_message(frame)
+    await victim.wait_for(lambda: bool(victim.events("error")))
+    assert victim.events("error")[0]["error"]["code"] == "INVALID_MESSAGE"
+    await victim.edit(lambda d: _type_text(d, "still here"))
+    await bystander.wait_for(lambda: bystander.text("t") == "still here")
+    assert victim.closed is None
+
+
+async def test_update_rejected_by_pycrdt_is_not_applied_or_relayed(
+    server: RunningServer,
+) -> None:
+    a = await server.client("bad-update")
+    b = await server.client("bad-update")
+    await b.wait_for(lambda: len(b.binary) >= 2)
+    good = Doc()
+    good.get("t", type=Text).insert(0, "good")
+    update = bytearray(good.get_update())
+    update[-3] ^= 0xFF  # corrupt the content, keep the header plausible
+    await a.ws.send_message(messages.encode_sync_update(bytes(update)))
+    await a.wait_for(lambda: bool(a.events("error")))
+    await a.edit(lambda d: _type_text(d, "ok"))
+    await b.wait_for(lambda: b.text("t") == "ok")
+    room = server.service.rooms.get("records:bad-update")
+    assert room is not None
+    assert str(room.room.doc.get("t", type=Text)) == "ok"
+
+
+async def test_path_outside_prefix_is_refused_with_404(server: RunningServer) -> None:
+    with pytest.raises(ConnectionRejected) as info:
+        async with open_websocket_url(f"ws://127.0.0.1:{server.port}/elsewhere/records/a"):
+            pass
+    assert info.value.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("target", "code", "error"),
+    [
+        ("/realtime/devices/a", CloseCode.NOT_FOUND, "ROOM_TYPE_NOT_REGISTERED"),
+        ("/realtime/records/a%2Fb", CloseCode.INVALID_ROOM, "INVALID_ROOM"),
+        ("/realtime/records/" + "x" * 256, CloseCode.INVALID_ROOM, "INVALID_ROOM"),
+        ("/realtime/records/%07bell", CloseCode.INVALID_ROOM, "INVALID_ROOM"),
+        ("/realtime/records", CloseCode.INVALID_ROOM, "INVALID_ROOM"),
+    ],
+)
+async def test_bad_rooms_get_an_error_frame_then_a_close_code(
+    server: RunningServer, target: str, code: int, error: str
+) -> None:
+    async with open_websocket_url(f"ws://127.0.0.1:{server.port}{target}") as ws:
+        frame = await ws.get_message()
+        assert json.loads(frame)["error"]["code"] == error
+        with pytest.raises(ConnectionClosed) as info:
+            await ws.get_message()
+    assert info.value.reason.code == code
+    assert json.loads(info.value.reason.reason) == {"code": error}
+
+
+async def test_first_offered_subprotocol_is_echoed(server: RunningServer) -> None:
+    async with open_websocket_url(server.url(), subprotocols=["auth.tok123", "other"]) as ws:
+        assert ws.subprotocol == "auth.tok123"
+
+
+async def test_record_alias_and_percent_decoding_share_one_room(server: RunningServer) -> None:
+    a = await YClient.connect(server.nursery, server.url("%C3%A9t%C3%A9", room_type="record"))
+    b = await YClient.connect(server.nursery, server.url("%c3%a9t%C3%A9"))
+    await a.wait_for(lambda: bool(a.text_frames))
+    await b.wait_for(lambda: bool(b.text_frames))
+    assert a.text_frames[0]["roomId"] == b.text_frames[0]["roomId"] == "records:été"
+
+
+async def test_control_frames_can_be_switched_off(start_server: StartServer) -> None:
+    running = await start_server(make_config(protocol={"control_frames": False}))
+    c = await running.client()
+    await c.wait_for(lambda: len(c.binary) >= 2)
+    await c.ws.send_message(b"\x07")
+    await c.ws.send_message('{"type":"ping"}')
+    await c.wait_for(lambda: bool(c.text_frames))
+    assert c.text_frames == [c.text_frames[0]]
+    assert c.text_frames[0]["type"] == "pong"  # the reply the client asked for stays
+
+
+async def test_connection_limit_per_user(start_server: StartServer) -> None:
+    running = await start_server(make_config(rate_limiting={"connections_per_user": 2}))
+    kept = [await running.client(token="zoe") for _ in range(2)]
+    for c in kept:
+        await c.wait_for(lambda c=c: len(c.binary) >= 2)
+    refused = await running.client(token="zoe")
+    await refused.wait_for(lambda: refused.closed is not None)
+    assert refused.closed is not None
+    assert refused.closed[0] == CloseCode.LIMIT_EXCEEDED
+    assert refused.events("error")[0]["error"]["code"] == "CONNECTION_LIMIT_EXCEEDED"
+    await kept[0].ws.aclose()
+    limits = running.service.server.limits
+    await eventually(lambda: limits.count_user("zoe") == 1)
+    again = await running.client(token="zoe")
+    await again.wait_for(lambda: len(again.binary) >= 2)
+
+
+async def test_connect_disconnect_cycles_leave_no_counts(server: RunningServer) -> None:
+    for i in range(100):
+        async with open_websocket_url(server.url(f"cycle{i % 5}")) as ws:
+            if i % 2:
+                await ws.get_message()  # half of them close during or right after setup
+    limits = server.service.server.limits
+    await eventually(lambda: not limits.tracked and not server.service.server.connections)
+    assert limits.tracked == 0
