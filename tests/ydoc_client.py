@@ -15,12 +15,12 @@ from pycrdt import Doc, Text, TransactionEvent
 from trio_websocket import ConnectionClosed, WebSocketConnection, connect_websocket_url
 
 from civicrealtime.protocol import messages
-from civicrealtime.protocol.varint import Reader
 from civicrealtime.protocol.awareness import (
     AwarenessEntry,
     decode_awareness_update,
     encode_awareness_update,
 )
+from civicrealtime.protocol.varint import Reader
 
 
 def state_vector(doc: Doc) -> dict[int, int]:

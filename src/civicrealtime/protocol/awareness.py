@@ -101,7 +101,9 @@ class AwarenessStates:
         updated: set[int] = set()
         removed: set[int] = set()
         for entry in entries:
-            current = self._clocks.get(entry.client_id, -1)
+            # An unknown client counts as clock 0, as in y-protocols: a first state at
+            # clock 0 is ignored there, so we must not relay or count it either.
+            current = self._clocks.get(entry.client_id, 0)
             is_removal = entry.state == _NULL
             if entry.clock > current or (
                 entry.clock == current and is_removal and entry.client_id in self._states
