@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from civicrealtime.app import RealtimeService
-from civicrealtime.auth import DevelopmentAuthenticator
+from civicrealtime.auth import Authenticator, DevelopmentAuthenticator
 from civicrealtime.config import RealtimeConfig, structure
 from civicrealtime.rooms import RoomTypeRegistry
 
@@ -53,11 +53,13 @@ async def start_server(nursery: trio.Nursery) -> AsyncIterator[StartServer]:
     services: list[RealtimeService] = []
 
     async def start(
-        config: RealtimeConfig | None = None, room_types: RoomTypeRegistry | None = None
+        config: RealtimeConfig | None = None,
+        room_types: RoomTypeRegistry | None = None,
+        authenticator: Authenticator | None = None,
     ) -> RunningServer:
         service = RealtimeService(
             config or make_config(),
-            authenticator=DevelopmentAuthenticator(),
+            authenticator=authenticator or DevelopmentAuthenticator(),
             room_types=room_types,
         )
         port = await nursery.start(service.run)

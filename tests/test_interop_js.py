@@ -7,6 +7,7 @@ each scenario checks). Needs Node.js and `npm ci --prefix tests/js`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from civicrealtime.auth.minting import mint_token
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 SCRIPT = JS_DIR / "interop.mjs"
@@ -43,15 +46,26 @@ CONFIG_TEMPLATE = """\
 host: 127.0.0.1
 port: {port}
 auth:
-  mode: development   # any connection is accepted; the token becomes the user id
+  mode: jwt   # real HS256 verification; the secret comes from $CIVICREALTIME_JWT_SECRET
 rooms:
   cleanup_timeout: 5
-rate_limiting:
-  # The scenarios send bursts of edits on purpose; message throttling is not under test here.
-  messages_per_second: 10000
 logging:
   level: debug
 """
+
+
+# The secret the daemon verifies with; each scenario's users get a token signed with it.
+JWT_SECRET = "interop-" + "x" * 40
+USERS = ("alice", "bob", "carol", "dave", "probe", "lonely")
+
+
+def _tokens() -> str:
+    return json.dumps(
+        {
+            user: mint_token(JWT_SECRET.encode(), user=user, role="editor", rooms=("records:*",))
+            for user in USERS
+        }
+    )
 
 
 def _free_port() -> int:
@@ -90,6 +104,7 @@ class Daemon:
 
     def start(self) -> None:
         env = dict(os.environ)
+        env["CIVICREALTIME_JWT_SECRET"] = JWT_SECRET
         # Host and port come from the config file only.
         for var in ("CIVICREALTIME_HOST", "CIVICREALTIME_PORT", "CIVICREALTIME_CONFIG"):
             env.pop(var, None)
@@ -181,6 +196,7 @@ def _run_scenario(daemon: Daemon, scenario: str) -> subprocess.CompletedProcess[
             timeout=SCENARIO_TIMEOUT,
             check=False,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, "INTEROP_TOKENS": _tokens()},
         )
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""

@@ -9,11 +9,18 @@ it.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
 
 import trio
 
 from .auth import Authenticator, DevelopmentAuthenticator
-from .auth.base import AuthRejected, Identity, UpgradeRequest
+from .auth.introspection import Introspector
+from .auth.keys import JwksFile, JwksUrl, KeyError_, KeyProvider, StaticKey
+from .auth.revocation import Revocations
+from .auth.secrets import SecretError, resolve_secret
+from .auth.token_auth import TokenAuthenticator
 from .config import RealtimeConfig
 from .protocol import close_reason
 from .protocol.closecodes import CloseCode
@@ -23,21 +30,62 @@ from .server import RealtimeServer
 log = logging.getLogger("civicrealtime")
 
 
-class RefuseAll:
-    """`auth.mode: jwt` with no verifier configured: nobody gets in, and the log says why."""
-
-    async def authenticate(self, request: UpgradeRequest) -> Identity:
-        raise AuthRejected("AUTH_FAILED", "no token verifier is configured for auth.mode jwt")
+class AuthSetupError(Exception):
+    """The configured credentials cannot be used (missing file, bad key, short secret)."""
 
 
-def build_authenticator(config: RealtimeConfig) -> Authenticator:
-    if config.auth.mode == "development":
+def build_authenticator(
+    config: RealtimeConfig,
+    revocations: Revocations,
+    environ: Mapping[str, str] | None = None,
+) -> Authenticator:
+    """The authenticator the configuration asks for; raises AuthSetupError."""
+    auth = config.auth
+    if auth.mode == "development":
         log.warning(
             "auth.development_mode: every connection is accepted without verification; "
             "never expose this daemon like this"
         )
         return DevelopmentAuthenticator()
-    return RefuseAll()
+    secret: bytes | None = None
+    keys: KeyProvider | None = None
+    try:
+        if auth.public_key_file:
+            keys = StaticKey(Path(auth.public_key_file))
+        elif auth.jwks_file:
+            keys = JwksFile(Path(auth.jwks_file))
+        elif auth.jwks_url:
+            keys = JwksUrl(
+                auth.jwks_url, cache_seconds=auth.jwks_cache_seconds, timeout=auth.fetch_timeout
+            )
+        else:
+            found = resolve_secret(
+                auth.secret_file,
+                Path(config.data_dir),
+                os.environ if environ is None else environ,
+                create=True,
+            )
+            secret = found.value
+            if found.created:
+                log.warning("auth.secret_created path=%s mode=0600", found.source)
+            else:
+                log.info("auth.secret source=%s", found.source)
+    except (KeyError_, SecretError) as exc:
+        raise AuthSetupError(str(exc)) from None
+    introspector = None
+    if auth.introspection_url:
+        introspector = Introspector(
+            auth.introspection_url,
+            cache_seconds=auth.introspection_cache_seconds,
+            timeout=auth.fetch_timeout,
+        )
+    return TokenAuthenticator(
+        auth,
+        hmac_secret=secret,
+        keys=keys,
+        introspector=introspector,
+        revocations=revocations,
+    )
 
 
 class RealtimeService:
@@ -51,13 +99,15 @@ class RealtimeService:
         self.config = config
         self.room_types = room_types if room_types is not None else default_room_types()
         self.rooms = RoomManager(config, self.room_types)
+        self.revocations = Revocations()
+        if authenticator is None:
+            authenticator = build_authenticator(config, self.revocations)
         self.server = RealtimeServer(
             config=config,
             rooms=self.rooms,
             room_types=self.room_types,
-            authenticator=authenticator
-            if authenticator is not None
-            else build_authenticator(config),
+            authenticator=authenticator,
+            revocations=self.revocations,
         )
         self._shutdown = trio.Event()
         self.stopped = trio.Event()

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 
 from . import config as config_module
-from .app import RealtimeService
+from .app import AuthSetupError, RealtimeService
+from .auth.minting import mint_token
+from .auth.secrets import SecretError, resolve_secret
 from .config import ConfigError, LoadedConfig
 from .logs import configure
 
@@ -37,6 +41,29 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate a configuration file and print the effective settings"
     )
     check.add_argument("path", nargs="?", help="file to check (default: as for serve)")
+    token = commands.add_parser(
+        "token",
+        help="mint a development token signed with the configured HMAC secret",
+        description="Print a JWT for the given user, signed with the daemon's HMAC secret "
+        "($CIVICREALTIME_JWT_SECRET, auth.secret_file, or the generated "
+        "<data_dir>/jwt-secret, created if missing).",
+    )
+    token.add_argument("--user", required=True, help="user id (the `sub` claim)")
+    token.add_argument("--name", help="display name")
+    token.add_argument("--role", help="role, mapped to permissions by auth.roles")
+    token.add_argument(
+        "--room",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="restrict to rooms matching PATTERN (records:abc, records:*); repeatable",
+    )
+    token.add_argument(
+        "--permission", action="append", default=[], help="extra permission; repeatable"
+    )
+    token.add_argument(
+        "--ttl", type=int, default=3600, help="seconds until it expires (default 3600)"
+    )
     return parser
 
 
@@ -48,7 +75,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.path or args.config)
+    if args.command == "token":
+        return _token(args)
     return _serve(args.config)
+
+
+def _token(args: argparse.Namespace) -> int:
+    try:
+        loaded = _load(args.config)
+        auth = loaded.config.auth
+        if auth.public_keys_configured:
+            print(
+                "this daemon verifies tokens with public keys; mint them where the "
+                "private key lives",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        secret = resolve_secret(
+            auth.secret_file, Path(loaded.config.data_dir), os.environ, create=True
+        )
+    except (ConfigError, SecretError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    if secret.created:
+        print(f"created a new secret in {secret.source} (mode 0600)", file=sys.stderr)
+    algorithm = next(a for a in auth.effective_algorithms if a.startswith("HS"))
+    print(
+        mint_token(
+            secret.value,
+            user=args.user,
+            role=args.role,
+            name=args.name,
+            rooms=tuple(args.room),
+            permissions=tuple(args.permission),
+            ttl_seconds=args.ttl,
+            algorithm=algorithm,
+        )
+    )
+    return 0
 
 
 def _check_config(path: str | None) -> int:
@@ -83,7 +147,12 @@ def _serve(path: str | None) -> int:
         log.info("server.disabled enabled=false in %s; exiting", loaded.source)
         return 0
     try:
-        trio.run(_run_daemon, RealtimeService(loaded.config))
+        service = RealtimeService(loaded.config)
+    except AuthSetupError as exc:
+        log.error("auth.invalid %s", exc)  # noqa: TRY400 - a configuration problem, not a bug
+        return EXIT_CONFIG
+    try:
+        trio.run(_run_daemon, service)
     except OSError as exc:
         failure: OSError | None = exc
     else:

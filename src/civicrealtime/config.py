@@ -11,6 +11,7 @@ be nested under `realtime:` as in the seed, or written at the top level.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -68,6 +69,10 @@ class RoomsConfig:
     grace_period_ms: int | None = attrs.field(default=None, validator=_at_least(0))
     # Bound of each room actor's mailbox; a full mailbox slows its senders down.
     mailbox_size: int = attrs.field(default=1024, validator=_at_least(1))
+    # Document size (bytes of encoded state, estimated): above the first, a warning; above
+    # the second, updates that would grow it are refused with an error frame.
+    document_warn_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=_at_least(1))
+    max_document_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_at_least(1))
 
     @property
     def grace_seconds(self) -> float:
@@ -86,9 +91,29 @@ class SnapshotsConfig:
 
 @attrs.frozen(kw_only=True)
 class RateLimitingConfig:
-    messages_per_second: float = attrs.field(default=10.0, validator=_at_least(1))
+    # Sustained frames per second per connection (pings excluded). A typist makes about
+    # two frames per keystroke; the original's 10 slowed fast typists down.
+    messages_per_second: float = attrs.field(default=40.0, validator=_at_least(1))
+    # Frames a connection may send at once above the sustained rate (paste, reconnect).
+    burst: int = attrs.field(default=200, validator=_at_least(1))
+    # Seconds a connection may keep flooding (being slowed down) before it is closed 4013.
+    flood_close_after: float = attrs.field(default=10.0, validator=_positive)
     connections_per_ip: int = attrs.field(default=100, validator=_at_least(1))
     connections_per_user: int = attrs.field(default=10, validator=_at_least(1))
+    # Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed.
+    trusted_proxies: tuple[str, ...] = attrs.field(default=())
+
+    @trusted_proxies.validator
+    def _check_proxies(
+        self, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]
+    ) -> None:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise FieldError(
+                    attribute.name, f"IP addresses or CIDR ranges, not {entry!r}"
+                ) from None
 
 
 @attrs.frozen(kw_only=True)
@@ -122,11 +147,78 @@ class ProtocolConfig:
     control_frames: bool = True
 
 
+# Mirrors CivicPress's roles: staff who write records may edit, the public may read.
+DEFAULT_ROLES: dict[str, tuple[str, ...]] = {
+    "admin": ("records:view", "records:edit"),
+    "clerk": ("records:view", "records:edit"),
+    "editor": ("records:view", "records:edit"),
+    "public": ("records:view",),
+}
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+PUBLIC_KEY_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
 @attrs.frozen(kw_only=True)
 class AuthConfig:
     # "jwt": signed tokens (the default). "development": anyone may connect; the token,
     # if any, is taken as the user id. Never use development mode on a shared network.
     mode: Literal["jwt", "development"] = "jwt"
+    # Accepted signature algorithms. Empty: HS256 with a shared secret, or RS256, ES256
+    # and EdDSA when a public key source is configured. "none" is never accepted.
+    algorithms: tuple[str, ...] = ()
+    # HMAC secret file; $CIVICREALTIME_JWT_SECRET wins over it. With neither, the daemon
+    # creates a random secret in .system-data/jwt-secret (mode 0600) and says so.
+    secret_file: str | None = None
+    # Public keys: a PEM file, a JWKS file or a JWKS URL (fetched with a timeout, cached,
+    # refreshed when a token names an unknown key id).
+    public_key_file: str | None = None
+    jwks_file: str | None = None
+    jwks_url: str | None = None
+    jwks_cache_seconds: float = attrs.field(default=300.0, validator=_positive)
+    fetch_timeout: float = attrs.field(default=5.0, validator=_positive)
+    # Seconds of clock skew tolerated on exp, nbf and iat.
+    leeway: float = attrs.field(default=30.0, validator=_at_least(0))
+    issuer: str | None = None
+    audience: str | None = None
+    # Deprecated `?token=` in the URL (it ends up in proxy logs). Off unless set.
+    allow_query_token: bool = False
+    # Opaque session tokens (not JWTs) are sent to this URL to learn the user.
+    introspection_url: str | None = None
+    introspection_cache_seconds: float = attrs.field(default=60.0, validator=_at_least(0))
+    # Permissions each role grants; explicit `permissions` claims add to them.
+    roles: dict[str, tuple[str, ...]] = attrs.Factory(lambda: dict(DEFAULT_ROLES))
+    # May read-only viewers publish presence (cursor, name)?
+    viewers_publish_awareness: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        algorithms = set(self.algorithms)
+        if any(a.lower() == "none" for a in algorithms):
+            raise FieldError("algorithms", 'a list without "none" (unsigned tokens)')
+        unknown = algorithms - HMAC_ALGORITHMS - PUBLIC_KEY_ALGORITHMS
+        if unknown:
+            known = ", ".join(sorted(HMAC_ALGORITHMS | PUBLIC_KEY_ALGORITHMS))
+            raise FieldError("algorithms", f"algorithms among {known}")
+        if self.public_keys_configured and algorithms & HMAC_ALGORITHMS:
+            raise FieldError(
+                "algorithms", "no HMAC algorithm (HS*) when a public key source is configured"
+            )
+        if not self.public_keys_configured and algorithms - HMAC_ALGORITHMS:
+            raise FieldError(
+                "algorithms",
+                "HS256/HS384/HS512 only, unless public_key_file, jwks_file or jwks_url is set",
+            )
+
+    @property
+    def public_keys_configured(self) -> bool:
+        return bool(self.public_key_file or self.jwks_file or self.jwks_url)
+
+    @property
+    def effective_algorithms(self) -> tuple[str, ...]:
+        if self.algorithms:
+            return self.algorithms
+        return ("RS256", "ES256", "EdDSA") if self.public_keys_configured else ("HS256",)
 
 
 @attrs.frozen(kw_only=True)
@@ -143,6 +235,12 @@ class RealtimeConfig:
     path: str = attrs.field(default="/realtime")
     # Seconds rooms get to finish their work at shutdown before they are cancelled.
     shutdown_timeout: float = attrs.field(default=5.0, validator=_positive)
+    # Where the daemon keeps its own files (generated secret, SQLite store), relative to
+    # the working directory unless absolute.
+    data_dir: str = ".system-data"
+    # Browser origins allowed to open a WebSocket (cross-site WebSocket hijacking). Empty:
+    # any origin. An upgrade with another Origin header is refused with HTTP 403.
+    allowed_origins: tuple[str, ...] = ()
     rooms: RoomsConfig = attrs.Factory(RoomsConfig)
     snapshots: SnapshotsConfig = attrs.Factory(SnapshotsConfig)
     rate_limiting: RateLimitingConfig = attrs.Factory(RateLimitingConfig)
@@ -199,12 +297,28 @@ def _strict_str(value: object, _: type) -> str:
     return value
 
 
+def _strict_str_tuple(value: object, _: type) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise TypeError("expected a list of strings")
+    return tuple(value)
+
+
+def _strict_role_map(value: object, _: type) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, Mapping):
+        raise TypeError("expected a mapping of role names to lists of permissions")
+    return {_strict_str(k, str): _strict_str_tuple(v, tuple) for k, v in value.items()}
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     converter.register_structure_hook(int, _strict_int)
     converter.register_structure_hook(float, _strict_float)
     converter.register_structure_hook(bool, _strict_bool)
     converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _strict_str_tuple)
+    converter.register_structure_hook_func(
+        lambda t: t == dict[str, tuple[str, ...]], _strict_role_map
+    )
     return converter
 
 

@@ -6,6 +6,10 @@
 - The writer owns every send, each under `connection.send_timeout`.
 - The keepalive pings every `connection_cleanup.check_interval`; a pong counts as a sign of
   life, and the room's sweep closes members silent for `stale_threshold`.
+- When the token expires, a deadline in the connection's own nursery ends the session.
+Message rate: a token bucket per connection. A flood is slowed down first (the reader stops
+reading, so TCP pushes back and nothing is lost), warned once with a `notice` frame, and
+closed with 4013 only when it keeps flooding for `rate_limiting.flood_close_after` seconds.
 Any of the three ending ends the connection; the room is told exactly once.
 """
 
@@ -19,6 +23,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from .config import RealtimeConfig
+from .limits import TokenBucket
 from .protocol import (
     CloseCode,
     Ignored,
@@ -52,6 +57,11 @@ class Connection:
         self._config = config
         self._session = Session()
         self._invalid_reported = 0
+        limits = config.rate_limiting
+        self._bucket = TokenBucket(limits.messages_per_second, limits.burst, trio.current_time())
+        self._flooding_since: float | None = None
+        self._flood_warned = False
+        self.throttled = 0  # frames that had to wait for the bucket
 
     async def serve(self) -> None:
         """Run until the peer leaves, the room closes us, or we are cancelled.
@@ -67,6 +77,22 @@ class Connection:
                 nursery.start_soon(self._run_then_cancel, self._reader, nursery)
                 if self._config.connection_cleanup.enabled:
                     nursery.start_soon(self._keepalive)
+                if self.member.identity.expires_at is not None:
+                    nursery.start_soon(self._expire, self.member.identity.expires_at)
+
+    def end_session(self, code: str, reason: str) -> None:
+        """Close with 4001 after a `session.revoked` frame (revocation, token expiry)."""
+        outbound = self.member.outbound
+        if self._config.protocol.control_frames:
+            outbound.push(control_frames.session_revoked_frame(reason))
+        outbound.close(CloseCode.AUTH_FAILED, close_reason(code, reason=reason), flush=True)
+
+    async def _expire(self, expires_at: float) -> None:
+        await trio.sleep(max(0.0, expires_at - time.time()))
+        log.info(
+            "auth.token_expired conn=%s user=%s", self.member.conn_id, self.member.identity.user_id
+        )
+        self.end_session("TOKEN_EXPIRED", "token expired")
 
     async def leave_room(self) -> None:
         """Tell the room we are gone; shielded, so a cancelled connection still leaves."""
@@ -96,8 +122,11 @@ class Connection:
             member.last_seen = trio.current_time()
             event = self._session.receive(frame)
             if isinstance(event, PingReceived):
+                # Pings are exempt from the rate limit: they are how clients stay alive.
                 outbound.push(control_frames.pong_frame(int(time.time() * 1000)))
-            elif isinstance(event, InvalidMessage):
+                continue
+            await self._pace(control)
+            if isinstance(event, InvalidMessage):
                 self._report_invalid(event.reason, control)
             elif isinstance(event, Ignored):
                 log.debug("message.ignored conn=%s what=%s", member.conn_id, event.what)
@@ -106,6 +135,35 @@ class Connection:
                     await mailbox.send(FromClient(member=member, event=event))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return  # the room stopped; it has closed (or is closing) us
+
+    async def _pace(self, control: bool) -> None:
+        """Spend a token; when there is none, stop reading until there is (backpressure)."""
+        now = trio.current_time()
+        delay = self._bucket.take(now)
+        if delay <= 0:
+            self._flooding_since = None
+            return
+        self.throttled += 1
+        if self._flooding_since is None:
+            self._flooding_since = now
+        if not self._flood_warned:
+            self._flood_warned = True
+            log.info(
+                "rate.slowed conn=%s user=%s", self.member.conn_id, self.member.identity.user_id
+            )
+            if control:
+                self.member.outbound.push(
+                    control_frames.notice_frame("warning", "Rate limit approaching")
+                )
+        if now - self._flooding_since >= self._config.rate_limiting.flood_close_after:
+            log.info(
+                "rate.closed conn=%s user=%s", self.member.conn_id, self.member.identity.user_id
+            )
+            self.member.outbound.close(
+                CloseCode.TOO_MANY_EDITS, close_reason("RATE_LIMIT_EXCEEDED"), flush=True
+            )
+            await trio.sleep_forever()  # the writer flushes, then the nursery is cancelled
+        await trio.sleep(delay)
 
     def _report_invalid(self, reason: str, control: bool) -> None:
         self._invalid_reported += 1

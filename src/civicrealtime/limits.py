@@ -1,9 +1,10 @@
-"""Connection counters per IP and per user, released exactly once on every path."""
+"""Limits: connections per IP and per user, message rate, and who the client really is."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import attrs
@@ -52,3 +53,62 @@ class ConnectionLimits:
     @property
     def tracked(self) -> int:
         return len(self._by_ip) + len(self._by_user)
+
+
+class TokenBucket:
+    """Sustained `rate` per second with room for `burst` at once. Sans-IO: time is passed in.
+
+    `take(now)` spends one token and returns how long the caller must wait before acting on
+    that message (0 when a token was available). The caller waits by not reading its socket,
+    so a flood is slowed down by TCP backpressure and nothing is dropped.
+    """
+
+    __slots__ = ("_burst", "_rate", "_stamp", "_tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._stamp = now
+
+    def take(self, now: float) -> float:
+        elapsed = max(0.0, now - self._stamp)
+        self._stamp = max(self._stamp, now)
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        self._tokens -= 1.0
+        # Floating-point refills land a hair short of whole tokens; that is not a flood.
+        if self._tokens >= -1e-9:
+            return 0.0
+        return -self._tokens / self._rate
+
+
+def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[str]) -> str:
+    """The client's address: X-Forwarded-For is believed only from a trusted proxy.
+
+    Walk the header from the right (the hop closest to us) past trusted proxies; the first
+    untrusted address is the client. Anything unparsable stops the walk there.
+    """
+    if not trusted or forwarded_for is None:
+        return peer
+    networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+
+    def is_trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in networks)
+
+    if not is_trusted(peer):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    client = peer
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break
+        client = hop
+        if not is_trusted(hop):
+            break
+    return client

@@ -30,9 +30,11 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from .auth import Authenticator, AuthRejected, Identity, UpgradeRequest
+from .auth.permissions import effective_permissions, has_permission, room_allowed
+from .auth.revocation import Revocations
 from .config import RealtimeConfig
 from .connection import Connection
-from .limits import ConnectionLimits, LimitExceeded
+from .limits import ConnectionLimits, LimitExceeded, client_address
 from .protocol import BadRoom, CloseCode, OutsidePrefix, RoomRoute, close_reason, parse_target
 from .protocol import control as control_frames
 from .rooms import Join, Member, Outbound, RoomManager, RoomTypeRegistry, RoomUnavailable
@@ -48,11 +50,13 @@ class RealtimeServer:
         rooms: RoomManager,
         room_types: RoomTypeRegistry,
         authenticator: Authenticator,
+        revocations: Revocations | None = None,
     ) -> None:
         self._config = config
         self._rooms = rooms
         self._types = room_types
         self._auth = authenticator
+        self._revocations = revocations if revocations is not None else Revocations()
         self._limits = ConnectionLimits(
             per_ip=config.rate_limiting.connections_per_ip,
             per_user=config.rate_limiting.connections_per_user,
@@ -119,21 +123,38 @@ class RealtimeServer:
 
     async def _serve_request(self, request: WebSocketRequest) -> None:
         route = parse_target(request.path, self._config.path, self._types.names())
-        if isinstance(route, OutsidePrefix) or not self._accepting:
-            status = 404 if isinstance(route, OutsidePrefix) else 503
-            await request.reject(
-                status, body=b"not a realtime endpoint\n" if status == 404 else b""
-            )
+        if isinstance(route, OutsidePrefix):
+            await request.reject(404, body=b"not a realtime endpoint\n")
+            return
+        if not self._accepting:
+            await request.reject(503, body=b"shutting down\n")
+            return
+        headers = tuple(
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers
+        )
+        origin = _header(headers, "origin")
+        allowed = self._config.allowed_origins
+        if allowed and origin is not None and origin not in allowed:
+            # Before the upgrade: a page on another site must not ride a user's cookies or
+            # tokens into a WebSocket (cross-site WebSocket hijacking).
+            log.info("origin.refused origin=%s", origin[:200])
+            await request.reject(403, body=b"origin not allowed\n")
             return
         # Browsers fail the handshake when they offered subprotocols and none is selected.
         offered = request.proposed_subprotocols
         ws = await request.accept(subprotocol=offered[0] if offered else None)
-        peer = _peer_address(ws)
+        peer = client_address(
+            _peer_address(ws),
+            _header(headers, "x-forwarded-for"),
+            self._config.rate_limiting.trusted_proxies,
+        )
         conn_id = next(self._conn_ids)
         opened = time.monotonic()
         self._open_sockets += 1
         try:
-            code, reason = await self._after_upgrade(ws, request, route, conn_id, peer)
+            code, reason = await self._after_upgrade(
+                ws=ws, request=request, headers=headers, route=route, conn_id=conn_id, peer=peer
+            )
             self.close_codes[code] += 1
             with (
                 trio.CancelScope(shield=True),
@@ -155,8 +176,10 @@ class RealtimeServer:
 
     async def _after_upgrade(
         self,
+        *,
         ws: WebSocketConnection,
         request: WebSocketRequest,
+        headers: tuple[tuple[str, str], ...],
         route: RoomRoute | BadRoom,
         conn_id: int,
         peer: str,
@@ -168,9 +191,7 @@ class RealtimeServer:
         assert isinstance(route, RoomRoute)
         upgrade = UpgradeRequest(
             target=request.path,
-            headers=tuple(
-                (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers
-            ),
+            headers=headers,
             subprotocols=tuple(request.proposed_subprotocols),
             peer=peer,
         )
@@ -184,6 +205,15 @@ class RealtimeServer:
         if setup.cancelled_caught:
             log.info("connection.setup_timeout conn=%s peer=%s", conn_id, peer)
             return CloseCode.TRY_AGAIN_LATER, close_reason("SETUP_TIMEOUT")
+        room_type = self._types.get(route.room_type)
+        granted = effective_permissions(identity, self._config.auth.roles)
+        if not has_permission(granted, room_type.view_permission) or not room_allowed(
+            identity, route.key
+        ):
+            log.info("auth.denied conn=%s user=%s room=%s", conn_id, identity.user_id, route.key)
+            await self._refuse(ws, "PERMISSION_DENIED", "no permission to open this room")
+            return CloseCode.PERMISSION_DENIED, close_reason("PERMISSION_DENIED")
+        can_edit = has_permission(granted, room_type.edit_permission)
         try:
             with self._limits.hold(peer, identity.user_id):
                 return await self._join_and_serve(
@@ -191,6 +221,7 @@ class RealtimeServer:
                     key=route.key,
                     room_type=route.room_type,
                     identity=identity,
+                    can_edit=can_edit,
                     conn_id=conn_id,
                     peer=peer,
                 )
@@ -210,6 +241,7 @@ class RealtimeServer:
         key: str,
         room_type: str,
         identity: Identity,
+        can_edit: bool,
         conn_id: int,
         peer: str,
     ) -> tuple[int, str]:
@@ -230,6 +262,8 @@ class RealtimeServer:
             outbound=Outbound(cfg.connection.outbound_queue),
             peer=peer,
             last_seen=trio.current_time(),
+            can_edit=can_edit,
+            may_publish_awareness=can_edit or cfg.auth.viewers_publish_awareness,
         )
         connection = Connection(ws=ws, member=member, handle=handle, config=cfg)
         try:
@@ -241,11 +275,12 @@ class RealtimeServer:
             RoomManager.release_pending(handle)
             raise
         log.info(
-            "connection.opened conn=%s room=%s user=%s peer=%s",
+            "connection.opened conn=%s room=%s user=%s peer=%s access=%s",
             conn_id,
             key,
             identity.user_id,
             peer,
+            "edit" if can_edit else "view",
         )
         self.connections[conn_id] = connection
         try:
@@ -270,9 +305,41 @@ class RealtimeServer:
         """Return once accepting stopped and the last connection ended."""
         await self._drained.wait()
 
+    def revoke(
+        self, *, user_id: str | None = None, token_id: str | None = None, reason: str
+    ) -> int:
+        """Revoke a user's or a token's sessions: refuse them from now on, close live ones.
+
+        Live connections get a `session.revoked` frame, then close 4001 SESSION_REVOKED.
+        Returns how many connections were closed.
+        """
+        if user_id is None and token_id is None:
+            raise ValueError("revoke needs a user id or a token id")
+        if user_id is not None:
+            self._revocations.revoke_user(user_id)
+        if token_id is not None:
+            self._revocations.revoke_token(token_id, None)
+        closed = 0
+        for connection in list(self.connections.values()):
+            identity = connection.member.identity
+            if (user_id is not None and identity.user_id == user_id) or (
+                token_id is not None and identity.token_id == token_id
+            ):
+                connection.end_session("SESSION_REVOKED", reason)
+                closed += 1
+        log.info("auth.revoked user=%s token_id=%s connections=%d", user_id, token_id, closed)
+        return closed
+
     def close_all(self, code: int, reason: str) -> None:
         for connection in list(self.connections.values()):
             connection.member.outbound.close(code, reason, flush=True)
+
+
+def _header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
 
 
 def _peer_address(ws: WebSocketConnection) -> str:

@@ -58,6 +58,11 @@ function usage (msg) {
 
 const ARGS = parseArgs(process.argv.slice(2))
 
+// Signed tokens per user name, minted by the Python side (JSON in INTEROP_TOKENS), so the
+// clients authenticate exactly as the CivicPress editor does: protocols ['auth.<token>'].
+// Without it (a development-mode daemon) the user name itself is sent as the token.
+const TOKENS = process.env.INTEROP_TOKENS ? JSON.parse(process.env.INTEROP_TOKENS) : {}
+
 // ---------------------------------------------------------------------------
 // global safety nets
 
@@ -257,7 +262,7 @@ class Client {
     }
     this.provider = new WebsocketProvider(`${ARGS.baseUrl}/records`, recordId, this.doc, {
       WebSocketPolyfill: makeWebSocketClass(this),
-      protocols: [`auth.${token}`],
+      protocols: [`auth.${TOKENS[token] ?? token}`],
       connect: true,
       // lib0's BroadcastChannel shares one in-process channel between all
       // providers of the same URL+room, which would let our clients sync with

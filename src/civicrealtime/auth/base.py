@@ -32,6 +32,9 @@ class Identity:
     permissions: frozenset[str] = frozenset()
     token_id: str | None = None
     expires_at: float | None = None  # unix seconds
+    issued_at: float | None = None  # unix seconds
+    # Room patterns the token is restricted to (`records:abc`, `records:*`); None: any.
+    rooms: tuple[str, ...] | None = None
 
 
 class AuthRejected(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 
 from .base import Identity, UpgradeRequest
+from .permissions import ALL
 from .tokens import find_token
 
 MAX_DEV_USER_ID = 64
@@ -21,6 +22,8 @@ class DevelopmentAuthenticator:
     async def authenticate(self, request: UpgradeRequest) -> Identity:
         found = find_token(request, allow_query=True)
         if found is None:
-            return Identity(user_id=f"anonymous-{next(self._anonymous)}", role="editor")
+            return Identity(
+                user_id=f"anonymous-{next(self._anonymous)}", permissions=frozenset({ALL})
+            )
         user = found.token[:MAX_DEV_USER_ID]
-        return Identity(user_id=user, name=user, role="editor")
+        return Identity(user_id=user, name=user, permissions=frozenset({ALL}))

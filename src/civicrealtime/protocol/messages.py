@@ -92,6 +92,10 @@ def encode_awareness(payload: bytes) -> bytes:
     return bytes([MessageType.AWARENESS]) + encode_var_bytes(payload)
 
 
+def encode_permission_denied(reason: str) -> bytes:
+    return bytes([MessageType.AUTH, 0]) + encode_var_string(reason)
+
+
 def encode(message: Message) -> bytes:
     """Encode one message as a complete binary frame."""
     match message:
@@ -104,7 +108,7 @@ def encode(message: Message) -> bytes:
         case AwarenessMessage(payload=payload):
             return encode_awareness(payload)
         case PermissionDenied(reason=reason):
-            return bytes([MessageType.AUTH, 0]) + encode_var_string(reason)
+            return encode_permission_denied(reason)
         case QueryAwareness():
             return bytes([MessageType.QUERY_AWARENESS])
     raise TypeError(f"not a protocol message: {message!r}")

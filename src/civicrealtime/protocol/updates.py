@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pycrdt import Doc
+from pycrdt import Doc, get_state
 
 from .errors import MalformedMessage
 from .varint import Reader
@@ -82,3 +82,35 @@ def diff_update(doc: Doc[Any], state_vector: bytes) -> bytes:
         if not _is_rust_panic(exc):
             raise
         raise InvalidUpdate("state vector rejected by pycrdt: panic") from exc
+
+
+def update_state_vector(update: bytes) -> dict[int, int]:
+    """{client: next clock} of the structs an update carries; raises `InvalidUpdate`."""
+    precheck_update(update)
+    try:
+        encoded = get_state(update)
+    except Exception as exc:
+        raise InvalidUpdate(f"update rejected by pycrdt: {type(exc).__name__}") from exc
+    except BaseException as exc:
+        if not _is_rust_panic(exc):
+            raise
+        raise InvalidUpdate("update rejected by pycrdt: panic") from exc
+    return decode_state_vector(encoded)
+
+
+def decode_state_vector(encoded: bytes) -> dict[int, int]:
+    reader = Reader(encoded)
+    try:
+        count = reader.read_var_uint()
+        if count * 2 > reader.remaining:
+            raise InvalidUpdate(f"state vector claims {count} clients in {len(encoded)} bytes")
+        return {reader.read_var_uint(): reader.read_var_uint() for _ in range(count)}
+    except MalformedMessage as exc:
+        raise InvalidUpdate(f"state vector: {exc}") from exc
+
+
+def adds_structs(update: bytes, doc_state: dict[int, int]) -> bool:
+    """Whether the update carries items the document does not have yet."""
+    return any(
+        clock > doc_state.get(client, 0) for client, clock in update_state_vector(update).items()
+    )

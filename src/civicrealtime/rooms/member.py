@@ -16,6 +16,9 @@ class Member:
     outbound: Outbound
     peer: str
     can_edit: bool = True
+    may_publish_awareness: bool = True
+    # Set once the member was told it may not edit: one error frame, not one per keystroke.
+    told_read_only: bool = False
     # trio.current_time() of the last frame or pong; written by the connection's tasks.
     last_seen: float = 0.0
     # Awareness client ids this connection has published; removed when it leaves.

@@ -33,10 +33,12 @@ from ..protocol import (
 from ..protocol import control as control_frames
 from ..protocol.messages import (
     encode_awareness,
+    encode_permission_denied,
     encode_sync_step1,
     encode_sync_step2,
     encode_sync_update,
 )
+from ..protocol.updates import adds_structs, decode_state_vector
 from .hooks import RoomHooks
 from .member import Member
 from .messages import FromClient, Join, Leave, RoomMessage
@@ -73,6 +75,9 @@ class Room:
         self._stop_scope = trio.CancelScope()
         self.stopping_reason: CloseRequestReason | None = None
         self.updates_applied = 0
+        # Encoded size, estimated: exact at load, then grown by each applied change.
+        self.size_estimate = 0
+        self._size_warned = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -86,6 +91,7 @@ class Room:
         for update in await self._hooks.load(self.key):
             apply_update(self.doc, update)
         self._applied.clear()
+        self.size_estimate = len(self.doc.get_update())
         log.info(
             "room.created room=%s load_ms=%.1f",
             self.key,
@@ -161,14 +167,19 @@ class Room:
 
     def _on_client_event(self, member: Member, event: object) -> None:
         match event:
-            case UpdateReceived(update=update):
-                self._apply(member, update)
+            case UpdateReceived(update=update, is_step2=is_step2):
+                if member.can_edit:
+                    self._apply(member, update)
+                else:
+                    self._refuse_viewer_update(member, update, is_step2=is_step2)
             case SyncStep1Received(state_vector=sv):
                 try:
                     member.outbound.push(encode_sync_step2(diff_update(self.doc, sv)))
                 except InvalidUpdate as exc:
                     self._reject(member, str(exc))
             case AwarenessReceived(entries=entries, frame=frame):
+                if not member.may_publish_awareness:
+                    return
                 change = self.awareness.apply(entries)
                 member.awareness_ids.update(change.updated)
                 member.awareness_ids.difference_update(change.removed)
@@ -181,7 +192,44 @@ class Room:
                 if everyone is not None:
                     member.outbound.push(encode_awareness(everyone))
 
+    def _refuse_viewer_update(self, member: Member, update: bytes, *, is_step2: bool) -> None:
+        """A read-only member's change is never applied nor relayed; it is told once.
+
+        y-websocket answers our step 1 with a step 2 even when it has nothing new (it then
+        carries only the delete set we sent): that is not an edit and gets no error.
+        """
+        if update == EMPTY_UPDATE:
+            return
+        try:
+            doc_state = decode_state_vector(self.doc.get_state())
+            attempt = not is_step2 or adds_structs(update, doc_state)
+        except InvalidUpdate as exc:
+            self._reject(member, str(exc))
+            return
+        if not attempt or member.told_read_only:
+            return
+        member.told_read_only = True
+        log.info(
+            "edit.denied room=%s conn=%s user=%s",
+            self.key,
+            member.conn_id,
+            member.identity.user_id,
+        )
+        if self._config.protocol.control_frames:
+            self._send_error(member, "PERMISSION_DENIED", "read-only access: changes are not saved")
+        else:
+            member.outbound.push(encode_permission_denied("read-only access"))
+
     def _apply(self, member: Member, update: bytes) -> None:
+        limit = self._config.rooms.max_document_bytes
+        if self.size_estimate + len(update) > limit:
+            log.warning(
+                "document.too_large room=%s size=%d limit=%d", self.key, self.size_estimate, limit
+            )
+            self._send_error(
+                member, "DOCUMENT_TOO_LARGE", f"the document reached its limit of {limit} bytes"
+            )
+            return
         try:
             apply_update(self.doc, update)
         except InvalidUpdate as exc:
@@ -194,9 +242,13 @@ class Room:
             if applied == EMPTY_UPDATE:
                 continue
             self.updates_applied += 1
+            self.size_estimate += len(applied)
             self._broadcast(encode_sync_update(applied), exclude=member)
             self._hooks.applied(self.key, applied)
         self._applied.clear()
+        if not self._size_warned and self.size_estimate > self._config.rooms.document_warn_bytes:
+            self._size_warned = True
+            log.warning("document.large room=%s size=%d", self.key, self.size_estimate)
 
     def _collect(self, event: TransactionEvent) -> None:
         self._applied.append(event.update)

@@ -17,6 +17,14 @@ from .hooks import MemoryOnly, RoomHooks
 class RoomType:
     name: str
     hooks: RoomHooks = attrs.field(factory=MemoryOnly)
+    # Permissions to join (and read) and to change the document; `<name>:view` and
+    # `<name>:edit` unless the type says otherwise.
+    view_permission: str = attrs.field(
+        default=attrs.Factory(lambda self: f"{self.name}:view", takes_self=True)
+    )
+    edit_permission: str = attrs.field(
+        default=attrs.Factory(lambda self: f"{self.name}:edit", takes_self=True)
+    )
 
 
 class RoomTypeRegistry:

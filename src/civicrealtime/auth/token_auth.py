@@ -1,0 +1,112 @@
+"""Real authentication: a JWT checked with PyJWT, or an opaque token sent to introspection.
+
+Every failure is an `AuthRejected("AUTH_FAILED", detail)`: the client learns only that it
+failed (error frame, close 4001); the detail goes to the server log, and never holds the
+token itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import jwt
+
+from ..config import AuthConfig
+from .base import AuthRejected, Identity, UpgradeRequest
+from .claims import identity_from_claims
+from .introspection import Introspector
+from .keys import KeyError_, KeyProvider
+from .revocation import Revocations
+from .tokens import find_token
+
+log = logging.getLogger("civicrealtime.auth")
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Three base64url segments; opaque session ids go to introspection instead."""
+    parts = token.split(".")
+    return len(parts) == 3 and all(parts[:2])
+
+
+class TokenAuthenticator:
+    def __init__(
+        self,
+        config: AuthConfig,
+        *,
+        hmac_secret: bytes | None,
+        keys: KeyProvider | None,
+        introspector: Introspector | None,
+        revocations: Revocations,
+    ) -> None:
+        self._config = config
+        self._secret = hmac_secret
+        self._keys = keys
+        self._introspector = introspector
+        self._revocations = revocations
+        self._algorithms = list(config.effective_algorithms)
+        self._query_warned = False
+
+    async def authenticate(self, request: UpgradeRequest) -> Identity:
+        found = find_token(request, allow_query=self._config.allow_query_token)
+        if found is None:
+            raise AuthRejected("AUTH_FAILED", "no token (Authorization, auth.<token>, ?token=)")
+        # Once per process: the warning is for the operator, not a per-connection cost.
+        if found.source == "query" and not self._query_warned:
+            log.warning(
+                "auth.query_token_deprecated: a client sent its token in the URL "
+                "(?token=), which proxies log; use the auth.<token> subprotocol"
+            )
+            self._query_warned = True
+        if looks_like_jwt(found.token):
+            identity = await self._verify_jwt(found.token)
+        elif self._introspector is not None:
+            identity = await self._introspector.identify(found.token)
+        else:
+            raise AuthRejected("AUTH_FAILED", "token is not a JWT and no introspection is set")
+        if self._revocations.is_revoked(identity):
+            raise AuthRejected("AUTH_FAILED", f"session revoked for user {identity.user_id}")
+        return identity
+
+    async def _verify_jwt(self, token: str) -> Identity:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError as exc:
+            raise AuthRejected("AUTH_FAILED", f"malformed JWT header: {exc}") from None
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self._algorithms:
+            raise AuthRejected("AUTH_FAILED", f"algorithm {algorithm!r} is not allowed")
+        key: Any
+        if algorithm.startswith("HS"):
+            if self._secret is None:
+                raise AuthRejected("AUTH_FAILED", "HMAC token but no secret configured")
+            key = self._secret
+        else:
+            if self._keys is None:
+                raise AuthRejected("AUTH_FAILED", "public-key token but no key configured")
+            kid = header.get("kid")
+            try:
+                key = await self._keys.key_for(kid if isinstance(kid, str) else None, algorithm)
+            except KeyError_ as exc:
+                raise AuthRejected("AUTH_FAILED", str(exc)) from None
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                leeway=self._config.leeway,
+                issuer=self._config.issuer,
+                audience=self._config.audience,
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_aud": self._config.audience is not None,
+                    "verify_iss": self._config.issuer is not None,
+                },
+            )
+        except jwt.InvalidTokenError as exc:
+            raise AuthRejected("AUTH_FAILED", f"{type(exc).__name__}: {exc}") from None
+        iat = claims.get("iat")
+        if isinstance(iat, int | float) and iat > time.time() + self._config.leeway:
+            raise AuthRejected("AUTH_FAILED", "ImmatureSignatureError: issued in the future")
+        return identity_from_claims(claims, source="JWT")
