@@ -23,6 +23,7 @@ def make_config(**overrides: Any) -> RealtimeConfig:
         "auth": {"mode": "development"},
         "shutdown_timeout": 2,
         "rooms": {"cleanup_timeout": 30},
+        "http": {"port": 0},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):
@@ -56,11 +57,13 @@ async def start_server(nursery: trio.Nursery) -> AsyncIterator[StartServer]:
         config: RealtimeConfig | None = None,
         room_types: RoomTypeRegistry | None = None,
         authenticator: Authenticator | None = None,
+        hmac_secret: bytes | None = None,
     ) -> RunningServer:
         service = RealtimeService(
             config or make_config(),
             authenticator=authenticator or DevelopmentAuthenticator(),
             room_types=room_types,
+            hmac_secret=hmac_secret,
         )
         port = await nursery.start(service.run)
         services.append(service)

@@ -70,7 +70,12 @@ def test_disabled_daemon_says_so_and_exits_0(tmp_path: Path) -> None:
 def test_daemon_serves_on_defaults_then_stops_on_sigterm(tmp_path: Path) -> None:
     """The README's first command: no file, embedded defaults (port from the environment)."""
     port = _free_port()
-    env = {**os.environ, "CIVICREALTIME_PORT": str(port), "CIVICREALTIME_HOST": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "CIVICREALTIME_PORT": str(port),
+        "CIVICREALTIME_HOST": "127.0.0.1",
+        "CIVICREALTIME_HTTP_PORT": "0",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "civicrealtime"],
         cwd=tmp_path,

@@ -49,6 +49,8 @@ auth:
   mode: jwt   # real HS256 verification; the secret comes from $CIVICREALTIME_JWT_SECRET
 rooms:
   cleanup_timeout: 5
+http:
+  port: 0
 logging:
   level: debug
 """

@@ -8,24 +8,34 @@ it.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import attrs
 import trio
+import trio.lowlevel
 
 from .auth import Authenticator, DevelopmentAuthenticator
 from .auth.introspection import Introspector
 from .auth.keys import JwksFile, JwksUrl, KeyError_, KeyProvider, StaticKey
+from .auth.minting import mint_token
 from .auth.revocation import Revocations
 from .auth.secrets import SecretError, resolve_secret
 from .auth.token_auth import TokenAuthenticator
 from .config import RealtimeConfig
+from .http import OpsApp, serve_http
+from .loopmonitor import measure_loop_lag
 from .protocol import close_reason
 from .protocol.closecodes import CloseCode
 from .rooms import RoomManager, RoomTypeRegistry, default_room_types
 from .server import RealtimeServer
+from .stats import Stats
 
 log = logging.getLogger("civicrealtime")
 
@@ -38,15 +48,18 @@ def build_authenticator(
     config: RealtimeConfig,
     revocations: Revocations,
     environ: Mapping[str, str] | None = None,
-) -> Authenticator:
-    """The authenticator the configuration asks for; raises AuthSetupError."""
+) -> tuple[Authenticator, bytes | None]:
+    """The authenticator the configuration asks for, and the HMAC secret if there is one.
+
+    Raises AuthSetupError.
+    """
     auth = config.auth
     if auth.mode == "development":
         log.warning(
             "auth.development_mode: every connection is accepted without verification; "
             "never expose this daemon like this"
         )
-        return DevelopmentAuthenticator()
+        return DevelopmentAuthenticator(), None
     secret: bytes | None = None
     keys: KeyProvider | None = None
     try:
@@ -79,38 +92,90 @@ def build_authenticator(
             cache_seconds=auth.introspection_cache_seconds,
             timeout=auth.fetch_timeout,
         )
-    return TokenAuthenticator(
+    authenticator = TokenAuthenticator(
         auth,
         hmac_secret=secret,
         keys=keys,
         introspector=introspector,
         revocations=revocations,
     )
+    return authenticator, secret
+
+
+@attrs.frozen
+class Outcome:
+    """The answer to an admin command: an HTTP status and a JSON body."""
+
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class RealtimeService:
+    """Everything the daemon runs, wired once; `run` it in a nursery."""
+
     def __init__(
         self,
         config: RealtimeConfig,
         *,
         authenticator: Authenticator | None = None,
         room_types: RoomTypeRegistry | None = None,
+        environ: Mapping[str, str] | None = None,
+        hmac_secret: bytes | None = None,
     ) -> None:
         self.config = config
         self.room_types = room_types if room_types is not None else default_room_types()
-        self.rooms = RoomManager(config, self.room_types)
+        self.stats = Stats()
+        self.rooms = RoomManager(config, self.room_types, self.stats)
         self.revocations = Revocations()
+        # With an authenticator of the caller's, the caller says which secret mints tokens.
+        self.hmac_secret: bytes | None = hmac_secret
         if authenticator is None:
-            authenticator = build_authenticator(config, self.revocations)
+            authenticator, self.hmac_secret = build_authenticator(config, self.revocations, environ)
         self.server = RealtimeServer(
             config=config,
             rooms=self.rooms,
             room_types=self.room_types,
             authenticator=authenticator,
             revocations=self.revocations,
+            stats=self.stats,
         )
+        self.admin_token = _read_admin_token(config.http.admin_token_file)
+        self.demo_enabled = self._decide_demo()
+        self.listening = False
+        self.port: int | None = None
+        self.http_port: int | None = None
         self._shutdown = trio.Event()
+        self._http_shutdown = trio.Event()
         self.stopped = trio.Event()
+
+    def _decide_demo(self) -> bool:
+        demo, http = self.config.demo, self.config.http
+        enabled = _is_loopback(http.host) if demo.enabled is None else demo.enabled
+        if not http.enabled:
+            return False
+        if enabled and self.hmac_secret is None and self.config.auth.mode == "jwt":
+            log.warning("demo.disabled reason=tokens are verified with public keys; cannot mint")
+            return False
+        if enabled and not _is_loopback(http.host):
+            log.warning(
+                "demo.public host=%s: the demo page mints tokens for anyone who asks; "
+                "use it only on a trusted network",
+                http.host,
+            )
+        return enabled
 
     def shutdown(self) -> None:
         """Begin a graceful shutdown; `run` returns when it is done. Safe to call twice."""
@@ -119,16 +184,28 @@ class RealtimeService:
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until `shutdown()` (then stop gracefully) or cancellation (then at once).
 
-        Graceful: stop accepting, close every connection with 4503 after its queued frames,
-        give rooms `shutdown_timeout` seconds to retire, then cancel what is left.
+        `task_status` gets the WebSocket port once both ports listen. Graceful: stop
+        accepting, close every connection with 4503 after its queued frames, give rooms
+        `shutdown_timeout` seconds to retire, then cancel what is left.
         """
         try:
             async with trio.open_nursery() as root:
+                root.start_soon(measure_loop_lag, self.stats)
                 await root.start(self.rooms.run)
+                if self.config.http.enabled:
+                    self.http_port = await root.start(
+                        serve_http,
+                        OpsApp(self),
+                        self.config.http.host,
+                        self.config.http.port,
+                        self._http_shutdown,
+                    )
                 async with trio.open_nursery() as connections:
-                    port = await root.start(self.server.run, connections)
-                    task_status.started(port)
+                    self.port = await root.start(self.server.run, connections)
+                    self.listening = True
+                    task_status.started(self.port)
                     await self._shutdown.wait()
+                    self.listening = False
                     deadline = trio.current_time() + self.config.shutdown_timeout
                     log.info("server.stopping connections=%d", len(self.server.connections))
                     self.server.stop_accepting()
@@ -139,7 +216,105 @@ class RealtimeService:
                     with trio.move_on_at(deadline + self.config.connection.close_timeout):
                         await self.server.drained()
                     connections.cancel_scope.cancel()
+                self._http_shutdown.set()
+                with trio.move_on_after(self.config.connection.close_timeout):
+                    # hypercorn drains its requests after the trigger; then stop the rest.
+                    await trio.lowlevel.checkpoint()
                 root.cancel_scope.cancel()
             log.info("server.stopped")
         finally:
+            self.listening = False
             self.stopped.set()
+
+    # -- what the operations port asks --------------------------------------------------------
+
+    def store_statistics(self) -> dict[str, float]:
+        return {}
+
+    def store_health(self) -> str | None:
+        """Why the store makes the daemon degraded, or None."""
+        return None
+
+    async def store_reachable(self) -> str | None:
+        return None
+
+    def describe_rooms(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "room": handle.key,
+                "type": handle.room_type,
+                "connections": handle.members,
+                "size_bytes": handle.room.size_estimate,
+                "updates_applied": handle.room.updates_applied,
+            }
+            for handle in self.rooms
+        ]
+
+    def describe_room(self, key: str) -> dict[str, Any] | None:
+        handle = self.rooms.get(key)
+        if handle is None:
+            return None
+        room = handle.room
+        awareness = {}
+        for client_id, state in room.awareness.states().items():
+            awareness[str(client_id)] = json.loads(state)
+        return {
+            "room": key,
+            "type": handle.room_type,
+            "size_bytes": len(room.doc.get_update()),
+            "updates_applied": room.updates_applied,
+            "participants": [
+                {
+                    "conn_id": m.conn_id,
+                    "client_id": m.client_id,
+                    "user_id": m.identity.user_id,
+                    "name": m.identity.name,
+                    "access": "edit" if m.can_edit else "view",
+                    "peer": m.peer,
+                    "awareness_ids": sorted(m.awareness_ids),
+                    "queued_frames": m.outbound.pending,
+                }
+                for m in room.members.values()
+            ],
+            "awareness": awareness,
+        }
+
+    async def snapshot_room(self, key: str) -> Outcome:
+        if self.rooms.get(key) is None:
+            return Outcome(404, {"error": f"no live room {key!r}"})
+        return Outcome(409, {"error": "persistence is not enabled in this daemon"})
+
+    def close_room(self, key: str) -> bool:
+        return self.rooms.close(key)
+
+    def demo_token(self, name: str, role: str) -> str:
+        if self.hmac_secret is None:
+            return name  # development mode: the token is the user id
+        return mint_token(
+            self.hmac_secret,
+            user=f"demo-{secrets.token_hex(4)}",
+            name=name,
+            role=role,
+            rooms=("records:*",),
+            ttl_seconds=self.config.demo.token_ttl,
+        )
+
+    def public_ws_url(self, request_host: str) -> str:
+        host = self.config.host
+        if host in ("0.0.0.0", "::", ""):
+            host = request_host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"ws://{host}:{self.port}{self.config.path}"
+
+
+def _read_admin_token(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise AuthSetupError(f"cannot read http.admin_token_file {path}: {exc.strerror}") from None
+    if len(token) < 16:
+        raise AuthSetupError(f"the admin token in {path} is shorter than 16 characters")
+    return token

@@ -138,7 +138,7 @@ def _serve(path: str | None) -> int:
         configure("info")
         log.error("config.invalid %s", problem)
         return EXIT_CONFIG
-    configure(loaded.config.logging.level)
+    configure(loaded.config.logging.level, loaded.config.logging.format)
     if loaded.found:
         log.info("config.loaded path=%s", loaded.source)
     else:

@@ -26,6 +26,7 @@ DEFAULT_CONFIG_PATH = Path(".system-data/realtime.yml")
 ENV_CONFIG = "CIVICREALTIME_CONFIG"
 ENV_HOST = "CIVICREALTIME_HOST"
 ENV_PORT = "CIVICREALTIME_PORT"
+ENV_HTTP_PORT = "CIVICREALTIME_HTTP_PORT"
 
 T = TypeVar("T")
 
@@ -224,6 +225,28 @@ class AuthConfig:
 @attrs.frozen(kw_only=True)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # "text": `time level logger event key=value ...`; "json": one JSON object per line.
+    format: Literal["text", "json"] = "text"
+
+
+@attrs.frozen(kw_only=True)
+class HttpConfig:
+    # The operations port: /health, /ready, /metrics, /admin/ (and /demo/). The WebSocket
+    # port cannot answer plain HTTP, so this is a second listener.
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=3002, validator=[_at_least(0), _at_most(65535)])
+    # A file holding a static admin token (besides JWTs whose role is admin).
+    admin_token_file: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class DemoConfig:
+    # The collaborative editor page at /demo/ and its token endpoint. null: on only when
+    # the HTTP port is bound to a loopback address. A public demo logs a warning.
+    enabled: bool | None = None
+    # Lifetime of the tokens the demo page mints, seconds.
+    token_ttl: int = attrs.field(default=3600, validator=_at_least(60))
 
 
 @attrs.frozen(kw_only=True)
@@ -249,6 +272,8 @@ class RealtimeConfig:
     protocol: ProtocolConfig = attrs.Factory(ProtocolConfig)
     auth: AuthConfig = attrs.Factory(AuthConfig)
     logging: LoggingConfig = attrs.Factory(LoggingConfig)
+    http: HttpConfig = attrs.Factory(HttpConfig)
+    demo: DemoConfig = attrs.Factory(DemoConfig)
 
     @path.validator
     def _check_path(self, attribute: attrs.Attribute[str], value: str) -> None:
@@ -437,16 +462,22 @@ def unstructure(config: RealtimeConfig) -> dict[str, Any]:
 
 
 def apply_environment(config: RealtimeConfig, environ: Mapping[str, str]) -> RealtimeConfig:
-    """`CIVICREALTIME_HOST` and `CIVICREALTIME_PORT` override the file."""
+    """`CIVICREALTIME_HOST`, `CIVICREALTIME_PORT`, `CIVICREALTIME_HTTP_PORT` override the file."""
     changes: dict[str, Any] = {}
     if environ.get(ENV_HOST):
         changes["host"] = environ[ENV_HOST]
     if environ.get(ENV_PORT):
-        text = environ[ENV_PORT]
-        if not text.isdigit() or not 1 <= int(text) <= 65535:
-            raise ConfigError(ENV_PORT, [f"{ENV_PORT}: {text!r} is invalid: expected 1..65535"])
-        changes["port"] = int(text)
+        changes["port"] = _env_port(environ, ENV_PORT)
+    if environ.get(ENV_HTTP_PORT):
+        changes["http"] = attrs.evolve(config.http, port=_env_port(environ, ENV_HTTP_PORT))
     return attrs.evolve(config, **changes) if changes else config
+
+
+def _env_port(environ: Mapping[str, str], name: str) -> int:
+    text = environ[name]
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ConfigError(name, [f"{name}: {text!r} is invalid: expected 0..65535"])
+    return int(text)
 
 
 @attrs.frozen(kw_only=True)

@@ -25,15 +25,21 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from .config import RealtimeConfig
 from .limits import TokenBucket
 from .protocol import (
+    AwarenessReceived,
     CloseCode,
+    Event,
     Ignored,
     InvalidMessage,
     PingReceived,
+    QueryAwarenessReceived,
     Session,
+    SyncStep1Received,
+    UpdateReceived,
     close_reason,
 )
 from .protocol import control as control_frames
 from .rooms import FromClient, Leave, Member, RoomHandle
+from .stats import Stats
 
 log = logging.getLogger("civicrealtime.connection")
 
@@ -50,10 +56,13 @@ class Connection:
         member: Member,
         handle: RoomHandle,
         config: RealtimeConfig,
+        stats: Stats,
     ) -> None:
         self._ws = ws
+        self._stats = stats
         self.member = member
         self._handle = handle
+        self.room_type = handle.room_type
         self._config = config
         self._session = Session()
         self._invalid_reported = 0
@@ -121,6 +130,9 @@ class Connection:
                 return
             member.last_seen = trio.current_time()
             event = self._session.receive(frame)
+            stats = self._stats
+            stats.bytes_received += len(frame)
+            stats.messages_received[_received_label(event)] += 1
             if isinstance(event, PingReceived):
                 # Pings are exempt from the rate limit: they are how clients stay alive.
                 outbound.push(control_frames.pong_frame(int(time.time() * 1000)))
@@ -144,6 +156,7 @@ class Connection:
             self._flooding_since = None
             return
         self.throttled += 1
+        self._stats.rate_limit_slowdowns += 1
         if self._flooding_since is None:
             self._flooding_since = now
         if not self._flood_warned:
@@ -156,6 +169,7 @@ class Connection:
                     control_frames.notice_frame("warning", "Rate limit approaching")
                 )
         if now - self._flooding_since >= self._config.rate_limiting.flood_close_after:
+            self._stats.rate_limit_closes += 1
             log.info(
                 "rate.closed conn=%s user=%s", self.member.conn_id, self.member.identity.user_id
             )
@@ -190,6 +204,9 @@ class Connection:
                     await ws.send_message(frame)
                 except ConnectionClosed:
                     return
+                stats = self._stats
+                stats.bytes_sent += len(frame)
+                stats.messages_sent[_sent_label(frame)] += 1
             if scope.cancelled_caught:
                 log.info("connection.send_timeout conn=%s", self.member.conn_id)
                 outbound.close(CloseCode.TRY_AGAIN_LATER, close_reason("SEND_TIMEOUT"), flush=False)
@@ -205,3 +222,35 @@ class Connection:
                 except ConnectionClosed:
                     return
                 self.member.last_seen = trio.current_time()
+
+
+_SENT_SYNC = {0: "sync_step1", 1: "sync_step2", 2: "sync_update"}
+_SENT_KIND = {1: "awareness", 2: "auth", 3: "query_awareness"}
+
+
+def _sent_label(frame: bytes | str) -> str:
+    """The metric label of an outbound frame, read from its first bytes."""
+    if isinstance(frame, str):
+        return "control"
+    if frame[:1] == b"\x00" and len(frame) > 1:
+        return _SENT_SYNC.get(frame[1], "sync")
+    return _SENT_KIND.get(frame[0], "other") if frame else "other"
+
+
+def _received_label(event: Event) -> str:
+    match event:
+        case UpdateReceived(is_step2=True):
+            return "sync_step2"
+        case UpdateReceived():
+            return "sync_update"
+        case SyncStep1Received():
+            return "sync_step1"
+        case AwarenessReceived():
+            return "awareness"
+        case QueryAwarenessReceived():
+            return "query_awareness"
+        case PingReceived():
+            return "ping"
+        case InvalidMessage():
+            return "invalid"
+    return "control"

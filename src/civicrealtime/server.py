@@ -38,6 +38,7 @@ from .limits import ConnectionLimits, LimitExceeded, client_address
 from .protocol import BadRoom, CloseCode, OutsidePrefix, RoomRoute, close_reason, parse_target
 from .protocol import control as control_frames
 from .rooms import Join, Member, Outbound, RoomManager, RoomTypeRegistry, RoomUnavailable
+from .stats import Stats
 
 log = logging.getLogger("civicrealtime.server")
 
@@ -51,11 +52,13 @@ class RealtimeServer:
         room_types: RoomTypeRegistry,
         authenticator: Authenticator,
         revocations: Revocations | None = None,
+        stats: Stats | None = None,
     ) -> None:
         self._config = config
         self._rooms = rooms
         self._types = room_types
         self._auth = authenticator
+        self.stats = stats if stats is not None else Stats()
         self._revocations = revocations if revocations is not None else Revocations()
         self._limits = ConnectionLimits(
             per_ip=config.rate_limiting.connections_per_ip,
@@ -156,6 +159,9 @@ class RealtimeServer:
                 ws=ws, request=request, headers=headers, route=route, conn_id=conn_id, peer=peer
             )
             self.close_codes[code] += 1
+            self.stats.closes[code] += 1
+            if '"SLOW_CONSUMER"' in reason or '"SEND_TIMEOUT"' in reason:
+                self.stats.slow_consumer_closes += 1
             with (
                 trio.CancelScope(shield=True),
                 trio.move_on_after(self._config.connection.close_timeout),
@@ -199,7 +205,14 @@ class RealtimeServer:
             try:
                 identity = await self._auth.authenticate(upgrade)
             except AuthRejected as exc:
-                log.info("auth.failed conn=%s peer=%s detail=%s", conn_id, peer, exc.detail)
+                self.stats.auth_failures[exc.reason] += 1
+                log.info(
+                    "auth.failed conn=%s peer=%s reason=%s detail=%s",
+                    conn_id,
+                    peer,
+                    exc.reason,
+                    exc.detail,
+                )
                 await self._refuse(ws, exc.code, "authentication failed")
                 return CloseCode.AUTH_FAILED, close_reason(exc.code)
         if setup.cancelled_caught:
@@ -210,6 +223,7 @@ class RealtimeServer:
         if not has_permission(granted, room_type.view_permission) or not room_allowed(
             identity, route.key
         ):
+            self.stats.auth_failures["permission_denied"] += 1
             log.info("auth.denied conn=%s user=%s room=%s", conn_id, identity.user_id, route.key)
             await self._refuse(ws, "PERMISSION_DENIED", "no permission to open this room")
             return CloseCode.PERMISSION_DENIED, close_reason("PERMISSION_DENIED")
@@ -265,7 +279,7 @@ class RealtimeServer:
             can_edit=can_edit,
             may_publish_awareness=can_edit or cfg.auth.viewers_publish_awareness,
         )
-        connection = Connection(ws=ws, member=member, handle=handle, config=cfg)
+        connection = Connection(ws=ws, member=member, handle=handle, config=cfg, stats=self.stats)
         try:
             await handle.mailbox.send(Join(member=member))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -304,6 +318,10 @@ class RealtimeServer:
     async def drained(self) -> None:
         """Return once accepting stopped and the last connection ended."""
         await self._drained.wait()
+
+    async def authenticate(self, request: UpgradeRequest) -> Identity:
+        """Verify credentials the way WebSocket upgrades are verified (admin API)."""
+        return await self._auth.authenticate(request)
 
     def revoke(
         self, *, user_id: str | None = None, token_id: str | None = None, reason: str

@@ -41,13 +41,16 @@ class AuthRejected(Exception):
     """The request carries no acceptable credentials.
 
     `code` goes to the client (error frame and close reason); `detail` goes only to the
-    server's log, because it may say too much about the token.
+    server's log, because it may say too much about the token; `reason` is a short fixed
+    word for metrics (missing_token, invalid_token, expired, not_yet_valid, revoked,
+    introspection, key_unavailable).
     """
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, *, reason: str = "invalid_token") -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.reason = reason
 
 
 class Authenticator(Protocol):

@@ -42,16 +42,26 @@ class Introspector:
                 response = await client.post(self._url, data={"token": token})
         except httpx.HTTPError as exc:
             raise AuthRejected(
-                "AUTH_FAILED", f"introspection unreachable ({type(exc).__name__})"
+                "AUTH_FAILED",
+                f"introspection unreachable ({type(exc).__name__})",
+                reason="introspection",
             ) from None
         if response.status_code != 200:
-            raise AuthRejected("AUTH_FAILED", f"introspection answered HTTP {response.status_code}")
+            raise AuthRejected(
+                "AUTH_FAILED",
+                f"introspection answered HTTP {response.status_code}",
+                reason="introspection",
+            )
         try:
             answer = response.json()
         except ValueError:
-            raise AuthRejected("AUTH_FAILED", "introspection answer is not JSON") from None
+            raise AuthRejected(
+                "AUTH_FAILED", "introspection answer is not JSON", reason="introspection"
+            ) from None
         if not isinstance(answer, dict) or answer.get("active") is not True:
-            raise AuthRejected("AUTH_FAILED", "token is not active (introspection)")
+            raise AuthRejected(
+                "AUTH_FAILED", "token is not active (introspection)", reason="introspection"
+            )
         identity = identity_from_claims(answer, source="introspection")
         self._forget_expired(now)
         self._cache[digest] = (now + self._cache_seconds, identity)

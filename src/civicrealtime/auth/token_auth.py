@@ -51,7 +51,11 @@ class TokenAuthenticator:
     async def authenticate(self, request: UpgradeRequest) -> Identity:
         found = find_token(request, allow_query=self._config.allow_query_token)
         if found is None:
-            raise AuthRejected("AUTH_FAILED", "no token (Authorization, auth.<token>, ?token=)")
+            raise AuthRejected(
+                "AUTH_FAILED",
+                "no token (Authorization, auth.<token>, ?token=)",
+                reason="missing_token",
+            )
         # Once per process: the warning is for the operator, not a per-connection cost.
         if found.source == "query" and not self._query_warned:
             log.warning(
@@ -66,7 +70,9 @@ class TokenAuthenticator:
         else:
             raise AuthRejected("AUTH_FAILED", "token is not a JWT and no introspection is set")
         if self._revocations.is_revoked(identity):
-            raise AuthRejected("AUTH_FAILED", f"session revoked for user {identity.user_id}")
+            raise AuthRejected(
+                "AUTH_FAILED", f"session revoked for user {identity.user_id}", reason="revoked"
+            )
         return identity
 
     async def _verify_jwt(self, token: str) -> Identity:
@@ -89,7 +95,7 @@ class TokenAuthenticator:
             try:
                 key = await self._keys.key_for(kid if isinstance(kid, str) else None, algorithm)
             except KeyError_ as exc:
-                raise AuthRejected("AUTH_FAILED", str(exc)) from None
+                raise AuthRejected("AUTH_FAILED", str(exc), reason="key_unavailable") from None
         try:
             claims = jwt.decode(
                 token,
@@ -104,9 +110,21 @@ class TokenAuthenticator:
                     "verify_iss": self._config.issuer is not None,
                 },
             )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthRejected(
+                "AUTH_FAILED", f"ExpiredSignatureError: {exc}", reason="expired"
+            ) from None
+        except jwt.ImmatureSignatureError as exc:
+            raise AuthRejected(
+                "AUTH_FAILED", f"ImmatureSignatureError: {exc}", reason="not_yet_valid"
+            ) from None
         except jwt.InvalidTokenError as exc:
             raise AuthRejected("AUTH_FAILED", f"{type(exc).__name__}: {exc}") from None
         iat = claims.get("iat")
         if isinstance(iat, int | float) and iat > time.time() + self._config.leeway:
-            raise AuthRejected("AUTH_FAILED", "ImmatureSignatureError: issued in the future")
+            raise AuthRejected(
+                "AUTH_FAILED",
+                "ImmatureSignatureError: issued in the future",
+                reason="not_yet_valid",
+            )
         return identity_from_claims(claims, source="JWT")

@@ -17,8 +17,9 @@ import trio
 
 from ..config import RealtimeConfig
 from ..protocol import CloseCode
+from ..stats import Stats
 from .messages import RoomMessage
-from .room import CRASHED, EVICTED, SHUTDOWN, Room
+from .room import CLOSED_BY_ADMIN, CRASHED, EVICTED, SHUTDOWN, CloseRequestReason, Room
 from .types import RoomTypeRegistry
 
 log = logging.getLogger("civicrealtime.rooms")
@@ -66,8 +67,11 @@ class RoomStats:
 
 
 class RoomManager:
-    def __init__(self, config: RealtimeConfig, room_types: RoomTypeRegistry) -> None:
+    def __init__(
+        self, config: RealtimeConfig, room_types: RoomTypeRegistry, stats: Stats | None = None
+    ) -> None:
         self._config = config
+        self._stats = stats if stats is not None else Stats()
         self._types = room_types
         self._rooms: dict[str, RoomHandle] = {}
         self._retiring: dict[str, trio.Event] = {}
@@ -136,6 +140,7 @@ class RoomManager:
             mailbox=receive,
             on_empty=self._on_room_empty,
             on_join=self._on_room_join,
+            stats=self._stats,
         )
         handle = RoomHandle(key=key, room_type=room_type, mailbox=send, room=room)
         self._rooms[key] = handle
@@ -174,12 +179,12 @@ class RoomManager:
             handle.pending_joins -= 1
             handle.last_used = trio.current_time()
 
-    def _retire(self, handle: RoomHandle) -> None:
+    def _retire(self, handle: RoomHandle, why: CloseRequestReason = EVICTED) -> None:
         """The one eviction path: unregister now, stop the actor, let it persist."""
         if self._rooms.get(handle.key) is handle:
             del self._rooms[handle.key]
             self._retiring[handle.key] = handle.stopped
-        handle.room.stop(EVICTED)
+        handle.room.stop(why)
 
     async def _supervise(self, handle: RoomHandle, predecessor: trio.Event | None) -> None:
         """The isolation boundary of one room: its failure ends here, logged."""
@@ -191,6 +196,8 @@ class RoomManager:
             log.info("room.evicted room=%s", handle.key)
         except Exception:
             self.crashes += 1
+            self._stats.room_crashes += 1
+            self._stats.last_room_crash_at = trio.current_time()
             handle.failed = True
             log.exception("room.crashed room=%s", handle.key)
             room.abort_members(CRASHED)
@@ -203,6 +210,15 @@ class RoomManager:
                 del self._retiring[handle.key]
             await handle.mailbox.aclose()
             handle.stopped.set()
+
+    def close(self, key: str) -> bool:
+        """An operator closes a room: its members reconnect to a fresh one (eviction path)."""
+        handle = self._rooms.get(key)
+        if handle is None:
+            return False
+        log.info("room.evicting room=%s why=closed_by_admin", key)
+        self._retire(handle, CLOSED_BY_ADMIN)
+        return True
 
     # -- shutdown ----------------------------------------------------------------------------
 
@@ -219,10 +235,7 @@ class RoomManager:
                 await event.wait()
 
     def _retire_for_shutdown(self, handle: RoomHandle) -> None:
-        if self._rooms.get(handle.key) is handle:
-            del self._rooms[handle.key]
-            self._retiring[handle.key] = handle.stopped
-        handle.room.stop(SHUTDOWN)
+        self._retire(handle, SHUTDOWN)
 
     def refuse_new_rooms(self) -> None:
         self._nursery = None

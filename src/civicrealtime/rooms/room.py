@@ -39,6 +39,7 @@ from ..protocol.messages import (
     encode_sync_update,
 )
 from ..protocol.updates import adds_structs, decode_state_vector
+from ..stats import Stats
 from .hooks import RoomHooks
 from .member import Member
 from .messages import FromClient, Join, Leave, RoomMessage
@@ -58,8 +59,10 @@ class Room:
         mailbox: trio.MemoryReceiveChannel[RoomMessage],
         on_empty: Callable[[Room], None],
         on_join: Callable[[Room], None],
+        stats: Stats | None = None,
     ) -> None:
         self.key = key
+        self._stats = stats if stats is not None else Stats()
         self._config = config
         self._hooks = hooks
         self._mailbox = mailbox
@@ -92,10 +95,13 @@ class Room:
             apply_update(self.doc, update)
         self._applied.clear()
         self.size_estimate = len(self.doc.get_update())
+        load_seconds = time.perf_counter() - started
+        self._stats.observe_hydration(load_seconds)
         log.info(
-            "room.created room=%s load_ms=%.1f",
+            "room.created room=%s load_ms=%.1f size=%d",
             self.key,
-            (time.perf_counter() - started) * 1000,
+            load_seconds * 1000,
+            self.size_estimate,
         )
         try:
             async with trio.open_nursery() as nursery:
@@ -242,6 +248,7 @@ class Room:
             if applied == EMPTY_UPDATE:
                 continue
             self.updates_applied += 1
+            self._stats.updates_applied += 1
             self.size_estimate += len(applied)
             self._broadcast(encode_sync_update(applied), exclude=member)
             self._hooks.applied(self.key, applied)
@@ -255,9 +262,11 @@ class Room:
 
     def _broadcast(self, frame: bytes, exclude: Member | None) -> None:
         # One encoding, the same bytes object queued for every member.
+        delivered = 0
         for member in list(self.members.values()):
-            if member is not exclude:
-                member.outbound.push(frame)
+            if member is not exclude and member.outbound.push(frame):
+                delivered += 1
+        self._stats.fanout_deliveries += delivered
 
     def _reject(self, member: Member, detail: str) -> None:
         log.info("message.invalid room=%s conn=%s detail=%s", self.key, member.conn_id, detail)
@@ -320,6 +329,11 @@ SHUTDOWN = CloseRequestReason(
 )
 EVICTED = CloseRequestReason(
     close_code=CloseCode.TRY_AGAIN_LATER, error_code="ROOM_EVICTED", message="room evicted"
+)
+CLOSED_BY_ADMIN = CloseRequestReason(
+    close_code=CloseCode.SHUTTING_DOWN,
+    error_code="ROOM_CLOSED",
+    message="room closed; reconnecting",
 )
 CRASHED = CloseRequestReason(
     close_code=CloseCode.ROOM_FAILED, error_code="UNKNOWN_ERROR", message="room failed; reconnect"

@@ -1,0 +1,311 @@
+"""The operations port through real HTTP requests: health, readiness, metrics, admin, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import trio
+from pycrdt import Text
+
+from civicrealtime.auth.revocation import Revocations
+from civicrealtime.auth.token_auth import TokenAuthenticator
+from civicrealtime.protocol.closecodes import CloseCode
+from civicrealtime.rooms import MemoryOnly, RoomType, RoomTypeRegistry
+
+from .conftest import RunningServer, StartServer, make_config
+from .polling import eventually
+from .ydoc_client import YClient
+
+SECRET = b"h" * 48
+
+
+def token(user: str, role: str = "editor", **extra: Any) -> str:
+    now = int(time.time())
+    claims = {"sub": user, "iat": now, "exp": now + 600, "role": role, **extra}
+    return jwt.encode(claims, SECRET, "HS256")
+
+
+async def start(start_server: StartServer, **overrides: Any) -> RunningServer:
+    config = make_config(auth={"mode": "jwt"}, **overrides)
+    auth = TokenAuthenticator(
+        config.auth, hmac_secret=SECRET, keys=None, introspector=None, revocations=Revocations()
+    )
+    running: RunningServer = await start_server(config, authenticator=auth, hmac_secret=SECRET)
+    running.service.server._revocations = auth._revocations
+    return running
+
+
+def http(running: RunningServer) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.service.http_port}", timeout=5)
+
+
+def admin_headers(user: str = "root") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(user, role='admin')}"}
+
+
+async def test_health_and_ready(start_server: StartServer) -> None:
+    running = await start(start_server)
+    async with http(running) as client:
+        health = await client.get("/health")
+        ready = await client.get("/ready")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    assert health.json()["reasons"] == []
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True}
+
+
+async def test_metrics_after_scripted_traffic(start_server: StartServer) -> None:
+    running = await start(start_server)
+    a = await running.client("m", token=token("a"))
+    b = await running.client("m", token=token("b"))
+    await b.wait_for(lambda: len(b.binary) >= 2)
+    await a.edit(lambda d: d.get("t", type=Text).insert(0, "hi"))
+    await b.wait_for(lambda: b.text("t") == "hi")
+    refused = await running.client("m", token="garbage")
+    await refused.wait_for(lambda: refused.closed is not None)
+    async with http(running) as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'civicrealtime_connections{room_type="records"} 2.0' in text
+    assert 'civicrealtime_rooms{state="live"} 1.0' in text
+    assert 'civicrealtime_messages_received_total{type="sync_update"} 1.0' in text
+    assert "civicrealtime_updates_applied_total 1.0" in text
+    assert 'civicrealtime_auth_failures_total{reason="invalid_token"} 1.0' in text
+    assert 'civicrealtime_closes_total{code="4001"} 1.0' in text
+    assert 'civicrealtime_messages_sent_total{type="sync_step2"}' in text
+    assert "civicrealtime_hydration_seconds_count 1.0" in text
+    assert "civicrealtime_event_loop_lag_seconds" in text
+    # One update relayed to one other member.
+    assert "civicrealtime_fanout_deliveries_total 1.0" in text
+
+
+async def test_admin_refused_without_a_valid_admin_token(start_server: StartServer) -> None:
+    running = await start(start_server)
+    async with http(running) as client:
+        assert (await client.get("/admin/rooms")).status_code == 401
+        bad = {"Authorization": "Bearer nope.nope.nope"}
+        assert (await client.get("/admin/rooms", headers=bad)).status_code == 401
+        editor = {"Authorization": f"Bearer {token('ed')}"}
+        assert (await client.get("/admin/rooms", headers=editor)).status_code == 403
+        ok = await client.get("/admin/rooms", headers=admin_headers())
+    assert ok.status_code == 200
+    assert ok.json() == {"rooms": []}
+
+
+async def test_static_admin_token_file(start_server: StartServer, tmp_path: Path) -> None:
+    path = tmp_path / "admin-token"
+    path.write_text("static-admin-token-0123456789\n")
+    running = await start(start_server, http={"port": 0, "admin_token_file": str(path)})
+    async with http(running) as client:
+        good = {"Authorization": "Bearer static-admin-token-0123456789"}
+        assert (await client.get("/admin/rooms", headers=good)).status_code == 200
+        wrong = {"Authorization": "Bearer static-admin-token-012345678X"}
+        assert (await client.get("/admin/rooms", headers=wrong)).status_code == 401
+
+
+async def test_admin_lists_and_inspects_rooms(start_server: StartServer) -> None:
+    running = await start(start_server)
+    a = await running.client("inspect", token=token("ada", name="Ada"))
+    await a.set_awareness(99, {"user": {"name": "Ada", "color": "#f00"}})
+    await a.wait_for(lambda: 99 in a.awareness)
+    await a.edit(lambda d: d.get("t", type=Text).insert(0, "x" * 100))
+    await eventually(lambda: running.service.rooms.get("records:inspect").room.updates_applied)
+    async with http(running) as client:
+        rooms = (await client.get("/admin/rooms", headers=admin_headers())).json()["rooms"]
+        detail = await client.get("/admin/rooms/records%3Ainspect", headers=admin_headers())
+        missing = await client.get("/admin/rooms/records%3Anope", headers=admin_headers())
+    assert [r["room"] for r in rooms] == ["records:inspect"]
+    assert rooms[0]["connections"] == 1
+    assert rooms[0]["size_bytes"] > 100
+    body = detail.json()
+    assert body["participants"][0]["user_id"] == "ada"
+    assert body["participants"][0]["access"] == "edit"
+    assert body["awareness"] == {"99": {"user": {"name": "Ada", "color": "#f00"}}}
+    assert missing.status_code == 404
+
+
+async def test_admin_revocation_closes_sockets_on_two_rooms(start_server: StartServer) -> None:
+    running = await start(start_server)
+    mine = token("mallory")
+    in_a = await running.client("r1", token=mine)
+    in_b = await running.client("r2", token=mine)
+    other = await running.client("r1", token=token("trent"))
+    for c in (in_a, in_b, other):
+        await c.wait_for(lambda c=c: len(c.binary) >= 2)
+    async with http(running) as client:
+        response = await client.post(
+            "/admin/revoke",
+            headers=admin_headers(),
+            json={"user_id": "mallory", "reason": "account closed"},
+        )
+        bad = await client.post("/admin/revoke", headers=admin_headers(), json={"x": 1})
+    assert response.json() == {"revoked": True, "connections_closed": 2}
+    assert bad.status_code == 400
+    for c in (in_a, in_b):
+        await c.wait_for(lambda c=c: c.closed is not None)
+        assert c.closed is not None
+        assert c.closed[0] == CloseCode.AUTH_FAILED
+        assert '"SESSION_REVOKED"' in (c.closed[1] or "")
+    assert other.closed is None
+
+
+async def test_admin_closes_a_room(start_server: StartServer) -> None:
+    running = await start(start_server)
+    c = await running.client("closing", token=token("u"))
+    await c.wait_for(lambda: len(c.binary) >= 2)
+    async with http(running) as client:
+        closed = await client.post("/admin/rooms/records%3Aclosing/close", headers=admin_headers())
+        snapshot = await client.post(
+            "/admin/rooms/records%3Aother/snapshot", headers=admin_headers()
+        )
+    assert closed.json() == {"closed": "records:closing"}
+    assert snapshot.status_code == 404
+    await c.wait_for(lambda: c.closed is not None)
+    assert c.closed is not None
+    assert c.closed[0] == CloseCode.SHUTTING_DOWN
+    await eventually(lambda: running.service.rooms.get("records:closing") is None)
+
+
+class Explodes(MemoryOnly):
+    def applied(self, key: str, update: bytes) -> None:
+        raise RuntimeError("boom")
+
+
+async def test_health_degraded_after_a_room_crash(start_server: StartServer) -> None:
+    registry = RoomTypeRegistry([RoomType(name="records", hooks=Explodes())])
+    config = make_config()
+    running = await start_server(config, room_types=registry)
+    c = await running.client("x")
+    await c.edit(lambda d: d.get("t", type=Text).insert(0, "boom"))
+    await c.wait_for(lambda: c.closed is not None)
+    async with http(running) as client:
+        health = (await client.get("/health")).json()
+    assert health["status"] == "degraded"
+    assert any("crashed" in reason for reason in health["reasons"])
+
+
+async def test_health_answers_while_a_room_is_busy(start_server: StartServer) -> None:
+    running = await start(start_server)
+    writer = await running.client("busy", token=token("w"))
+    await writer.wait_for(lambda: len(writer.binary) >= 2)
+    done = trio.Event()
+
+    async def hammer() -> None:
+        i = 0
+        while not done.is_set():
+            await writer.edit(lambda d, i=i: d.get("t", type=Text).insert(0, "y" * 50))
+            i += 1
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hammer)
+        async with http(running) as client:
+            for _ in range(20):
+                with trio.fail_after(2):  # a bound, not a measurement
+                    assert (await client.get("/health")).status_code == 200
+        done.set()
+
+
+async def test_demo_page_and_tokens(start_server: StartServer) -> None:
+    running = await start(start_server)
+    assert running.service.demo_enabled  # loopback: on by default
+    async with http(running) as client:
+        minted = await client.post("/demo/token", json={"name": "Ada", "role": "public"})
+        refused = await client.post("/demo/token", json={"name": "", "role": "root"})
+    assert refused.status_code == 400
+    body = minted.json()
+    assert body["expires_in"] == 3600
+    assert body["ws_url"] == f"ws://127.0.0.1:{running.port}/realtime"
+    claims = jwt.decode(body["token"], SECRET, algorithms=["HS256"])
+    assert claims["name"] == "Ada"
+    assert claims["role"] == "public"
+    viewer = await running.client("demo", token=body["token"])
+    await viewer.wait_for(lambda: len(viewer.binary) >= 2)
+
+
+async def test_demo_is_off_when_disabled(start_server: StartServer) -> None:
+    running = await start(start_server, demo={"enabled": False})
+    async with http(running) as client:
+        assert (await client.get("/demo/")).status_code == 404
+        assert (await client.post("/demo/token", json={"name": "x"})).status_code == 404
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_json_log_lines_hold_no_token(tmp_path: Path) -> None:
+    """A daemon subprocess logging JSON: every line parses, and no token appears."""
+    secret = "j" * 48
+    port = _free_port()
+    config = tmp_path / "rt.yml"
+    config.write_text(
+        f"host: 127.0.0.1\nport: {port}\nhttp:\n  port: 0\n"
+        "logging:\n  format: json\n  level: debug\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "civicrealtime", "--config", str(config)],
+        cwd=tmp_path,
+        env={**os.environ, "CIVICREALTIME_JWT_SECRET": secret},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    good = jwt.encode({"sub": "u", "exp": int(time.time()) + 60, "role": "editor"}, secret, "HS256")
+    bad = good[:-6] + "AAAAAA"
+    try:
+        _wait_for_port(port, proc)
+
+        async def visit() -> None:
+            async with trio.open_nursery() as nursery:
+                for t in (good, bad):
+                    url = f"ws://127.0.0.1:{port}/realtime/records/logs?token={t}"
+                    c = await YClient.connect(nursery, url, token=t)
+                    await c.wait_for(lambda c=c: c.closed is not None or len(c.binary) >= 2)
+                    await c.ws.aclose()
+                nursery.cancel_scope.cancel()
+
+        trio.run(visit)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = (proc.stderr.read() if proc.stderr else "").splitlines()
+    records = [json.loads(line) for line in lines]
+    events = {r["event"] for r in records}
+    assert {"connection.opened", "connection.closed", "auth.failed", "server.stopped"} <= events
+    for line in lines:
+        assert good.split(".")[2] not in line
+        assert bad.split(".")[2] not in line
+    opened = next(r for r in records if r["event"] == "connection.opened")
+    assert opened["user"] == "u"
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail("daemon did not listen within 15 s")
+            time.sleep(0.05)
+        else:
+            return
