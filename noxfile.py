@@ -25,7 +25,18 @@ def tests(session: nox.Session) -> None:
     """Unit, integration and JavaScript interop tests."""
     session.install("-e", ".[test]")
     _install_js(session)
-    session.run("pytest", *session.posargs)
+    # nginx (and systemd-analyze) for the deployment tests, when root with apt-get.
+    session.run("sh", "tests/deploy/install-system-tools.sh", external=True)
+    # The suite, plus a small fuzz budget (the maintainers' run is `nox -s fuzz`).
+    session.run("pytest", "tests", "fuzz", *session.posargs)
+
+
+@nox.session(python=PYTHON[0])
+def fuzz(session: nox.Session) -> None:
+    """Property-based fuzzing with a large budget: `nox -s fuzz -- 10000` (examples)."""
+    session.install("-e", ".[test]")
+    budget = session.posargs[0] if session.posargs else "1000"
+    session.run("pytest", "fuzz", "-p", "no:randomly", env={"CIVICREALTIME_FUZZ_EXAMPLES": budget})
 
 
 @nox.session(python=PYTHON[0])

@@ -24,6 +24,8 @@ def make_config(**overrides: Any) -> RealtimeConfig:
         "shutdown_timeout": 2,
         "rooms": {"cleanup_timeout": 30},
         "http": {"port": 0},
+        # Persistence has its own tests, with a store in a temporary directory.
+        "snapshots": {"enabled": False},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):

@@ -181,7 +181,7 @@ async def test_admin_closes_a_room(start_server: StartServer) -> None:
 
 
 class Explodes(MemoryOnly):
-    def applied(self, key: str, update: bytes) -> None:
+    def received(self, key: str, update: bytes) -> None:
         raise RuntimeError("boom")
 
 

@@ -185,9 +185,11 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         d.stop()
 
 
-def _run_scenario(daemon: Daemon, scenario: str) -> subprocess.CompletedProcess[str]:
+def _run_scenario(
+    daemon: Daemon, scenario: str, prefix: str | None = None
+) -> subprocess.CompletedProcess[str]:
     assert NODE is not None
-    prefix = f"pytest-{scenario}-{uuid.uuid4().hex[:10]}"
+    prefix = prefix or f"pytest-{scenario}-{uuid.uuid4().hex[:10]}"
     cmd = [NODE, str(SCRIPT), daemon.base_url, scenario, "--prefix", prefix]
     try:
         result = subprocess.run(
@@ -238,6 +240,22 @@ def test_js_client_awareness_removal(
     record_property("awareness_removal_abrupt_drop_ms", abrupt)
     assert clean <= 1000.0
     assert abrupt <= 1000.0
+
+
+def test_js_document_survives_a_daemon_restart(tmp_path: Path) -> None:
+    """Edits through the JS client, SIGTERM, a new daemon on the same store, a new client."""
+    own = Daemon(tmp_path)
+    prefix = f"pytest-persist-{uuid.uuid4().hex[:10]}"
+    try:
+        own.start()
+        _run_scenario(own, "persist-write", prefix)
+        own.stop()
+        own.proc, own.returncode = None, None
+        own.start()
+        _run_scenario(own, "persist-read", prefix)
+    finally:
+        own.stop()
+    assert "source=store" in own.log()
 
 
 def test_daemon_exits_cleanly_on_sigterm(daemon: Daemon) -> None:

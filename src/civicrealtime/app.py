@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,21 @@ from .auth.token_auth import TokenAuthenticator
 from .config import RealtimeConfig
 from .http import OpsApp, serve_http
 from .loopmonitor import measure_loop_lag
+from .persistence import Persistence, Store, StoreError, store_for
+from .persistence.roomhooks import PersistedRooms
 from .protocol import close_reason
 from .protocol.closecodes import CloseCode
 from .rooms import RoomManager, RoomTypeRegistry, default_room_types
+from .rooms.hooks import RoomHooks
+from .rooms.messages import TakeSnapshot
 from .server import RealtimeServer
 from .stats import Stats
 
 log = logging.getLogger("civicrealtime")
+
+
+class StoreSetupError(Exception):
+    """The configured store cannot be opened at start."""
 
 
 class AuthSetupError(Exception):
@@ -134,11 +143,26 @@ class RealtimeService:
         room_types: RoomTypeRegistry | None = None,
         environ: Mapping[str, str] | None = None,
         hmac_secret: bytes | None = None,
+        store: Store | None = None,
     ) -> None:
         self.config = config
         self.room_types = room_types if room_types is not None else default_room_types()
         self.stats = Stats()
-        self.rooms = RoomManager(config, self.room_types, self.stats)
+        self.persistence: Persistence | None = None
+        hooks: RoomHooks | None = None
+        snapshots = config.snapshots
+        if snapshots.enabled:
+            if store is None:
+                store = store_for(snapshots.location(config.data_dir), keep=snapshots.keep)
+            self.persistence = Persistence(
+                store,
+                flush_ms=snapshots.flush_ms,
+                max_pending_bytes=snapshots.max_pending_bytes,
+                compress_over=snapshots.compress_over,
+                shutdown_timeout=config.shutdown_timeout,
+            )
+            hooks = PersistedRooms(self.persistence)
+        self.rooms = RoomManager(config, self.room_types, self.stats, hooks)
         self.revocations = Revocations()
         # With an authenticator of the caller's, the caller says which secret mints tokens.
         self.hmac_secret: bytes | None = hmac_secret
@@ -189,8 +213,19 @@ class RealtimeService:
         `shutdown_timeout` seconds to retire, then cancel what is left.
         """
         try:
+            if self.persistence is not None:
+                await self._open_store(self.persistence.store)
+            else:
+                log.warning("snapshots.disabled: rooms live in memory only; a restart empties them")
+            for room_type in self.room_types:
+                await room_type.start()
             async with trio.open_nursery() as root:
                 root.start_soon(measure_loop_lag, self.stats)
+                if self.persistence is not None:
+                    # Started first, cancelled last: its final flush follows the rooms' last
+                    # snapshots at shutdown.
+                    await root.start(self.persistence.run)
+                    root.start_soon(self._sweep_old_snapshots, self.persistence.store)
                 await root.start(self.rooms.run)
                 if self.config.http.enabled:
                     self.http_port = await root.start(
@@ -224,18 +259,64 @@ class RealtimeService:
             log.info("server.stopped")
         finally:
             self.listening = False
+            if self.persistence is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await self.persistence.store.close()
             self.stopped.set()
+
+    async def _open_store(self, store: Store) -> None:
+        try:
+            with trio.fail_after(30):
+                await store.open()
+        except (StoreError, trio.TooSlowError) as exc:
+            raise StoreSetupError(f"cannot open the store {store.description}: {exc}") from None
+        log.info("store.opened store=%s", store.description)
+
+    async def _sweep_old_snapshots(self, store: Store) -> None:
+        """Delete snapshots of rooms not live for `snapshots.ttl_hours` (a periodic task)."""
+        snapshots = self.config.snapshots
+        while True:
+            await trio.sleep(snapshots.sweep_interval)
+            cutoff = int(time.time() * 1000 - snapshots.ttl_hours * 3600 * 1000)
+            live = {handle.key for handle in self.rooms}
+            try:
+                with trio.fail_after(60):
+                    swept = await store.sweep(cutoff, live)
+            except (StoreError, trio.TooSlowError) as exc:
+                log.warning("store.sweep_failed error=%s", exc)
+                continue
+            if swept:
+                log.info("store.swept rooms=%d", swept)
 
     # -- what the operations port asks --------------------------------------------------------
 
     def store_statistics(self) -> dict[str, float]:
-        return {}
+        if self.persistence is None:
+            return {}
+        s = self.persistence.statistics()
+        return {
+            "log_writes": s.log_writes,
+            "log_failures": s.failures,
+            "log_seconds": (s.last_flush_ms or 0) / 1000 * s.log_writes,
+            "snapshot_writes": s.snapshot_writes,
+            "snapshot_failures": 0,
+            "pending_bytes": s.pending_bytes,
+        }
 
     def store_health(self) -> str | None:
         """Why the store makes the daemon degraded, or None."""
-        return None
+        if self.persistence is None or self.persistence.healthy:
+            return None
+        return f"store failing: {self.persistence.last_error}"
 
     async def store_reachable(self) -> str | None:
+        if self.persistence is None:
+            return None
+        try:
+            with trio.fail_after(2):
+                await self.persistence.store.ping()
+        except (StoreError, trio.TooSlowError) as exc:
+            return f"store unreachable: {exc}"
         return None
 
     def describe_rooms(self) -> list[dict[str, Any]]:
@@ -280,9 +361,23 @@ class RealtimeService:
         }
 
     async def snapshot_room(self, key: str) -> Outcome:
-        if self.rooms.get(key) is None:
+        handle = self.rooms.get(key)
+        if handle is None:
             return Outcome(404, {"error": f"no live room {key!r}"})
-        return Outcome(409, {"error": "persistence is not enabled in this daemon"})
+        if self.persistence is None:
+            return Outcome(409, {"error": "persistence is not enabled in this daemon"})
+        reply, answer = trio.open_memory_channel[bool](1)
+        try:
+            with trio.fail_after(self.config.shutdown_timeout + 30):
+                await handle.mailbox.send(TakeSnapshot(reply=reply))
+                written = await answer.receive()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
+            return Outcome(409, {"error": "the room closed before its snapshot"})
+        except trio.TooSlowError:
+            return Outcome(504, {"error": "the snapshot is taking too long; see the log"})
+        if not written:
+            return Outcome(503, {"error": "the snapshot could not be written; see the log"})
+        return Outcome(200, {"room": key, "snapshots": handle.room.snapshots_taken})
 
     def close_room(self, key: str) -> bool:
         return self.rooms.close(key)

@@ -13,7 +13,7 @@ from pathlib import Path
 import trio
 
 from . import config as config_module
-from .app import AuthSetupError, RealtimeService
+from .app import AuthSetupError, RealtimeService, StoreSetupError
 from .auth.minting import mint_token
 from .auth.secrets import SecretError, resolve_secret
 from .config import ConfigError, LoadedConfig
@@ -151,17 +151,17 @@ def _serve(path: str | None) -> int:
     except AuthSetupError as exc:
         log.error("auth.invalid %s", exc)  # noqa: TRY400 - a configuration problem, not a bug
         return EXIT_CONFIG
+    failures: list[str] = []
     try:
         trio.run(_run_daemon, service)
-    except OSError as exc:
-        failure: OSError | None = exc
-    else:
-        failure = None
-    if failure is not None:
+    except* StoreSetupError as group:
+        failures += [f"store.unavailable {exc}" for exc in group.exceptions]
+    except* OSError as group:
         # Typically the port is taken or the host is not ours: say it in one line.
-        log.error("server.failed %s", failure)
-        return 1
-    return 0
+        failures += [f"server.failed {exc}" for exc in group.exceptions]
+    for failure in failures:
+        log.error("%s", failure)
+    return 1 if failures else 0
 
 
 async def _run_daemon(service: RealtimeService) -> None:

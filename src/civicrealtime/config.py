@@ -84,10 +84,39 @@ class RoomsConfig:
 
 @attrs.frozen(kw_only=True)
 class SnapshotsConfig:
+    # false: rooms live in memory only (nothing survives a restart).
     enabled: bool = True
+    # Seconds between snapshots of a changed room; 0: only after max_updates, on
+    # eviction and at shutdown.
     interval: float = attrs.field(default=300.0, validator=_at_least(0))
+    # A snapshot is also taken after this many updates.
     max_updates: int = attrs.field(default=100, validator=_at_least(1))
     storage: Literal["database", "filesystem"] = "database"
+    # For 'database': a postgresql:// URL, or an SQLite file path. null: SQLite at
+    # <data_dir>/realtime.sqlite3.
+    database_url: str | None = None
+    # For 'filesystem': the directory holding realtime/snapshots/. null: <data_dir>.
+    directory: str | None = None
+    # Every update a room applies reaches the update log within this many milliseconds
+    # (one transaction per flush); a crash loses at most this window.
+    flush_ms: int = attrs.field(default=100, validator=_at_least(1))
+    # Snapshots kept per room (newest first).
+    keep: int = attrs.field(default=3, validator=_at_least(1))
+    # Snapshots of rooms not live are deleted after this many hours, by a sweep every
+    # sweep_interval seconds.
+    ttl_hours: float = attrs.field(default=48.0, validator=_positive)
+    sweep_interval: float = attrs.field(default=21600.0, validator=_positive)
+    # Snapshots larger than this many bytes are stored zlib-compressed. null: never.
+    compress_over: int | None = attrs.field(default=None, validator=_at_least(1))
+    # Updates waiting for the store (while it fails) are kept in memory up to this many
+    # bytes; beyond it the largest rooms rely on their next snapshot (a loud log line).
+    max_pending_bytes: int = attrs.field(default=64 * 1024 * 1024, validator=_at_least(1024))
+
+    def location(self, data_dir: str) -> str:
+        """The store as `persistence.store_for` understands it."""
+        if self.storage == "filesystem":
+            return "filesystem:" + (self.directory or data_dir)
+        return self.database_url or str(Path(data_dir) / "realtime.sqlite3")
 
 
 @attrs.frozen(kw_only=True)

@@ -49,7 +49,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str, fmt: str = "text") -> None:
-    chosen = os.environ.get(ENV_LOG_LEVEL, level).upper()
+    chosen = (os.environ.get(ENV_LOG_LEVEL) or level).upper()
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

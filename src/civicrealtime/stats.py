@@ -41,6 +41,7 @@ class Stats:
     rate_limit_closes: int = 0
     slow_consumer_closes: int = 0
     room_crashes: int = 0
+    on_snapshot_failures: int = 0
     # trio.current_time() of the last room crash; /health reports it for a while.
     last_room_crash_at: float | None = None
     hydration_seconds: Summary = attrs.Factory(Summary)

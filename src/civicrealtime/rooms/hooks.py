@@ -1,18 +1,23 @@
-"""The room's seam for what lives outside one process: persistence and other nodes.
+"""The room's seam for what lives outside one process: persistence (and other nodes).
 
-A room calls these at fixed points of its life. The default does nothing, so rooms live in
-memory only; the persistence and clustering layers plug in here without touching the room.
+A room calls these at fixed points of its life; it never imports a store. `MemoryOnly`
+keeps rooms in memory only; the persistence layer adapts its writer to this protocol.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
-from pycrdt import Doc
+
+class SnapshotFailed(Exception):
+    """A snapshot could not be written; the updates stay in the log, so nothing is lost."""
 
 
 class RoomHooks(Protocol):
+    # False: no snapshot timers, nothing to flush before eviction.
+    persistent: bool
+
     async def load(self, key: str) -> Sequence[bytes]:
         """Updates that rebuild the room's document, applied before anyone is synced.
 
@@ -21,26 +26,59 @@ class RoomHooks(Protocol):
         """
         ...
 
-    def applied(self, key: str, update: bytes) -> None:
-        """Called, without waiting, for every update the room applied from a client."""
+    def received(self, key: str, update: bytes) -> None:
+        """A raw update the room accepted (it changed the document or is pending in it).
+
+        Called without waiting; the implementation buffers it (group commit).
+        """
         ...
 
-    async def retiring(self, key: str, doc: Doc[Any]) -> None:
-        """The room is being evicted or shut down: last chance to persist.
+    def mark(self, key: str) -> int:
+        """A position in the stream of received updates, taken with a captured state."""
+        ...
 
-        Runs shielded under the shutdown deadline.
+    async def snapshot(self, key: str, state: bytes, *, received: int) -> None:
+        """Store the full state, which holds every update received up to `received`.
+
+        Raises SnapshotFailed; cancellation interrupts the write.
         """
+        ...
+
+    def unflushed(self, key: str) -> int:
+        """Received updates of the room not yet durable."""
+        ...
+
+    def must_stay(self, key: str) -> bool:
+        """Evicting the room now could lose updates (the store is failing): keep it."""
+        ...
+
+    def forget(self, key: str) -> None:
+        """The room left memory."""
         ...
 
 
 class MemoryOnly:
     """Rooms start empty and vanish on eviction."""
 
+    persistent = False
+
     async def load(self, key: str) -> Sequence[bytes]:
         return ()
 
-    def applied(self, key: str, update: bytes) -> None:
+    def received(self, key: str, update: bytes) -> None:
         return None
 
-    async def retiring(self, key: str, doc: Doc[Any]) -> None:
+    def mark(self, key: str) -> int:
+        return 0
+
+    async def snapshot(self, key: str, state: bytes, *, received: int) -> None:
+        return None
+
+    def unflushed(self, key: str) -> int:
+        return 0
+
+    def must_stay(self, key: str) -> bool:
+        return False
+
+    def forget(self, key: str) -> None:
         return None

@@ -18,6 +18,7 @@ import trio
 from ..config import RealtimeConfig
 from ..protocol import CloseCode
 from ..stats import Stats
+from .hooks import MemoryOnly, RoomHooks
 from .messages import RoomMessage
 from .room import CLOSED_BY_ADMIN, CRASHED, EVICTED, SHUTDOWN, CloseRequestReason, Room
 from .types import RoomTypeRegistry
@@ -55,7 +56,12 @@ class RoomHandle:
 
     @property
     def evictable(self) -> bool:
-        return self.pending_joins == 0 and not self.room.members and self.ready.is_set()
+        return (
+            self.pending_joins == 0
+            and not self.room.members
+            and self.ready.is_set()
+            and not self.room.holds_unwritten_updates
+        )
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -68,8 +74,14 @@ class RoomStats:
 
 class RoomManager:
     def __init__(
-        self, config: RealtimeConfig, room_types: RoomTypeRegistry, stats: Stats | None = None
+        self,
+        config: RealtimeConfig,
+        room_types: RoomTypeRegistry,
+        stats: Stats | None = None,
+        hooks: RoomHooks | None = None,
     ) -> None:
+        # The daemon's persistence; a room type may bring its own hooks instead.
+        self.hooks: RoomHooks = hooks if hooks is not None else MemoryOnly()
         self._config = config
         self._stats = stats if stats is not None else Stats()
         self._types = room_types
@@ -133,10 +145,12 @@ class RoomManager:
             raise RoomUnavailable("SERVER_SHUTTING_DOWN", "not serving", CloseCode.SHUTTING_DOWN)
         self._make_space()
         send, receive = trio.open_memory_channel[RoomMessage](self._config.rooms.mailbox_size)
+        handler = self._types.get(room_type)
         room = Room(
             key=key,
             config=self._config,
-            hooks=self._types.get(room_type).hooks,
+            hooks=handler.hooks if handler.hooks is not None else self.hooks,
+            room_type=handler,
             mailbox=receive,
             on_empty=self._on_room_empty,
             on_join=self._on_room_join,

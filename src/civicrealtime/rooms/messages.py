@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import attrs
+import trio
 
 from ..protocol import Event
 from .member import Member
@@ -21,6 +22,13 @@ class Join(RoomMessage):
 @attrs.frozen(kw_only=True, slots=True)
 class Leave(RoomMessage):
     member: Member
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class TakeSnapshot(RoomMessage):
+    """An operator asks for a snapshot now; the room answers True once it is written."""
+
+    reply: trio.MemorySendChannel[bool]
 
 
 @attrs.frozen(kw_only=True, slots=True)

@@ -10,6 +10,7 @@ with 4500 and touches nothing else.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,9 +41,10 @@ from ..protocol.messages import (
 )
 from ..protocol.updates import adds_structs, decode_state_vector
 from ..stats import Stats
-from .hooks import RoomHooks
+from .hooks import RoomHooks, SnapshotFailed
 from .member import Member
-from .messages import FromClient, Join, Leave, RoomMessage
+from .messages import FromClient, Join, Leave, RoomMessage, TakeSnapshot
+from .types import RoomType
 
 log = logging.getLogger("civicrealtime.room")
 
@@ -56,6 +58,7 @@ class Room:
         key: str,
         config: RealtimeConfig,
         hooks: RoomHooks,
+        room_type: RoomType,
         mailbox: trio.MemoryReceiveChannel[RoomMessage],
         on_empty: Callable[[Room], None],
         on_join: Callable[[Room], None],
@@ -65,6 +68,12 @@ class Room:
         self._stats = stats if stats is not None else Stats()
         self._config = config
         self._hooks = hooks
+        self._type = room_type
+        self.room_id = key.partition(":")[2]
+        # Snapshot bookkeeping: updates received since the last snapshot, and a trigger.
+        self._unsnapshotted = 0
+        self._snapshot_wanted = trio.Event()
+        self.snapshots_taken = 0
         self._mailbox = mailbox
         self._on_empty = on_empty
         self._on_join = on_join
@@ -85,24 +94,13 @@ class Room:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Load, then serve the mailbox until stopped; retire (persist) on the way out.
+        """Load (or seed), then serve the mailbox until stopped; persist on the way out.
 
-        Errors propagate to the manager's supervisor. A stop request (eviction, shutdown)
-        ends the loop; the retiring hook then runs shielded under the shutdown deadline.
+        Errors propagate to the manager's supervisor: a load that fails refuses joiners
+        (4500) instead of serving a blank document. A stop request (eviction, shutdown)
+        ends the loop; the last snapshot then runs shielded under the shutdown deadline.
         """
-        started = time.perf_counter()
-        for update in await self._hooks.load(self.key):
-            apply_update(self.doc, update)
-        self._applied.clear()
-        self.size_estimate = len(self.doc.get_update())
-        load_seconds = time.perf_counter() - started
-        self._stats.observe_hydration(load_seconds)
-        log.info(
-            "room.created room=%s load_ms=%.1f size=%d",
-            self.key,
-            load_seconds * 1000,
-            self.size_estimate,
-        )
+        await self._hydrate()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -112,13 +110,103 @@ class Room:
                 self._arm_grace()
                 if self._config.connection_cleanup.enabled:
                     nursery.start_soon(self._sweep_stale)
+                if self._hooks.persistent and self._config.snapshots.enabled:
+                    nursery.start_soon(self._snapshotter)
                 with self._stop_scope:
                     async for message in self._mailbox:
                         self._handle(message)
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(self._config.shutdown_timeout):
-                await self._hooks.retiring(self.key, self.doc)
+                await self._retire()
+
+    async def _hydrate(self) -> None:
+        """Stored state, else the room type's seed; exactly once, before anyone syncs."""
+        started = time.perf_counter()
+        stored = await self._hooks.load(self.key)
+        for update in stored:
+            apply_update(self.doc, update)
+        self._applied.clear()
+        seeded = False
+        if not stored and self.doc.get_update() == EMPTY_UPDATE:
+            # A room with history is never re-seeded: duplicated content after a restart
+            # is the classic failure of servers that seed whenever the document looks empty.
+            await self._type.seed(self.room_id, self.doc)
+            seeded = self.doc.get_update() != EMPTY_UPDATE
+            if seeded:
+                # The seed is the room's first state: persist it like an edit.
+                for update in self._applied:
+                    self._hooks.received(self.key, update)
+                self._unsnapshotted += len(self._applied)
+            self._applied.clear()
+        self.size_estimate = len(self.doc.get_update())
+        load_seconds = time.perf_counter() - started
+        self._stats.observe_hydration(load_seconds)
+        log.info(
+            "room.hydrated room=%s source=%s updates=%d load_ms=%.1f size=%d",
+            self.key,
+            "store" if stored else ("seed" if seeded else "empty"),
+            len(stored),
+            load_seconds * 1000,
+            self.size_estimate,
+        )
+
+    async def _retire(self) -> None:
+        """The last snapshot before the room leaves memory (eviction or shutdown)."""
+        if (
+            self._hooks.persistent
+            and self._config.snapshots.enabled
+            and (self._unsnapshotted or self._hooks.unflushed(self.key))
+        ):
+            await self._take_snapshot(why="retire")
+        self._hooks.forget(self.key)
+
+    async def _admin_snapshot(self, reply: trio.MemorySendChannel[bool]) -> None:
+        before = self.snapshots_taken
+        await self._take_snapshot(why="admin")
+        with reply:
+            reply.send_nowait(self.snapshots_taken > before)
+
+    async def _snapshotter(self) -> None:
+        """Snapshot every `snapshots.interval` seconds when changed, or after `max_updates`."""
+        interval = self._config.snapshots.interval
+        while True:
+            with trio.move_on_after(interval if interval > 0 else math.inf):
+                await self._snapshot_wanted.wait()
+            if self._unsnapshotted:
+                await self._take_snapshot(why="trigger")
+
+    async def _take_snapshot(self, *, why: str) -> None:
+        # State and mark are captured together, with no checkpoint in between: the
+        # snapshot then covers exactly the updates received so far.
+        state = self.doc.get_update()
+        mark = self._hooks.mark(self.key)
+        taken = self._unsnapshotted
+        self._unsnapshotted = 0
+        self._snapshot_wanted = trio.Event()
+        started = time.perf_counter()
+        try:
+            await self._hooks.snapshot(self.key, state, received=mark)
+        except SnapshotFailed as exc:
+            self._unsnapshotted += taken
+            log.warning("snapshot.failed room=%s why=%s error=%s", self.key, why, exc)
+            return
+        self.snapshots_taken += 1
+        self.size_estimate = len(state)
+        log.info(
+            "snapshot.written room=%s why=%s bytes=%d updates=%d ms=%.1f",
+            self.key,
+            why,
+            len(state),
+            taken,
+            (time.perf_counter() - started) * 1000,
+        )
+        try:
+            await self._type.on_snapshot(self.room_id, self.doc)
+        except Exception:
+            # A draft that cannot be written never breaks editing or the binary snapshot.
+            log.exception("room_type.on_snapshot_failed room=%s", self.key)
+            self._stats.on_snapshot_failures += 1
 
     def stop(self, reason: CloseRequestReason) -> None:
         """Stop serving: close members with the reason's code, then leave the loop."""
@@ -136,6 +224,11 @@ class Room:
             self._send_error(member, reason.error_code, reason.message)
             member.outbound.close(reason.close_code, reason.close_reason, flush=True)
 
+    @property
+    def holds_unwritten_updates(self) -> bool:
+        """Updates not yet durable that eviction could lose (the store is failing)."""
+        return self._hooks.must_stay(self.key)
+
     # -- the mailbox -------------------------------------------------------------------------
 
     def _handle(self, message: RoomMessage) -> None:
@@ -147,6 +240,9 @@ class Room:
                 self._join(member)
             case Leave(member=member):
                 self._leave(member)
+            case TakeSnapshot(reply=reply):
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._admin_snapshot, reply)
 
     def _join(self, member: Member) -> None:
         self.members[member.conn_id] = member
@@ -244,18 +340,32 @@ class Room:
             return
         # The observer collected what the transaction actually changed: duplicates and
         # empty step 2 answers change nothing and are not relayed.
+        changed = False
         for applied in self._applied:
             if applied == EMPTY_UPDATE:
                 continue
+            changed = True
             self.updates_applied += 1
             self._stats.updates_applied += 1
             self.size_estimate += len(applied)
             self._broadcast(encode_sync_update(applied), exclude=member)
-            self._hooks.applied(self.key, applied)
         self._applied.clear()
+        if changed or self._is_pending(update):
+            # The raw update, as received: one whose dependencies are missing waits inside
+            # pycrdt and is absent from get_update(), so only the raw bytes keep it.
+            self._hooks.received(self.key, update)
+            self._unsnapshotted += 1
+            if self._unsnapshotted >= self._config.snapshots.max_updates:
+                self._snapshot_wanted.set()
         if not self._size_warned and self.size_estimate > self._config.rooms.document_warn_bytes:
             self._size_warned = True
             log.warning("document.large room=%s size=%d", self.key, self.size_estimate)
+
+    def _is_pending(self, update: bytes) -> bool:
+        try:
+            return adds_structs(update, decode_state_vector(self.doc.get_state()))
+        except InvalidUpdate:
+            return False
 
     def _collect(self, event: TransactionEvent) -> None:
         self._applied.append(event.update)
@@ -292,8 +402,12 @@ class Room:
     async def _grace_timer(self) -> None:
         with trio.CancelScope() as scope:
             self._grace_scope = scope
-            await trio.sleep(self._config.rooms.grace_seconds)
-            if self._grace_scope is scope and not self.members:
+            # Repeats: a room holding updates not yet durable is not evicted, and asks
+            # again after another grace period.
+            while True:
+                await trio.sleep(self._config.rooms.grace_seconds)
+                if self._grace_scope is not scope or self.members:
+                    return
                 self._on_empty(self)
 
     async def _sweep_stale(self) -> None:

@@ -1,0 +1,60 @@
+"""Durable room state: snapshots and an update log, in SQLite, PostgreSQL or plain files.
+
+`Persistence` (writer.py) is what rooms use; the stores (sqlite.py, postgres.py,
+filesystem.py) implement `Store` (store.py). See docs/persistence.md.
+"""
+
+from .basestore import StoreBase
+from .errors import (
+    CorruptRecord,
+    StoreBusy,
+    StoreError,
+    StoreFull,
+    StoreReadOnly,
+    StoreTimeout,
+    StoreUnavailable,
+)
+from .filesystem import FilesystemStore
+from .locations import store_for
+from .records import (
+    CURRENT_FORMAT,
+    LogRecord,
+    SnapshotInfo,
+    SnapshotRecord,
+    build_log_record,
+    build_snapshot,
+    verify_log_record,
+    verify_snapshot,
+)
+from .sqlite import SqliteStore
+from .store import DEFAULT_KEEP, Loaded, Problem, Store, VerifyReport
+from .writer import Persistence, PersistenceStats
+
+__all__ = [
+    "CURRENT_FORMAT",
+    "DEFAULT_KEEP",
+    "CorruptRecord",
+    "FilesystemStore",
+    "Loaded",
+    "LogRecord",
+    "Persistence",
+    "PersistenceStats",
+    "Problem",
+    "SnapshotInfo",
+    "SnapshotRecord",
+    "SqliteStore",
+    "Store",
+    "StoreBase",
+    "StoreBusy",
+    "StoreError",
+    "StoreFull",
+    "StoreReadOnly",
+    "StoreTimeout",
+    "StoreUnavailable",
+    "VerifyReport",
+    "build_log_record",
+    "build_snapshot",
+    "store_for",
+    "verify_log_record",
+    "verify_snapshot",
+]

@@ -1,0 +1,1 @@
+"""Deployment artefacts (docs/deploy/) checked against the real tools: nginx, systemd."""
