@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import nox
@@ -20,11 +21,34 @@ def _install_js(session: nox.Session) -> None:
     session.run("npm", "ci", "--prefix", "tests/js", "--no-audit", "--no-fund", external=True)
 
 
+def _install_browser(session: nox.Session) -> None:
+    """The demo's build and e2e driver (npm), and Debian's Chromium for the browser tests."""
+    if shutil.which("npm") is not None:
+        session.run("npm", "ci", "--prefix", "web/demo", "--no-audit", "--no-fund", external=True)
+    if os.path.exists("/usr/bin/chromium"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        session.run("apt-get", "update", "-qq", external=True, silent=True)
+        session.run(
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "chromium",
+            external=True,
+            silent=True,
+        )
+    else:
+        session.warn("no /usr/bin/chromium: the browser tests will be skipped")
+
+
 @nox.session(python=PYTHON[0])
 def tests(session: nox.Session) -> None:
     """Unit, integration and JavaScript interop tests."""
     session.install("-e", ".[test]")
     _install_js(session)
+    _install_browser(session)
     # nginx (and systemd-analyze) for the deployment tests, when root with apt-get.
     session.run("sh", "tests/deploy/install-system-tools.sh", external=True)
     # The suite, plus a small fuzz budget (the maintainers' run is `nox -s fuzz`).

@@ -13,6 +13,7 @@ from pathlib import Path
 import trio
 
 from . import config as config_module
+from . import snapshots_cli
 from .app import AuthSetupError, RealtimeService, StoreSetupError
 from .auth.minting import mint_token
 from .auth.secrets import SecretError, resolve_secret
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--ttl", type=int, default=3600, help="seconds until it expires (default 3600)"
     )
+    snapshots_cli.add_parser(commands)
     return parser
 
 
@@ -77,6 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.path or args.config)
     if args.command == "token":
         return _token(args)
+    if args.command == "snapshots":
+        try:
+            loaded = _load(args.config)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_CONFIG
+        return snapshots_cli.run(loaded.config, args)
     return _serve(args.config)
 
 

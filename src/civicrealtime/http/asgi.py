@@ -223,7 +223,10 @@ class OpsApp:
             )
         if method != "GET":
             raise HttpError(405, "method not allowed")
-        if path in ("/demo", "/demo/"):
+        if path == "/demo":
+            # The page links its assets relatively: it must be served from /demo/.
+            return 308, [(b"location", b"/demo/"), (b"content-type", b"text/plain")], b""
+        if path == "/demo/":
             path = "/demo/index.html"
         name = path[len("/demo/") :]
         if not name or "/" in name or name.startswith("."):

@@ -1,0 +1,100 @@
+"""`civicrealtime snapshots ...` on a store written beforehand (as a stopped daemon leaves it)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+from pycrdt import Doc, Text
+
+from civicrealtime.persistence import SqliteStore
+
+
+def _update(text: str) -> bytes:
+    doc = Doc()
+    doc.get("t", type=Text).insert(0, text)
+    return doc.get_update()
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "civicrealtime", "--config", str(tmp_path / "rt.yml"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=os.environ,
+    )
+
+
+def _prepare(tmp_path: Path) -> Path:
+    (tmp_path / "rt.yml").write_text("data_dir: data\n")
+    database = tmp_path / "data" / "realtime.sqlite3"
+
+    async def write() -> None:
+        async with SqliteStore(str(database)) as store:
+            await store.append([("records:a", _update("alpha")), ("records:b", _update("beta"))])
+            await store.write_snapshot("records:b", _update("beta"), covers_seq=1)
+
+    trio.run(write)
+    return database
+
+
+def test_list_show_export_import_compact(tmp_path: Path) -> None:
+    _prepare(tmp_path)
+    listed = _cli(tmp_path, "snapshots", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "records:a" in listed.stdout
+    assert "records:b" in listed.stdout
+    assert "2 rooms" in listed.stdout
+    shown = _cli(tmp_path, "snapshots", "show", "records:b")
+    assert shown.returncode == 0
+    assert "v1" in shown.stdout
+    exported = _cli(tmp_path, "snapshots", "export", "records:a", "a.bin")
+    assert exported.returncode == 0, exported.stderr
+    doc = Doc()
+    doc.apply_update((tmp_path / "a.bin").read_bytes())
+    assert str(doc.get("t", type=Text)) == "alpha"
+    imported = _cli(tmp_path, "snapshots", "import", "records:copy", "a.bin")
+    assert imported.returncode == 0, imported.stderr
+    compacted = _cli(tmp_path, "snapshots", "compact")
+    assert compacted.returncode == 0
+    assert "compacted" in compacted.stdout
+    again = _cli(tmp_path, "snapshots", "export", "records:copy", "copy.bin")
+    assert again.returncode == 0
+    doc = Doc()
+    doc.apply_update((tmp_path / "copy.bin").read_bytes())
+    assert str(doc.get("t", type=Text)) == "alpha"
+
+
+def test_verify_reports_a_corrupt_row_and_keeps_it(tmp_path: Path) -> None:
+    database = _prepare(tmp_path)
+    clean = _cli(tmp_path, "snapshots", "verify")
+    assert clean.returncode == 0
+    assert "0 problems" in clean.stdout
+    connection = sqlite3.connect(database)
+    with connection:
+        connection.execute("UPDATE realtime_snapshots SET snapshot_data = x'00'")
+    connection.close()
+    dirty = _cli(tmp_path, "snapshots", "verify")
+    assert dirty.returncode == 1
+    assert "PROBLEM" in dirty.stdout
+    assert "100%" in dirty.stderr  # the progress bar
+    connection = sqlite3.connect(database)
+    assert connection.execute("SELECT count(*) FROM realtime_snapshots").fetchone()[0] == 1
+    connection.close()
+
+
+def test_unknown_room_and_disabled_store(tmp_path: Path) -> None:
+    _prepare(tmp_path)
+    missing = _cli(tmp_path, "snapshots", "show", "records:nope")
+    assert missing.returncode == 1
+    (tmp_path / "rt.yml").write_text("snapshots:\n  enabled: false\n")
+    disabled = _cli(tmp_path, "snapshots", "list")
+    assert disabled.returncode == 2
+    assert "no store" in disabled.stderr
