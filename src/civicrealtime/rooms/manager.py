@@ -20,6 +20,7 @@ from ..protocol import CloseCode
 from ..stats import Stats
 from .hooks import MemoryOnly, RoomHooks
 from .messages import RoomMessage
+from .relay import NoRelay, RoomRelay
 from .room import CLOSED_BY_ADMIN, CRASHED, EVICTED, SHUTDOWN, CloseRequestReason, Room
 from .types import RoomTypeRegistry
 
@@ -79,7 +80,9 @@ class RoomManager:
         room_types: RoomTypeRegistry,
         stats: Stats | None = None,
         hooks: RoomHooks | None = None,
+        relay: RoomRelay | None = None,
     ) -> None:
+        self.relay: RoomRelay = relay if relay is not None else NoRelay()
         # The daemon's persistence; a room type may bring its own hooks instead.
         self.hooks: RoomHooks = hooks if hooks is not None else MemoryOnly()
         self._config = config
@@ -151,6 +154,8 @@ class RoomManager:
             config=self._config,
             hooks=handler.hooks if handler.hooks is not None else self.hooks,
             room_type=handler,
+            relay=self.relay,
+            mailbox_sender=send,
             mailbox=receive,
             on_empty=self._on_room_empty,
             on_join=self._on_room_join,

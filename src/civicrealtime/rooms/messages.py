@@ -32,6 +32,22 @@ class TakeSnapshot(RoomMessage):
 
 
 @attrs.frozen(kw_only=True, slots=True)
+class FromNode(RoomMessage):
+    """Traffic another node published for this room (cross-node fan-out)."""
+
+    node: str
+    update: bytes | None = None
+    awareness: bytes | None = None  # an awareness update payload (not a frame)
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class NodeGone(RoomMessage):
+    """Another node stopped (its heartbeat expired): its clients' presence goes too."""
+
+    node: str
+
+
+@attrs.frozen(kw_only=True, slots=True)
 class FromClient(RoomMessage):
     member: Member
     event: Event

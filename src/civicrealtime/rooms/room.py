@@ -24,6 +24,7 @@ from ..protocol import (
     AwarenessStates,
     CloseCode,
     InvalidUpdate,
+    MalformedMessage,
     QueryAwarenessReceived,
     SyncStep1Received,
     UpdateReceived,
@@ -32,6 +33,7 @@ from ..protocol import (
     diff_update,
 )
 from ..protocol import control as control_frames
+from ..protocol.awareness import decode_awareness_update
 from ..protocol.messages import (
     encode_awareness,
     encode_permission_denied,
@@ -43,7 +45,8 @@ from ..protocol.updates import adds_structs, decode_state_vector
 from ..stats import Stats
 from .hooks import RoomHooks, SnapshotFailed
 from .member import Member
-from .messages import FromClient, Join, Leave, RoomMessage, TakeSnapshot
+from .messages import FromClient, FromNode, Join, Leave, NodeGone, RoomMessage, TakeSnapshot
+from .relay import NoRelay, RoomRelay
 from .types import RoomType
 
 log = logging.getLogger("civicrealtime.room")
@@ -59,6 +62,8 @@ class Room:
         config: RealtimeConfig,
         hooks: RoomHooks,
         room_type: RoomType,
+        relay: RoomRelay | None = None,
+        mailbox_sender: trio.MemorySendChannel[RoomMessage] | None = None,
         mailbox: trio.MemoryReceiveChannel[RoomMessage],
         on_empty: Callable[[Room], None],
         on_join: Callable[[Room], None],
@@ -69,6 +74,10 @@ class Room:
         self._config = config
         self._hooks = hooks
         self._type = room_type
+        self._relay: RoomRelay = relay if relay is not None else NoRelay()
+        self._mailbox_sender = mailbox_sender
+        # Awareness client ids other nodes published, by node: removed if the node dies.
+        self._remote_awareness: dict[str, set[int]] = {}
         self.room_id = key.partition(":")[2]
         # Snapshot bookkeeping: updates received since the last snapshot, and a trigger.
         self._unsnapshotted = 0
@@ -117,15 +126,23 @@ class Room:
                         self._handle(message)
                 nursery.cancel_scope.cancel()
         finally:
+            # Senders to a room that is gone get BrokenResourceError instead of waiting.
+            self._mailbox.close()
             with trio.CancelScope(shield=True), trio.move_on_after(self._config.shutdown_timeout):
                 await self._retire()
 
     async def _hydrate(self) -> None:
         """Stored state, else the room type's seed; exactly once, before anyone syncs."""
         started = time.perf_counter()
-        stored = await self._hooks.load(self.key)
+        stored = list(await self._hooks.load(self.key))
+        if self._mailbox_sender is not None:
+            # Updates other nodes published that the shared store may not hold yet.
+            stored += await self._relay.opened(self.key, self._mailbox_sender.clone())
         for update in stored:
-            apply_update(self.doc, update)
+            try:
+                apply_update(self.doc, update)
+            except InvalidUpdate as exc:
+                log.warning("room.bad_stored_update room=%s error=%s", self.key, exc)
         self._applied.clear()
         seeded = False
         if not stored and self.doc.get_update() == EMPTY_UPDATE:
@@ -153,6 +170,7 @@ class Room:
 
     async def _retire(self) -> None:
         """The last snapshot before the room leaves memory (eviction or shutdown)."""
+        self._relay.closed(self.key)
         if (
             self._hooks.persistent
             and self._config.snapshots.enabled
@@ -179,6 +197,8 @@ class Room:
     async def _take_snapshot(self, *, why: str) -> None:
         # State and mark are captured together, with no checkpoint in between: the
         # snapshot then covers exactly the updates received so far.
+        if not self._relay.snapshot_allowed(self.key):
+            return  # another node holds this room's snapshot lease; its log has our updates
         state = self.doc.get_update()
         mark = self._hooks.mark(self.key)
         taken = self._unsnapshotted
@@ -193,6 +213,7 @@ class Room:
             return
         self.snapshots_taken += 1
         self.size_estimate = len(state)
+        self._relay.snapshot_written(self.key)
         log.info(
             "snapshot.written room=%s why=%s bytes=%d updates=%d ms=%.1f",
             self.key,
@@ -240,6 +261,12 @@ class Room:
                 self._join(member)
             case Leave(member=member):
                 self._leave(member)
+            case FromNode(node=node, update=update, awareness=awareness):
+                self._from_node(node, update, awareness)
+            case NodeGone(node=node):
+                removal = self.awareness.remove(self._remote_awareness.pop(node, set()))
+                if removal is not None:
+                    self._broadcast(encode_awareness(removal), exclude=None)
             case TakeSnapshot(reply=reply):
                 if self._nursery is not None:
                     self._nursery.start_soon(self._admin_snapshot, reply)
@@ -289,6 +316,7 @@ class Room:
                     # To everyone, the sender included: a lone y-websocket client must hear
                     # something within 30 s or it drops the connection and reconnects.
                     self._broadcast(frame, exclude=None)
+                    self._relay.local_awareness(self.key, frame)
             case QueryAwarenessReceived():
                 everyone = self.awareness.encode_all()
                 if everyone is not None:
@@ -354,12 +382,42 @@ class Room:
             # The raw update, as received: one whose dependencies are missing waits inside
             # pycrdt and is absent from get_update(), so only the raw bytes keep it.
             self._hooks.received(self.key, update)
+            self._relay.local_update(self.key, update)
             self._unsnapshotted += 1
             if self._unsnapshotted >= self._config.snapshots.max_updates:
                 self._snapshot_wanted.set()
         if not self._size_warned and self.size_estimate > self._config.rooms.document_warn_bytes:
             self._size_warned = True
             log.warning("document.large room=%s size=%d", self.key, self.size_estimate)
+
+    def _from_node(self, node: str, update: bytes | None, awareness: bytes | None) -> None:
+        """Apply another node's traffic and fan it out locally; never publish it again."""
+        if update is not None:
+            try:
+                apply_update(self.doc, update)
+            except InvalidUpdate as exc:
+                self._applied.clear()
+                log.warning("node.bad_update room=%s node=%s error=%s", self.key, node, exc)
+                return
+            for applied in self._applied:
+                if applied != EMPTY_UPDATE:
+                    self.size_estimate += len(applied)
+                    self._broadcast(encode_sync_update(applied), exclude=None)
+            self._applied.clear()
+            # The origin node logs it; this node's snapshots include it through the doc.
+            self._unsnapshotted += 1
+        if awareness is not None:
+            try:
+                entries = decode_awareness_update(awareness)
+            except MalformedMessage as exc:
+                log.warning("node.bad_awareness room=%s node=%s error=%s", self.key, node, exc)
+                return
+            change = self.awareness.apply(entries)
+            ids = self._remote_awareness.setdefault(node, set())
+            ids.update(change.updated)
+            ids.difference_update(change.removed)
+            if change.changed:
+                self._broadcast(encode_awareness(awareness), exclude=None)
 
     def _is_pending(self, update: bytes) -> bool:
         try:
