@@ -228,6 +228,10 @@ class RealtimeServer:
             await self._refuse(ws, "PERMISSION_DENIED", "no permission to open this room")
             return CloseCode.PERMISSION_DENIED, close_reason("PERMISSION_DENIED")
         can_edit = has_permission(granted, room_type.edit_permission)
+        if not await room_type.exists(route.room_id):
+            log.info("room.not_found conn=%s room=%s", conn_id, route.key)
+            await self._refuse(ws, "ROOM_NOT_FOUND", "no such record")
+            return CloseCode.NOT_FOUND, close_reason("ROOM_NOT_FOUND")
         try:
             with self._limits.hold(peer, identity.user_id):
                 return await self._join_and_serve(
