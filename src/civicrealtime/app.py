@@ -34,9 +34,10 @@ from .http import OpsApp, serve_http
 from .loopmonitor import measure_loop_lag
 from .persistence import Persistence, Store, StoreError, store_for
 from .persistence.roomhooks import PersistedRooms
+from .records.handler import RecordsRoomType
 from .protocol import close_reason
 from .protocol.closecodes import CloseCode
-from .rooms import RoomManager, RoomTypeRegistry, default_room_types
+from .rooms import RoomManager, RoomTypeRegistry
 from .rooms.hooks import RoomHooks
 from .rooms.messages import TakeSnapshot
 from .server import RealtimeServer
@@ -146,7 +147,7 @@ class RealtimeService:
         store: Store | None = None,
     ) -> None:
         self.config = config
-        self.room_types = room_types if room_types is not None else default_room_types()
+        self.room_types = room_types if room_types is not None else self._default_room_types()
         self.stats = Stats()
         self.persistence: Persistence | None = None
         hooks: RoomHooks | None = None
@@ -184,6 +185,19 @@ class RealtimeService:
         self._shutdown = trio.Event()
         self._http_shutdown = trio.Event()
         self.stopped = trio.Event()
+
+    def _default_room_types(self) -> RoomTypeRegistry:
+        records = self.config.records
+        drafts = records.drafts_dir or str(Path(self.config.data_dir) / "drafts")
+        return RoomTypeRegistry(
+            [
+                RecordsRoomType(
+                    data_dir=records.data_dir,
+                    drafts_dir=drafts,
+                    refresh_seconds=records.refresh_seconds,
+                )
+            ]
+        )
 
     def _decide_demo(self) -> bool:
         demo, http = self.config.demo, self.config.http
@@ -304,10 +318,14 @@ class RealtimeService:
         }
 
     def store_health(self) -> str | None:
-        """Why the store makes the daemon degraded, or None."""
-        if self.persistence is None or self.persistence.healthy:
-            return None
-        return f"store failing: {self.persistence.last_error}"
+        """Why the store (or a room type's writeback) makes the daemon degraded, or None."""
+        if self.persistence is not None and not self.persistence.healthy:
+            return f"store failing: {self.persistence.last_error}"
+        for room_type in self.room_types:
+            failure = room_type.describe("").get("last_draft_error")
+            if failure:
+                return f"{room_type.name} drafts failing: {failure}"
+        return None
 
     async def store_reachable(self) -> str | None:
         if self.persistence is None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import trio
 
 from . import config as config_module
-from . import snapshots_cli
+from . import records_cli, snapshots_cli
 from .app import AuthSetupError, RealtimeService, StoreSetupError
 from .auth.minting import mint_token
 from .auth.secrets import SecretError, resolve_secret
@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         "--ttl", type=int, default=3600, help="seconds until it expires (default 3600)"
     )
     snapshots_cli.add_parser(commands)
+    records_cli.add_parser(commands)
     return parser
 
 
@@ -86,6 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(exc, file=sys.stderr)
             return EXIT_CONFIG
         return snapshots_cli.run(loaded.config, args)
+    if args.command == "records":
+        try:
+            loaded = _load(args.config)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_CONFIG
+        return records_cli.run(loaded.config, args)
     return _serve(args.config)
 
 

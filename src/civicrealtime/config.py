@@ -172,6 +172,18 @@ class ConnectionConfig:
 
 
 @attrs.frozen(kw_only=True)
+class RecordsConfig:
+    # A CivicPress data directory (records/<type>/<year>/<id>.md). Set: records rooms are
+    # seeded from the record's Markdown, unknown ids are refused (4004), drafts are
+    # written. null: records rooms start empty (said once in the log).
+    data_dir: str | None = None
+    # Where drafts go: <drafts_dir>/<type>/<id>.md. null: <data_dir of the daemon>/drafts.
+    drafts_dir: str | None = None
+    # Seconds between checks that the records directory changed (re-index).
+    refresh_seconds: float = attrs.field(default=2.0, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
 class ProtocolConfig:
     # Unsolicited text frames (connection.ack, error, notice) for CivicPress's editor.
     control_frames: bool = True
@@ -301,6 +313,7 @@ class RealtimeConfig:
     protocol: ProtocolConfig = attrs.Factory(ProtocolConfig)
     auth: AuthConfig = attrs.Factory(AuthConfig)
     logging: LoggingConfig = attrs.Factory(LoggingConfig)
+    records: RecordsConfig = attrs.Factory(RecordsConfig)
     http: HttpConfig = attrs.Factory(HttpConfig)
     demo: DemoConfig = attrs.Factory(DemoConfig)
 

@@ -1,0 +1,301 @@
+// End-to-end scenarios for the demo page, in headless Chromium driven by playwright-core.
+//
+//   node tests/e2e/demo_e2e.mjs --base http://127.0.0.1:PORT/demo/ --scenario NAME
+//        [--daemon-pid PID] [--screenshot OUT.png] [--record ID] [--chromium /usr/bin/chromium]
+//
+// Scenarios: converge, carets, offline, viewer, shutdown (which sends SIGTERM to --daemon-pid).
+// Prints `PASS <scenario> ...` and exits 0, or prints the failure and exits 1. Every wait has
+// a deadline and the whole run stops itself after RUN_TIMEOUT_MS. playwright-core comes from
+// web/demo/node_modules (devDependency) and never downloads a browser: it runs the system's.
+import { createRequire } from 'node:module'
+import { writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+const requireDemo = createRequire(path.resolve(HERE, '../../web/demo/package.json'))
+process.env.PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD = '1'
+const { chromium } = requireDemo('playwright-core')
+
+const RUN_TIMEOUT_MS = 90_000
+const WAIT_MS = 15_000
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'
+]
+
+const { values: opts } = parseArgs({
+  options: {
+    base: { type: 'string' },
+    scenario: { type: 'string' },
+    'daemon-pid': { type: 'string' },
+    screenshot: { type: 'string' },
+    record: { type: 'string' },
+    chromium: { type: 'string', default: '/usr/bin/chromium' }
+  }
+})
+if (!opts.base || !opts.scenario) {
+  console.error('usage: demo_e2e.mjs --base URL --scenario NAME [--daemon-pid PID] [--screenshot PNG]')
+  process.exit(2)
+}
+
+class Failure extends Error {}
+const check = (cond, message) => { if (!cond) throw new Failure(message) }
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const record = opts.record ?? `e2e-${opts.scenario}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
+
+/** Poll `fn` until it returns a truthy value; fail with `what` (and the last value) after `ms`. */
+async function until (what, fn, ms = WAIT_MS) {
+  const deadline = Date.now() + ms
+  let last
+  for (;;) {
+    last = await fn()
+    if (last) return last
+    if (Date.now() > deadline) throw new Failure(`timed out after ${ms} ms waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+const pageErrors = [] // uncaught exceptions and console errors: they fail the scenario
+const pageNoise = []
+
+/** A fresh browser context (own storage, own WebSockets) with the page joined to `room`. */
+async function join (browser, { name, role = 'editor', room = record, viewport = { width: 720, height: 600 } }) {
+  const context = await browser.newContext({ viewport, deviceScaleFactor: 1 })
+  const page = await context.newPage()
+  page.setDefaultTimeout(WAIT_MS)
+  page.on('pageerror', (err) => pageErrors.push(`${name} uncaught: ${err.message}`))
+  page.on('console', (msg) => {
+    if (msg.type() !== 'error') return
+    // Reconnect attempts while the daemon is down are expected (shutdown scenario).
+    const expected = /^WebSocket connection to .* failed/.test(msg.text())
+    ;(expected ? pageNoise : pageErrors).push(`${name} console: ${msg.text()}`)
+  })
+  await page.goto(`${opts.base}?record=${encodeURIComponent(room)}`)
+  await page.getByLabel('Your name').fill(name)
+  await page.getByRole('radio', { name: role === 'editor' ? /Editor/ : /Viewer/ }).check()
+  await page.getByRole('button', { name: 'Join' }).click()
+  await page.waitForSelector('#status[data-state="connected"]')
+  await until(`${name} to sync`, () => page.evaluate(() => window.civicDemo.provider?.synced === true))
+  return { name, page, context }
+}
+
+const text = (who) => who.page.evaluate(() => window.civicDemo.text())
+const paragraphs = (who) => who.page.evaluate(() => window.civicDemo.paragraphs())
+const badge = (who) => who.page.locator('#status').textContent()
+const editor = (who) => who.page.locator('#editor .ProseMirror')
+
+/** Put the caret at the end of top-level block `index` (-1: the last one). */
+const caretTo = (who, index = -1) => who.page.evaluate((i) => window.civicDemo.caretToEndOfBlock(i), index)
+
+/** Type at the end of the document like a person (one key event per character). */
+async function typeAtEnd (who, words, delay = 15) {
+  await caretTo(who, -1)
+  await who.page.keyboard.type(words, { delay })
+}
+
+/** Both pages hold the same text and the same number of paragraphs, and contain `needles`. */
+async function converged (a, b, needles, ms = WAIT_MS) {
+  return until(`${a.name} and ${b.name} to converge on ${JSON.stringify(needles)}`, async () => {
+    const [ta, tb, pa, pb] = await Promise.all([text(a), text(b), paragraphs(a), paragraphs(b)])
+    const ok = ta === tb && pa === pb && needles.every((n) => ta.includes(n))
+    return ok && { text: ta, paragraphs: pa }
+  }, ms).catch(async (err) => {
+    throw new Failure(`${err.message}\n  ${a.name}: ${JSON.stringify(await text(a))}\n  ${b.name}: ${JSON.stringify(await text(b))}`)
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const scenarios = {
+  // (a) Two editors type at the same time into the same record and converge.
+  async converge (browser) {
+    const ada = await join(browser, { name: 'Ada' })
+    const grace = await join(browser, { name: 'Grace' })
+    // Two paragraphs to start from, then each types into their own one at the same time
+    // (typing at the very same position converges too, but interleaves the letters).
+    await editor(ada).click()
+    await typeAtEnd(ada, 'Minutes:')
+    await ada.page.keyboard.press('Enter')
+    await typeAtEnd(ada, 'Budget:')
+    await converged(ada, grace, ['Minutes:', 'Budget:'])
+    await editor(grace).click()
+    await Promise.all([caretTo(ada, 0), caretTo(grace, 1)])
+    const adaWords = ' Ada types the first line of the minutes.'
+    const graceWords = ' Grace adds the budget figures at once.'
+    await Promise.all([
+      ada.page.keyboard.type(adaWords, { delay: 15 }),
+      grace.page.keyboard.type(graceWords, { delay: 15 })
+    ])
+    await Promise.all([ada.page.keyboard.press('Enter'), grace.page.keyboard.press('Enter')])
+    await Promise.all([
+      ada.page.keyboard.type('Ada again.', { delay: 15 }),
+      grace.page.keyboard.type('Grace again.', { delay: 15 })
+    ])
+    const result = await converged(ada, grace, [
+      `Minutes:${adaWords}\nAda again.`, `Budget:${graceWords}\nGrace again.`
+    ])
+    check(result.paragraphs === 4, `expected 4 paragraphs, got ${result.paragraphs}`)
+    // Same Yjs state on both sides, not only the same rendering.
+    const [ya, yg] = await Promise.all([ada, grace].map((w) => w.page.evaluate(
+      () => window.civicDemo.ydoc.getXmlFragment('default').toString())))
+    check(ya === yg, `the Yjs fragments differ:\n  Ada:   ${ya}\n  Grace: ${yg}`)
+    return `paragraphs=${result.paragraphs} text=${JSON.stringify(result.text)}`
+  },
+
+  // (b) Each page shows the other's caret labelled with the other's name; screenshot both.
+  async carets (browser) {
+    const ada = await join(browser, { name: 'Ada' })
+    await editor(ada).click()
+    await ada.page.getByRole('button', { name: 'Heading 1' }).click()
+    await typeAtEnd(ada, 'Council budget 2026')
+    await ada.page.keyboard.press('Enter')
+    await typeAtEnd(ada, 'Parks: the maintenance line grows by 4 %. ')
+    const grace = await join(browser, { name: 'Grace' })
+    await until('Grace to see the heading', async () => (await text(grace)).includes('Council budget 2026'))
+    await editor(grace).click()
+    await caretTo(grace, -1)
+    await grace.page.keyboard.press('Enter')
+    await grace.page.getByRole('button', { name: 'Bold' }).click()
+    await grace.page.keyboard.type('Library: ', { delay: 15 })
+    await grace.page.getByRole('button', { name: 'Bold' }).click()
+    await grace.page.keyboard.type('opening hours extended on Saturdays.', { delay: 15 })
+    await ada.page.keyboard.type('Agreed.', { delay: 15 })
+    const { text: final } = await converged(ada, grace, ['Agreed.', 'Saturdays.'])
+    const expected = 'Council budget 2026\nParks: the maintenance line grows by 4 %. Agreed.\nLibrary: opening hours extended on Saturdays.'
+    check(final === expected, `unexpected document ${JSON.stringify(final)}`)
+    for (const [who, other] of [[ada, grace], [grace, ada]]) {
+      const caret = who.page.locator('.ProseMirror-yjs-cursor', { hasText: other.name })
+      await caret.first().waitFor({ state: 'visible', timeout: WAIT_MS }).catch(() => {
+        throw new Failure(`${who.name}'s page shows no caret labelled ${other.name}`)
+      })
+      const own = await who.page.locator('.ProseMirror-yjs-cursor', { hasText: who.name }).count()
+      check(own === 0, `${who.name}'s page shows its own caret`)
+      const people = await who.page.locator('#people').textContent()
+      check(people.includes(other.name), `${who.name}'s presence list lacks ${other.name}: ${people}`)
+    }
+    if (opts.screenshot) await sideBySide([ada, grace], opts.screenshot)
+    return `carets ok${opts.screenshot ? `; screenshot ${opts.screenshot}` : ''}`
+  },
+
+  // (c) One page goes offline, both keep typing, it comes back: both texts everywhere.
+  async offline (browser) {
+    const ada = await join(browser, { name: 'Ada' })
+    const grace = await join(browser, { name: 'Grace' })
+    await editor(ada).click()
+    await typeAtEnd(ada, 'Shared start. ')
+    await converged(ada, grace, ['Shared start.'])
+    await grace.page.getByRole('button', { name: 'Go offline' }).click()
+    await grace.page.waitForSelector('#status[data-state="offline"]')
+    check(await badge(grace) === 'disconnected', `offline badge says ${await badge(grace)}`)
+    await editor(grace).click()
+    await Promise.all([
+      typeAtEnd(grace, 'Grace wrote this offline. '),
+      typeAtEnd(ada, 'Ada wrote this meanwhile. ')
+    ])
+    await sleep(500)
+    check(!(await text(ada)).includes('offline'), "Ada got Grace's offline text while Grace was offline")
+    check(!(await text(grace)).includes('meanwhile'), "offline Grace got Ada's text")
+    await grace.page.getByRole('button', { name: 'Reconnect' }).click()
+    await grace.page.waitForSelector('#status[data-state="connected"]')
+    const result = await converged(ada, grace, ['Shared start.', 'Grace wrote this offline.', 'Ada wrote this meanwhile.'])
+    return `converged after reconnect: ${JSON.stringify(result.text)}`
+  },
+
+  // (d) A viewer's keystrokes (and even a forced local edit) never reach an editor.
+  async viewer (browser) {
+    const ada = await join(browser, { name: 'Ada' })
+    const vera = await join(browser, { name: 'Vera', role: 'public' })
+    const banner = vera.page.locator('#readonly-banner')
+    check(await banner.isVisible(), 'the viewer shows no read-only banner')
+    check((await banner.textContent()).includes('read-only'), 'the banner does not say read-only')
+    check(await editor(vera).getAttribute('contenteditable') === 'false', 'the viewer editor is editable')
+    check(!(await ada.page.locator('#readonly-banner').isVisible()), 'the editor shows the read-only banner')
+    await editor(ada).click()
+    await typeAtEnd(ada, 'Editor text. ')
+    await until('Vera to see the editor text', async () => (await text(vera)).includes('Editor text.'))
+    await editor(vera).click()
+    await vera.page.keyboard.type('VIEWER-KEYS', { delay: 10 })
+    await vera.page.keyboard.press('Enter')
+    check(!(await text(vera)).includes('VIEWER-KEYS'), 'the viewer editor took keystrokes')
+    // Bypass the read-only view: the daemon must refuse the change, not only the page.
+    await vera.page.evaluate(() => {
+      const { view } = window.civicDemo
+      view.dispatch(view.state.tr.insertText('VIEWER-FORCED', 1))
+    })
+    await until('the PERMISSION_DENIED notice', () => vera.page.locator('#notice').isVisible())
+    await typeAtEnd(ada, 'MARKER-FROM-EDITOR')
+    await until('Vera to see the marker', async () => (await text(vera)).includes('MARKER-FROM-EDITOR'))
+    await sleep(300)
+    const adaText = await text(ada)
+    check(!/VIEWER-(KEYS|FORCED)/.test(adaText), `viewer text reached the editor: ${JSON.stringify(adaText)}`)
+    return `editor text ${JSON.stringify(adaText)}`
+  },
+
+  // (e) The badge says connected, then "reconnecting" (4503) when the daemon gets SIGTERM.
+  async shutdown (browser) {
+    const pid = Number(opts['daemon-pid'])
+    check(Number.isInteger(pid) && pid > 0, 'shutdown needs --daemon-pid')
+    const ada = await join(browser, { name: 'Ada' })
+    check(await badge(ada) === 'connected', `badge says ${await badge(ada)}`)
+    process.kill(pid, 'SIGTERM')
+    await until('the badge to say reconnecting', async () => (await badge(ada)) === 'reconnecting')
+    const code = await ada.page.locator('#status').getAttribute('data-code')
+    check(code === '4503', `the badge's close code is ${code}, expected 4503`)
+    // Reconnect attempts now fail (nothing listens): the message must stay.
+    await sleep(1500)
+    check(await badge(ada) === 'reconnecting', `after failed reconnects the badge says ${await badge(ada)}`)
+    return 'connected -> reconnecting (4503)'
+  }
+}
+
+/** Screenshot each page and compose them side by side into one PNG. */
+async function sideBySide (people, out) {
+  const shots = []
+  for (const who of people) {
+    await who.page.mouse.move(0, 0)
+    shots.push((await who.page.screenshot({ type: 'png', fullPage: true })).toString('base64'))
+  }
+  const context = await people[0].context.browser().newContext({ viewport: { width: 1480, height: 400 } })
+  const page = await context.newPage()
+  const imgs = shots.map((b64) => `<img src="data:image/png;base64,${b64}">`).join('')
+  await page.setContent(`<!doctype html><body style="margin:0;background:#8a94a6;display:flex;gap:12px;padding:10px;width:max-content">${imgs}</body>`)
+  await page.waitForFunction(() => [...document.images].every((img) => img.complete && img.naturalWidth > 0))
+  await page.locator('body').screenshot({ path: out, type: 'png' })
+  await context.close()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main () {
+  const scenario = scenarios[opts.scenario]
+  if (!scenario) throw new Failure(`unknown scenario ${opts.scenario}; known: ${Object.keys(scenarios).join(', ')}`)
+  const browser = await chromium.launch({
+    executablePath: opts.chromium,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    timeout: 30_000
+  })
+  try {
+    const detail = await scenario(browser)
+    check(pageErrors.length === 0, 'the pages logged errors')
+    if (pageNoise.length) console.log(`expected console errors: ${pageNoise.length}`)
+    console.log(`PASS ${opts.scenario} ${detail}`)
+  } finally {
+    await browser.close()
+  }
+}
+
+const watchdog = setTimeout(() => {
+  console.error(`FAIL ${opts.scenario}: the run took over ${RUN_TIMEOUT_MS} ms`)
+  process.exit(1)
+}, RUN_TIMEOUT_MS)
+
+main().then(() => {
+  clearTimeout(watchdog)
+}, (err) => {
+  console.error(`FAIL ${opts.scenario}: ${err instanceof Failure ? err.message : err.stack}`)
+  if (pageErrors.length) console.error(`page errors:\n  ${pageErrors.join('\n  ')}`)
+  process.exit(1)
+})
