@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
+from . import processes
 
 
 def _run(
@@ -25,12 +22,6 @@ def _run(
         timeout=30,
         check=False,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_check_config_prints_the_effective_configuration(tmp_path: Path) -> None:
@@ -69,7 +60,7 @@ def test_disabled_daemon_says_so_and_exits_0(tmp_path: Path) -> None:
 
 def test_daemon_serves_on_defaults_then_stops_on_sigterm(tmp_path: Path) -> None:
     """The README's first command: no file, embedded defaults (port from the environment)."""
-    port = _free_port()
+    port = processes.free_port()
     env = {
         **os.environ,
         "CIVICREALTIME_PORT": str(port),
@@ -84,22 +75,10 @@ def test_daemon_serves_on_defaults_then_stops_on_sigterm(tmp_path: Path) -> None
         text=True,
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("daemon did not listen within 15 s")
-                time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        processes.wait_for_port(port, proc)
+        assert processes.terminate(proc) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        processes.stop(proc)
     log = proc.stderr.read() if proc.stderr else ""
     assert "using embedded defaults" in log
     assert f"port={port}" in log

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
-import pytest
 import trio
 from pycrdt import Text
 
@@ -23,6 +17,7 @@ from civicrealtime.auth.token_auth import TokenAuthenticator
 from civicrealtime.protocol.closecodes import CloseCode
 from civicrealtime.rooms import MemoryOnly, RoomType, RoomTypeRegistry
 
+from . import processes
 from .conftest import RunningServer, StartServer, make_config
 from .polling import eventually
 from .ydoc_client import YClient
@@ -243,32 +238,20 @@ async def test_demo_is_off_when_disabled(start_server: StartServer) -> None:
         assert (await client.post("/demo/token", json={"name": "x"})).status_code == 404
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_json_log_lines_hold_no_token(tmp_path: Path) -> None:
     """A daemon subprocess logging JSON: every line parses, and no token appears."""
     secret = "j" * 48
-    port = _free_port()
-    config = tmp_path / "rt.yml"
-    config.write_text(
-        f"host: 127.0.0.1\nport: {port}\nhttp:\n  port: 0\n"
-        "logging:\n  format: json\n  level: debug\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "civicrealtime", "--config", str(config)],
-        cwd=tmp_path,
-        env={**os.environ, "CIVICREALTIME_JWT_SECRET": secret},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    port = processes.free_port()
     good = jwt.encode({"sub": "u", "exp": int(time.time()) + 60, "role": "editor"}, secret, "HS256")
     bad = good[:-6] + "AAAAAA"
+    proc = processes.spawn(
+        tmp_path,
+        f"host: 127.0.0.1\nport: {port}\nhttp:\n  port: 0\n"
+        "logging:\n  format: json\n  level: debug\n",
+        port=port,
+        env={"CIVICREALTIME_JWT_SECRET": secret},
+    )
     try:
-        _wait_for_port(port, proc)
 
         async def visit() -> None:
             async with trio.open_nursery() as nursery:
@@ -280,12 +263,9 @@ def test_json_log_lines_hold_no_token(tmp_path: Path) -> None:
                 nursery.cancel_scope.cancel()
 
         trio.run(visit)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert processes.terminate(proc) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        processes.stop(proc)
     lines = (proc.stderr.read() if proc.stderr else "").splitlines()
     records = [json.loads(line) for line in lines]
     events = {r["event"] for r in records}
@@ -295,17 +275,3 @@ def test_json_log_lines_hold_no_token(tmp_path: Path) -> None:
         assert bad.split(".")[2] not in line
     opened = next(r for r in records if r["event"] == "connection.opened")
     assert opened["user"] == "u"
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail("daemon did not listen within 15 s")
-            time.sleep(0.05)
-        else:
-            return

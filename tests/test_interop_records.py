@@ -8,18 +8,16 @@ and the draft written after the next snapshot must hold the edit as Markdown.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from civicrealtime.auth.minting import mint_token
+
+from . import processes
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 FIXTURES = Path(__file__).resolve().parent / "records" / "fixtures" / "data"
@@ -36,40 +34,20 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_editor_stack_sees_structure_and_its_edit_reaches_the_draft(tmp_path: Path) -> None:
     assert NODE is not None
     data = tmp_path / "civicpress"
     shutil.copytree(FIXTURES, data)
-    port = _free_port()
-    config = tmp_path / "rt.yml"
-    config.write_text(
+    port = processes.free_port()
+    daemon = processes.spawn(
+        tmp_path,
         f"host: 127.0.0.1\nport: {port}\nhttp:\n  port: 0\n"
         f"records:\n  data_dir: {data}\n"
-        "snapshots:\n  max_updates: 1\n  interval: 0\n  flush_ms: 20\n"
-    )
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "civicrealtime", "--config", str(config)],
-        cwd=tmp_path,
-        env={**os.environ, "CIVICREALTIME_JWT_SECRET": SECRET},
-        stderr=subprocess.PIPE,
-        text=True,
+        "snapshots:\n  max_updates: 1\n  interval: 0\n  flush_ms: 20\n",
+        port=port,
+        env={"CIVICREALTIME_JWT_SECRET": SECRET},
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert daemon.poll() is None, daemon.stderr.read() if daemon.stderr else ""
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "daemon did not listen"
-                time.sleep(0.05)
         token = mint_token(SECRET.encode(), user="clerk", role="clerk")
         addition = "Modifié dans l'éditeur : séance reportée ✓"
         result = subprocess.run(
@@ -101,11 +79,6 @@ def test_editor_stack_sees_structure_and_its_edit_reaches_the_draft(tmp_path: Pa
         text = draft.read_text()
         assert text.startswith("---\n")
         assert text.rstrip().endswith(addition)
+        assert processes.terminate(daemon) == 0
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            assert daemon.wait(timeout=10) == 0
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
-                daemon.wait()
+        processes.stop(daemon)

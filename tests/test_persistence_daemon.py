@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 from pycrdt import Doc, Text
 
@@ -23,6 +19,7 @@ from civicrealtime.config import RealtimeConfig
 from civicrealtime.persistence import SqliteStore, StoreFull
 from civicrealtime.rooms import RoomType, RoomTypeRegistry
 
+from . import processes
 from .conftest import RunningServer, make_config
 from .polling import eventually
 from .ydoc_client import YClient
@@ -238,41 +235,19 @@ async def test_admin_snapshot_endpoint(nursery: trio.Nursery, tmp_path: Path) ->
     await daemon.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+CRASH_CONFIG = (
+    "host: 127.0.0.1\nport: {port}\nhttp:\n  port: 0\nauth:\n  mode: development\n"
+    "snapshots:\n  flush_ms: 100\n"
+)
 
 
 def _spawn(workdir: Path, port: int) -> subprocess.Popen[str]:
-    config = workdir / "rt.yml"
-    config.write_text(
-        f"host: 127.0.0.1\nport: {port}\nhttp:\n  port: 0\nauth:\n  mode: development\n"
-        "snapshots:\n  flush_ms: 100\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "civicrealtime", "--config", str(config)],
-        cwd=workdir,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 15
-    while True:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("daemon did not listen")
-            time.sleep(0.05)
-        else:
-            return proc
+    return processes.spawn(workdir, CRASH_CONFIG.format(port=port), port=port)
 
 
 def test_kill_9_loses_nothing_older_than_the_flush_window(tmp_path: Path) -> None:
     """Edits the daemon had received more than flush_ms before SIGKILL are all there."""
-    port = _free_port()
+    port = processes.free_port()
     url = f"ws://127.0.0.1:{port}/realtime/records/crash"
     proc = _spawn(tmp_path, port)
     acknowledged: list[str] = []
@@ -301,9 +276,7 @@ def test_kill_9_loses_nothing_older_than_the_flush_window(tmp_path: Path) -> Non
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        processes.stop(proc)
     assert proc.returncode == -signal.SIGKILL
     proc = _spawn(tmp_path, port)
     try:
@@ -316,18 +289,15 @@ def test_kill_9_loses_nothing_older_than_the_flush_window(tmp_path: Path) -> Non
                 return client.text("t")
 
         text = trio.run(reopen)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert processes.terminate(proc) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        processes.stop(proc)
     assert text == "".join(acknowledged)
     assert len(acknowledged) == 40
 
 
 def test_sigterm_restart_keeps_rooms(tmp_path: Path) -> None:
-    port = _free_port()
+    port = processes.free_port()
     proc = _spawn(tmp_path, port)
     try:
 
@@ -342,12 +312,9 @@ def test_sigterm_restart_keeps_rooms(tmp_path: Path) -> None:
                 nursery.cancel_scope.cancel()
 
         trio.run(edit)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert processes.terminate(proc) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        processes.stop(proc)
     proc = _spawn(tmp_path, port)
     try:
 
@@ -361,9 +328,6 @@ def test_sigterm_restart_keeps_rooms(tmp_path: Path) -> None:
                 return c.text("t")
 
         assert trio.run(reopen) == "saved on SIGTERM"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert processes.terminate(proc) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        processes.stop(proc)

@@ -11,12 +11,15 @@ that nothing on the data path has to know them.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pycrdt import Doc, get_state
 
 from .errors import MalformedMessage
 from .varint import Reader
+
+T = TypeVar("T")
 
 
 class InvalidUpdate(MalformedMessage):
@@ -55,47 +58,37 @@ def precheck_state_vector(state_vector: bytes) -> None:
         raise InvalidUpdate(f"state vector claims {count} clients in {len(state_vector)} bytes")
 
 
+def _guarded(call: Callable[[], T], what: str) -> T:
+    """Run one pycrdt call on untrusted input; every failure becomes `InvalidUpdate`."""
+    try:
+        return call()
+    except Exception as exc:
+        raise InvalidUpdate(f"{what} rejected by pycrdt: {type(exc).__name__}") from exc
+    except BaseException as exc:
+        if not _is_rust_panic(exc):
+            raise
+        raise InvalidUpdate(f"{what} rejected by pycrdt: panic") from exc
+
+
 def apply_update(doc: Doc[Any], update: bytes) -> None:
     """Apply an update from a peer, or raise `InvalidUpdate` and leave `doc` unchanged.
 
     yrs checks the whole update before integrating it, so a failure changes nothing.
     """
     precheck_update(update)
-    try:
-        doc.apply_update(update)
-    except Exception as exc:
-        raise InvalidUpdate(f"update rejected by pycrdt: {type(exc).__name__}") from exc
-    except BaseException as exc:
-        if not _is_rust_panic(exc):
-            raise
-        raise InvalidUpdate("update rejected by pycrdt: panic") from exc
+    _guarded(lambda: doc.apply_update(update), "update")
 
 
 def diff_update(doc: Doc[Any], state_vector: bytes) -> bytes:
     """The update a peer with `state_vector` is missing, or raise `InvalidUpdate`."""
     precheck_state_vector(state_vector)
-    try:
-        return doc.get_update(state_vector)
-    except Exception as exc:
-        raise InvalidUpdate(f"state vector rejected by pycrdt: {type(exc).__name__}") from exc
-    except BaseException as exc:
-        if not _is_rust_panic(exc):
-            raise
-        raise InvalidUpdate("state vector rejected by pycrdt: panic") from exc
+    return _guarded(lambda: doc.get_update(state_vector), "state vector")
 
 
 def update_state_vector(update: bytes) -> dict[int, int]:
     """{client: next clock} of the structs an update carries; raises `InvalidUpdate`."""
     precheck_update(update)
-    try:
-        encoded = get_state(update)
-    except Exception as exc:
-        raise InvalidUpdate(f"update rejected by pycrdt: {type(exc).__name__}") from exc
-    except BaseException as exc:
-        if not _is_rust_panic(exc):
-            raise
-        raise InvalidUpdate("update rejected by pycrdt: panic") from exc
-    return decode_state_vector(encoded)
+    return decode_state_vector(_guarded(lambda: get_state(update), "update"))
 
 
 def decode_state_vector(encoded: bytes) -> dict[int, int]:
