@@ -38,8 +38,12 @@ from .protocol import (
     close_reason,
 )
 from .protocol import control as control_frames
+from .protocol.wire import WireFrame, wire_bytes
 from .rooms import FromClient, Leave, Member, RoomHandle
 from .stats import Stats
+
+# Bytes one write may gather from a member's queue.
+WRITE_BATCH_BYTES = 64 * 1024
 
 log = logging.getLogger("civicrealtime.connection")
 
@@ -193,24 +197,50 @@ class Connection:
             )
 
     async def _writer(self) -> None:
-        ws, outbound = self._ws, self.member.outbound
+        outbound = self.member.outbound
         timeout = self._config.connection.send_timeout
         while True:
-            frame = await outbound.next_frame()
-            if frame is None:
-                return  # a close was requested after the queued frames
-            with trio.move_on_after(timeout) as scope:
-                try:
-                    await ws.send_message(frame)
-                except ConnectionClosed:
+            batch, closing = await outbound.next_batch(WRITE_BATCH_BYTES)
+            if batch:
+                # Broadcast frames arrive framed once for the whole room (WireFrame).
+                data = b"".join(wire_bytes(message) for message in batch)
+                with trio.move_on_after(timeout) as scope:
+                    if not await self._write(data):
+                        return
+                if scope.cancelled_caught:
+                    log.info("connection.send_timeout conn=%s", self.member.conn_id)
+                    outbound.close(
+                        CloseCode.TRY_AGAIN_LATER, close_reason("SEND_TIMEOUT"), flush=False
+                    )
                     return
                 stats = self._stats
-                stats.bytes_sent += len(frame)
-                stats.messages_sent[_sent_label(frame)] += 1
-            if scope.cancelled_caught:
-                log.info("connection.send_timeout conn=%s", self.member.conn_id)
-                outbound.close(CloseCode.TRY_AGAIN_LATER, close_reason("SEND_TIMEOUT"), flush=False)
-                return
+                for message in batch:
+                    stats.bytes_sent += len(message)
+                    stats.messages_sent[_sent_label(message)] += 1
+            if closing:
+                return  # a close was requested after the queued frames
+
+    async def _write(self, data: bytes) -> bool:
+        """Write pre-framed messages to the socket; False once the connection is closing.
+
+        trio-websocket offers only `send_message`, which frames each message through wsproto
+        on every connection and costs one system call per message (the profile in
+        docs/benchmarks.md). This writes whole frames under the connection's own stream
+        lock instead, which is what `send_message` itself does after framing. Server frames
+        need no mask and we negotiate no extension, so they are valid on every connection.
+        Pinned to trio-websocket 0.12.2; tests/test_wire.py checks the internals it uses.
+        """
+        ws = self._ws
+        if ws.closed is not None:
+            return False
+        async with ws._stream_lock:
+            if ws.closed is not None:  # a close frame went out while we waited
+                return False
+            try:
+                await ws._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return False
+        return True
 
     async def _keepalive(self) -> None:
         interval = self._config.connection_cleanup.check_interval
@@ -228,8 +258,10 @@ _SENT_SYNC = {0: "sync_step1", 1: "sync_step2", 2: "sync_update"}
 _SENT_KIND = {1: "awareness", 2: "auth", 3: "query_awareness"}
 
 
-def _sent_label(frame: bytes | str) -> str:
+def _sent_label(frame: bytes | str | WireFrame) -> str:
     """The metric label of an outbound frame, read from its first bytes."""
+    if isinstance(frame, WireFrame):
+        frame = frame.payload
     if isinstance(frame, str):
         return "control"
     if frame[:1] == b"\x00" and len(frame) > 1:

@@ -42,6 +42,7 @@ from ..protocol.messages import (
     encode_sync_update,
 )
 from ..protocol.updates import adds_structs, decode_state_vector
+from ..protocol.wire import WireFrame
 from ..stats import Stats
 from .hooks import RoomHooks, SnapshotFailed
 from .member import Member
@@ -198,7 +199,10 @@ class Room:
         # State and mark are captured together, with no checkpoint in between: the
         # snapshot then covers exactly the updates received so far.
         if not self._relay.snapshot_allowed(self.key):
-            return  # another node holds this room's snapshot lease; its log has our updates
+            # Another node holds this room's snapshot lease; its log has our updates. The
+            # trigger is re-armed, or the snapshotter would spin on a set event.
+            self._snapshot_wanted = trio.Event()
+            return
         state = self.doc.get_update()
         mark = self._hooks.mark(self.key)
         taken = self._unsnapshotted
@@ -289,7 +293,9 @@ class Room:
             return
         removal = self.awareness.remove(member.awareness_ids)
         if removal is not None:
-            self._broadcast(encode_awareness(removal), exclude=None)
+            frame = encode_awareness(removal)
+            self._broadcast(frame, exclude=None)
+            self._relay.local_awareness(self.key, frame)  # other nodes' clients see it too
         if not self.members:
             self.awareness.forget_clocks()
             self._arm_grace()
@@ -315,7 +321,7 @@ class Room:
                 if change.changed:
                     # To everyone, the sender included: a lone y-websocket client must hear
                     # something within 30 s or it drops the connection and reconnects.
-                    self._broadcast(frame, exclude=None)
+                    self._broadcast(WireFrame(frame), exclude=None)
                     self._relay.local_awareness(self.key, frame)
             case QueryAwarenessReceived():
                 everyone = self.awareness.encode_all()
@@ -376,7 +382,7 @@ class Room:
             self.updates_applied += 1
             self._stats.updates_applied += 1
             self.size_estimate += len(applied)
-            self._broadcast(encode_sync_update(applied), exclude=member)
+            self._broadcast(WireFrame(encode_sync_update(applied)), exclude=member)
         self._applied.clear()
         if changed or self._is_pending(update):
             # The raw update, as received: one whose dependencies are missing waits inside
@@ -428,7 +434,7 @@ class Room:
     def _collect(self, event: TransactionEvent) -> None:
         self._applied.append(event.update)
 
-    def _broadcast(self, frame: bytes, exclude: Member | None) -> None:
+    def _broadcast(self, frame: bytes | WireFrame, exclude: Member | None) -> None:
         # One encoding, the same bytes object queued for every member.
         delivered = 0
         for member in list(self.members.values()):
