@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -33,15 +33,20 @@ from .config import RealtimeConfig
 from .http import OpsApp, serve_http
 from .loopmonitor import measure_loop_lag
 from .persistence import Persistence, Store, StoreError, store_for
+from .persistence.filesystem import FilesystemStore
 from .persistence.roomhooks import PersistedRooms
-from .records.handler import RecordsRoomType
+from .persistence.sqlite import SqliteStore
 from .protocol import close_reason
 from .protocol.closecodes import CloseCode
+from .records.handler import RecordsRoomType
 from .rooms import RoomManager, RoomTypeRegistry
 from .rooms.hooks import RoomHooks
 from .rooms.messages import TakeSnapshot
 from .server import RealtimeServer
 from .stats import Stats
+
+if TYPE_CHECKING:
+    from .cluster import ClusterService
 
 log = logging.getLogger("civicrealtime")
 
@@ -163,7 +168,14 @@ class RealtimeService:
                 shutdown_timeout=config.shutdown_timeout,
             )
             hooks = PersistedRooms(self.persistence)
-        self.rooms = RoomManager(config, self.room_types, self.stats, hooks)
+        # Several nodes sharing rooms through Redis (docs/scaling.md); never touched when off.
+        self.cluster: ClusterService | None = None
+        if config.cluster.enabled:
+            # Imported here: the Redis client loads only when clustering is on.
+            from .cluster import ClusterService  # noqa: PLC0415
+
+            self.cluster = ClusterService(config, load_stored=self._load_stored)
+        self.rooms = RoomManager(config, self.room_types, self.stats, hooks, relay=self.cluster)
         self.revocations = Revocations()
         # With an authenticator of the caller's, the caller says which secret mints tokens.
         self.hmac_secret: bytes | None = hmac_secret
@@ -177,6 +189,10 @@ class RealtimeService:
             revocations=self.revocations,
             stats=self.stats,
         )
+        if self.cluster is not None:
+            self.cluster.attach(self.server)
+            self.server.on_revoke = self.cluster.publish_revocation
+            self.server.limits.shared = self.cluster
         self.admin_token = _read_admin_token(config.http.admin_token_file)
         self.demo_enabled = self._decide_demo()
         self.listening = False
@@ -227,6 +243,8 @@ class RealtimeService:
         `shutdown_timeout` seconds to retire, then cancel what is left.
         """
         try:
+            if self.cluster is not None:
+                self._check_shared_store()
             if self.persistence is not None:
                 await self._open_store(self.persistence.store)
             else:
@@ -240,6 +258,10 @@ class RealtimeService:
                     # snapshots at shutdown.
                     await root.start(self.persistence.run)
                     root.start_soon(self._sweep_old_snapshots, self.persistence.store)
+                if self.cluster is not None:
+                    # Started before the rooms, cancelled after them: their last presence
+                    # removals and updates are published on the way out.
+                    await root.start(self.cluster.run)
                 await root.start(self.rooms.run)
                 if self.config.http.enabled:
                     self.http_port = await root.start(
@@ -265,6 +287,8 @@ class RealtimeService:
                     with trio.move_on_at(deadline + self.config.connection.close_timeout):
                         await self.server.drained()
                     connections.cancel_scope.cancel()
+                if self.cluster is not None:
+                    await self.cluster.leave()  # the rooms' last entries, then out
                 self._http_shutdown.set()
                 with trio.move_on_after(self.config.connection.close_timeout):
                     # hypercorn drains its requests after the trigger; then stop the rest.
@@ -277,6 +301,26 @@ class RealtimeService:
                 with trio.CancelScope(shield=True), trio.move_on_after(2):
                     await self.persistence.store.close()
             self.stopped.set()
+
+    def _check_shared_store(self) -> None:
+        """Clustering needs a store every node reaches: PostgreSQL, not a local file."""
+        store = self.persistence.store if self.persistence is not None else None
+        if store is None:
+            problem = "snapshots.enabled is false"
+        elif isinstance(store, SqliteStore | FilesystemStore):
+            problem = f"the store is {store.description}, a file of this machine"
+        else:
+            return
+        raise StoreSetupError(
+            f"cluster.enabled needs a store shared by every node, and {problem}: set "
+            "snapshots.database_url to a postgresql:// URL (docs/scaling.md)"
+        )
+
+    async def _load_stored(self, key: str) -> list[bytes]:
+        """A room's stored state, read again (the cluster's resync after a Redis outage)."""
+        if self.persistence is None:
+            return []
+        return list((await self.persistence.store.load(key)).updates())
 
     async def _open_store(self, store: Store) -> None:
         try:
@@ -326,6 +370,10 @@ class RealtimeService:
             if failure:
                 return f"{room_type.name} drafts failing: {failure}"
         return None
+
+    def cluster_health(self) -> str | None:
+        """Why the cluster makes the daemon degraded (Redis unreachable), or None."""
+        return self.cluster.health() if self.cluster is not None else None
 
     async def store_reachable(self) -> str | None:
         if self.persistence is None:

@@ -291,6 +291,41 @@ class DemoConfig:
 
 
 @attrs.frozen(kw_only=True)
+class ClusterConfig:
+    # Several nodes share rooms through Redis (docs/scaling.md). false: Redis is never
+    # touched. Needs a shared store: snapshots.database_url must be postgresql://.
+    enabled: bool = False
+    redis_url: str = "redis://127.0.0.1:6379"
+    # This node's name in logs and in Redis; null: <hostname>-<random>. Each start adds
+    # its own suffix, so a restarted node is never mistaken for its previous life.
+    node_id: str | None = None
+    # Prefix of every Redis key and stream (several clusters may share one Redis).
+    key_prefix: str = "civicrealtime"
+    # Seconds between heartbeats (node liveness, snapshot leases, dead-node checks).
+    heartbeat_interval: float = attrs.field(default=2.0, validator=_positive)
+    # Seconds without a heartbeat after which a node counts as dead: its clients'
+    # presence disappears on the other nodes and its snapshot leases can be taken.
+    presence_ttl: float = attrs.field(default=10.0, validator=_positive)
+    # Safety bound on each room's stream (entries, approximate): streams are trimmed once
+    # a snapshot holds them; this only bounds Redis memory if snapshots stop.
+    stream_maxlen: int = attrs.field(default=10000, validator=_at_least(100))
+    # Bytes of updates waiting to be published while Redis is unreachable; past it they
+    # are merged per room, then dropped with a loud log line (other nodes then reload
+    # those rooms from the store when Redis returns).
+    publish_buffer_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_at_least(1024))
+    # Seconds one Redis command may take before it counts as a failure.
+    redis_timeout: float = attrs.field(default=5.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.presence_ttl < 2 * self.heartbeat_interval:
+            raise FieldError("presence_ttl", "at least twice heartbeat_interval")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise FieldError("redis_url", "a redis://, rediss:// or unix:// URL")
+        if not self.key_prefix or any(ch.isspace() for ch in self.key_prefix):
+            raise FieldError("key_prefix", "a non-empty string without spaces")
+
+
+@attrs.frozen(kw_only=True)
 class RealtimeConfig:
     enabled: bool = True
     host: str = "0.0.0.0"  # behind a reverse proxy, listen broadly
@@ -316,6 +351,7 @@ class RealtimeConfig:
     records: RecordsConfig = attrs.Factory(RecordsConfig)
     http: HttpConfig = attrs.Factory(HttpConfig)
     demo: DemoConfig = attrs.Factory(DemoConfig)
+    cluster: ClusterConfig = attrs.Factory(ClusterConfig)
 
     @path.validator
     def _check_path(self, attribute: attrs.Attribute[str], value: str) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Protocol
 
 import attrs
 
@@ -16,12 +17,26 @@ class LimitExceeded(Exception):
         self.what = what
 
 
+class SharedCounts(Protocol):
+    """Per-user connection counts shared by several nodes (the cluster)."""
+
+    async def add(self, user: str) -> int:
+        """Count one more connection of `user`; return their connections on every node."""
+        ...
+
+    def remove(self, user: str) -> None:
+        """One connection counted by `add` ended. Never waits."""
+        ...
+
+
 @attrs.define
 class ConnectionLimits:
     per_ip: int
     per_user: int
     _by_ip: Counter[str] = attrs.Factory(Counter)
     _by_user: Counter[str] = attrs.Factory(Counter)
+    # Set when nodes share the per-user limit: see `hold_across_nodes`.
+    shared: SharedCounts | None = None
 
     @contextmanager
     def hold(self, ip: str, user: str) -> Iterator[None]:
@@ -37,6 +52,20 @@ class ConnectionLimits:
         finally:
             self._release(self._by_ip, ip)
             self._release(self._by_user, user)
+
+    @asynccontextmanager
+    async def hold_across_nodes(self, user: str) -> AsyncIterator[None]:
+        """With `shared` counts, the per-user limit counts every node (released once)."""
+        if self.shared is None:
+            yield
+            return
+        total = await self.shared.add(user)
+        try:
+            if total > self.per_user:
+                raise LimitExceeded("connections_per_user")
+            yield
+        finally:
+            self.shared.remove(user)
 
     @staticmethod
     def _release(counter: Counter[str], key: str) -> None:

@@ -24,6 +24,7 @@ import logging
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 
 import trio
@@ -75,6 +76,8 @@ class RealtimeServer:
         self.close_codes: Counter[int] = Counter()
         self.port: int | None = None
         self._listener_scope: trio.CancelScope | None = None
+        # Tells other nodes about a revocation made here (the cluster sets it).
+        self.on_revoke: Callable[[str | None, str | None, str], None] | None = None
 
     @property
     def limits(self) -> ConnectionLimits:
@@ -234,15 +237,16 @@ class RealtimeServer:
             return CloseCode.NOT_FOUND, close_reason("ROOM_NOT_FOUND")
         try:
             with self._limits.hold(peer, identity.user_id):
-                return await self._join_and_serve(
-                    ws=ws,
-                    key=route.key,
-                    room_type=route.room_type,
-                    identity=identity,
-                    can_edit=can_edit,
-                    conn_id=conn_id,
-                    peer=peer,
-                )
+                async with self._limits.hold_across_nodes(identity.user_id):
+                    return await self._join_and_serve(
+                        ws=ws,
+                        key=route.key,
+                        room_type=route.room_type,
+                        identity=identity,
+                        can_edit=can_edit,
+                        conn_id=conn_id,
+                        peer=peer,
+                    )
         except LimitExceeded as exc:
             log.info("limit.exceeded conn=%s peer=%s limit=%s", conn_id, peer, exc.what)
             await self._refuse(
@@ -328,12 +332,18 @@ class RealtimeServer:
         return await self._auth.authenticate(request)
 
     def revoke(
-        self, *, user_id: str | None = None, token_id: str | None = None, reason: str
+        self,
+        *,
+        user_id: str | None = None,
+        token_id: str | None = None,
+        reason: str,
+        relayed: bool = False,
     ) -> int:
         """Revoke a user's or a token's sessions: refuse them from now on, close live ones.
 
         Live connections get a `session.revoked` frame, then close 4001 SESSION_REVOKED.
-        Returns how many connections were closed.
+        Returns how many connections were closed (on this node). `relayed`: another node
+        revoked it, so it is not passed on again.
         """
         if user_id is None and token_id is None:
             raise ValueError("revoke needs a user id or a token id")
@@ -349,7 +359,15 @@ class RealtimeServer:
             ):
                 connection.end_session("SESSION_REVOKED", reason)
                 closed += 1
-        log.info("auth.revoked user=%s token_id=%s connections=%d", user_id, token_id, closed)
+        log.info(
+            "auth.revoked user=%s token_id=%s connections=%d relayed=%s",
+            user_id,
+            token_id,
+            closed,
+            relayed,
+        )
+        if not relayed and self.on_revoke is not None:
+            self.on_revoke(user_id, token_id, reason)
         return closed
 
     def close_all(self, code: int, reason: str) -> None:

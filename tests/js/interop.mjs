@@ -5,8 +5,12 @@
 //   node interop.mjs <baseUrl> <scenario> [--prefix P] [--seed N] [--timeout-ms N]
 //
 //   baseUrl   e.g. ws://127.0.0.1:8765/realtime  (clients connect to
-//             <baseUrl>/records/<recordId>, the CivicPress URL shape)
+//             <baseUrl>/records/<recordId>, the CivicPress URL shape). The cluster
+//             scenarios take several, comma-separated (one per node); the others use the
+//             first.
 //   scenario  converge | late-joiner | rejoin | awareness | awareness-echo | rooms | all
+//             cluster | cluster-failover | cluster-redis-restart (several base URLs; the
+//             last two stop at `PAUSE <what>` lines and go on after a line on stdin)
 //
 // Exit codes: 0 success, 1 check failed, 2 usage error, 3 global timeout.
 // The process always stops by itself (global timeout, default 30 s).
@@ -25,6 +29,8 @@ const USAGE =
   '[--prefix P] [--seed N] [--timeout-ms N]'
 
 const SCENARIOS = ['converge', 'late-joiner', 'rejoin', 'awareness', 'awareness-echo', 'rooms', 'persist-write', 'persist-read']
+// Not part of 'all': they need several nodes (and a driver answering their pauses).
+const CLUSTER_SCENARIOS = ['cluster', 'cluster-failover', 'cluster-redis-restart']
 
 function parseArgs (argv) {
   const positional = []
@@ -42,13 +48,18 @@ function parseArgs (argv) {
     else positional.push(a)
   }
   if (positional.length !== 2) usage('expected exactly two positional arguments')
-  const [baseUrl, scenario] = positional
-  if (!/^wss?:\/\//.test(baseUrl)) usage(`base URL must start with ws:// or wss://, got ${baseUrl}`)
-  if (scenario !== 'all' && !SCENARIOS.includes(scenario)) usage(`unknown scenario ${scenario}`)
+  const [baseUrlList, scenario] = positional
+  const baseUrls = baseUrlList.split(',').map((u) => u.replace(/\/+$/, ''))
+  for (const baseUrl of baseUrls) {
+    if (!/^wss?:\/\//.test(baseUrl)) usage(`base URL must start with ws:// or wss://, got ${baseUrl}`)
+  }
+  if (scenario !== 'all' && !SCENARIOS.includes(scenario) && !CLUSTER_SCENARIOS.includes(scenario)) {
+    usage(`unknown scenario ${scenario}`)
+  }
   if (!Number.isFinite(opts.seed) || !Number.isFinite(opts.timeoutMs) || !opts.prefix) {
     usage('bad option value')
   }
-  return { baseUrl: baseUrl.replace(/\/+$/, ''), scenario, ...opts }
+  return { baseUrl: baseUrls[0], baseUrls, scenario, ...opts }
 }
 
 function usage (msg) {
@@ -241,7 +252,7 @@ function makeWebSocketClass (client) {
 }
 
 class Client {
-  constructor (label, recordId, token) {
+  constructor (label, recordId, token, baseUrl = ARGS.baseUrl) {
     this.label = label
     this.recordId = recordId
     this.token = token
@@ -260,7 +271,15 @@ class Client {
       connectionErrors: [],
       permanentCloses: []
     }
-    this.provider = new WebsocketProvider(`${ARGS.baseUrl}/records`, recordId, this.doc, {
+    this.connect(baseUrl)
+    ALL_CLIENTS.push(this)
+  }
+
+  connect (baseUrl, awareness = undefined) {
+    const recordId = this.recordId
+    const token = this.token
+    this.provider = new WebsocketProvider(`${baseUrl}/records`, recordId, this.doc, {
+      ...(awareness ? { awareness } : {}),
       WebSocketPolyfill: makeWebSocketClass(this),
       protocols: [`auth.${TOKENS[token] ?? token}`],
       connect: true,
@@ -287,7 +306,22 @@ class Client {
     this.provider.on('closed', (ev) => {
       this.stats.permanentCloses.push(`code=${ev.code} reason=${JSON.stringify(ev.reason)}`)
     })
-    ALL_CLIENTS.push(this)
+  }
+
+  // What a browser behind a load balancer does when its node dies: the same document
+  // (with whatever the node never acknowledged) reconnects, here to another node.
+  moveTo (baseUrl, label) {
+    const awareness = this.provider.awareness // a browser keeps its presence (and clock)
+    this.provider.destroy() // not the doc
+    this.label = label
+    this.sockets = []
+    this.stats.unexpectedCloses = []
+    this.stats.connectionErrors = []
+    this.stats.permanentCloses = []
+    this.syncedAfterMs = null
+    this.createdAt = performance.now()
+    this.expectClose = false
+    this.connect(baseUrl, awareness)
   }
 
   get clientID () {
@@ -846,7 +880,215 @@ async function scenarioPersistRead () {
   return problems
 }
 
+// ---------------------------------------------------------------------------
+// cluster scenarios: clients spread over several nodes (one base URL each)
+
+// The driver (tests/cluster) acts on `PAUSE <what>` (kills a node, stops Redis...) and
+// answers with one line on stdin.
+let stdinLines = null
+async function pausePoint (what, timeoutMs = 30000) {
+  if (stdinLines === null) {
+    stdinLines = { buffered: '', lines: [], waiters: [] }
+    process.stdin.setEncoding('utf8')
+    process.stdin.on('data', (chunk) => {
+      stdinLines.buffered += chunk
+      let at
+      while ((at = stdinLines.buffered.indexOf('\n')) >= 0) {
+        stdinLines.lines.push(stdinLines.buffered.slice(0, at))
+        stdinLines.buffered = stdinLines.buffered.slice(at + 1)
+      }
+      while (stdinLines.lines.length && stdinLines.waiters.length) stdinLines.waiters.shift()(stdinLines.lines.shift())
+    })
+  }
+  log(`PAUSE ${what}`)
+  const t0 = performance.now()
+  const line = await new Promise((resolve, reject) => {
+    if (stdinLines.lines.length) return resolve(stdinLines.lines.shift())
+    const timer = setTimeout(() => reject(new CheckFailed(`no answer to PAUSE ${what} within ${timeoutMs} ms`)), timeoutMs)
+    stdinLines.waiters.push((l) => { clearTimeout(timer); resolve(l) })
+  })
+  log(`  resumed after ${what} (${(performance.now() - t0).toFixed(0)} ms): ${line}`)
+  return line
+}
+
+function nodeUrl (i) {
+  return ARGS.baseUrls[i % ARGS.baseUrls.length]
+}
+
+function setName (client, name) {
+  client.provider.awareness.setLocalStateField('user', { name, color: '#345' })
+}
+
+async function everyoneSeesEveryone (clients, timeoutMs, what) {
+  try {
+    return await waitFor(() => clients.every((o) => clients.every((c) => c === o || seesState(o, c, c.token))),
+      timeoutMs, what)
+  } catch (err) {
+    if (!(err instanceof CheckFailed)) throw err
+    const missing = clients.flatMap((o) => clients.filter((c) => c !== o && !seesState(o, c, c.token))
+      .map((c) => `${o.label} does not see ${c.label} (clientID ${c.clientID}): ` +
+        JSON.stringify(Object.fromEntries(o.provider.awareness.getStates()))))
+    throw new CheckFailed(`${err.message}\n    ${missing.join('\n    ')}`)
+  }
+}
+
+function clusterProblems (clients) {
+  return clients.flatMap((c) => c.problems())
+}
+
+// Three editors on two nodes, their presence on every node, a late joiner on a node where
+// the room was not open (the third, with three base URLs), a clean leave seen everywhere.
+async function scenarioCluster () {
+  check(ARGS.baseUrls.length >= 2, 'the cluster scenario needs at least two base URLs')
+  const record = `${ARGS.prefix}-cluster`
+  const clients = ['alice', 'bob', 'carol'].map((name, i) =>
+    new Client(`${name}@node${i % 2}`, record, name, nodeUrl(i % 2)))
+  let problems
+  try {
+    for (const c of clients) await c.synced()
+    for (const c of clients) setName(c, c.token)
+    let ms = await everyoneSeesEveryone(clients, 5000, 'every client to see every other one\'s presence across nodes')
+    log(`  CLUSTER_PRESENCE_MS ${ms.toFixed(1)}`)
+    const expect = newExpect()
+    await Promise.all(clients.map((c, i) => editConcurrently(c, i, 8, expect)))
+    ms = await waitConverged(clients, 15000, 'the 3 documents on 2 nodes to converge')
+    log(`  CLUSTER_CONVERGED_MS ${ms.toFixed(1)}`)
+    for (const c of clients) checkExpectedContent(c, expect)
+    const reference = snapshot(clients[0].doc)
+
+    const lateUrl = nodeUrl(ARGS.baseUrls.length > 2 ? 2 : 1)
+    const late = new Client(`dave(late)@${ARGS.baseUrls.indexOf(lateUrl)}`, record, 'dave', lateUrl)
+    clients.push(late)
+    let atSync = null
+    late.provider.on('sync', (isSynced) => {
+      if (isSynced && atSync === null) atSync = snapshot(late.doc)
+    })
+    ms = await late.synced()
+    log(`  late joiner on node ${ARGS.baseUrls.indexOf(lateUrl)} synced after ${ms.toFixed(0)} ms`)
+    check(atSync !== null, 'late joiner: no sync event observed')
+    const d = diffSnapshots(reference, atSync)
+    check(d.length === 0, `the late joiner's document when synced differs:\n    ${d.join('\n    ')}`)
+    checkExpectedContent(late, expect)
+    setName(late, 'dave')
+    await everyoneSeesEveryone(clients, 5000, 'everyone (and the late joiner) to see each other')
+
+    // A clean leave on node 0 reaches the clients of the other nodes.
+    const leaver = clients[0]
+    const watchers = clients.slice(1)
+    const t0 = performance.now()
+    leaver.destroy()
+    await waitFor(() => watchers.every((w) => !w.provider.awareness.getStates().has(leaver.clientID)),
+      3000, `${leaver.label}'s presence to be removed on every node`)
+    log(`  CLUSTER_REMOVAL_MS ${(performance.now() - t0).toFixed(1)}`)
+    problems = clusterProblems(clients)
+  } finally {
+    for (const c of clients) if (!c.expectClose) c.destroy()
+  }
+  return problems
+}
+
+// A node dies (SIGKILL by the driver): its clients' presence goes on the other nodes once
+// its heartbeat expires; what it published is kept; its client moves to another node.
+async function scenarioClusterFailover () {
+  check(ARGS.baseUrls.length >= 3, 'cluster-failover needs three base URLs (node 0 is killed)')
+  const record = `${ARGS.prefix}-failover`
+  const alice = new Client('alice@node0', record, 'alice', nodeUrl(0))
+  const bob = new Client('bob@node1', record, 'bob', nodeUrl(1))
+  const clients = [alice, bob]
+  let problems
+  try {
+    await alice.synced()
+    await bob.synced()
+    setName(alice, 'alice')
+    setName(bob, 'bob')
+    await everyoneSeesEveryone(clients, 5000, 'alice and bob to see each other')
+    const expect = newExpect()
+    await Promise.all([editConcurrently(alice, 0, 6, expect), editConcurrently(bob, 1, 6, expect)])
+    await waitConverged(clients, 10000, 'alice (node 0) and bob (node 1) to converge')
+    const beforeKill = snapshot(alice.doc)
+
+    alice.expectClose = true // her node is about to die: her reconnect attempts fail
+    alice.provider.shouldConnect = false
+    await pausePoint('kill-node0')
+    const t0 = performance.now()
+    await waitFor(() => !bob.provider.awareness.getStates().has(alice.clientID), 10000,
+      "bob (node 1) to see alice's presence removed after her node died")
+    log(`  NODE_GONE_REMOVAL_MS ${(performance.now() - t0).toFixed(1)}`)
+
+    // A fresh client on node 2 (the room was never open there) gets everything node 0 had
+    // published and flushed before it died, without alice's help.
+    const carol = new Client('carol@node2', record, 'carol', nodeUrl(2))
+    clients.push(carol)
+    await carol.synced()
+    setName(carol, 'carol')
+    const d = diffSnapshots(beforeKill, snapshot(carol.doc))
+    check(d.length === 0, `carol's document (node 2) lacks edits made before node 0 died:\n    ${d.join('\n    ')}`)
+    checkExpectedContent(carol, expect)
+
+    // Alice's browser reconnects through the load balancer, now to node 1, and goes on.
+    alice.moveTo(nodeUrl(1), 'alice(moved)@node1')
+    await alice.synced()
+    setName(alice, 'alice')
+    const more = newExpect()
+    more.tokens.push(...expect.tokens)
+    more.mapKeys.push(...expect.mapKeys)
+    more.paragraphs.push(...expect.paragraphs)
+    more.appends.push(...expect.appends)
+    alice.doc.getText('text').insert(0, '<c0after>')
+    more.tokens.push('<c0after>')
+    await waitConverged(clients, 10000, 'alice (moved), bob and carol to converge')
+    for (const c of clients) checkExpectedContent(c, more)
+    // Her state came back with the clock her node last published, which the removal
+    // outranks: the other nodes show her again at her client's next renewal (y-protocols
+    // renews every 15 s), as after any reconnect.
+    const t1 = performance.now()
+    await everyoneSeesEveryone(clients, 20000, 'alice (moved), bob and carol to see each other')
+    log(`  PRESENCE_AFTER_MOVE_MS ${(performance.now() - t1).toFixed(1)}`)
+    problems = clusterProblems([bob, carol]).concat(alice.problems())
+  } finally {
+    if (alice.expectClose) alice.destroy() // never moved: her provider still retries node 0
+    for (const c of clients) if (!c.expectClose) c.destroy()
+  }
+  return problems
+}
+
+// Redis stops mid-session (the driver stops and restarts it): editing goes on within each
+// node, and the nodes converge once Redis is back.
+async function scenarioClusterRedisRestart () {
+  check(ARGS.baseUrls.length >= 2, 'cluster-redis-restart needs two base URLs')
+  const record = `${ARGS.prefix}-redis`
+  const alice = new Client('alice@node0', record, 'alice', nodeUrl(0))
+  const carol = new Client('carol@node0', record, 'carol', nodeUrl(0))
+  const bob = new Client('bob@node1', record, 'bob', nodeUrl(1))
+  const clients = [alice, carol, bob]
+  let problems
+  try {
+    for (const c of clients) await c.synced()
+    const expect = newExpect()
+    await Promise.all([editConcurrently(alice, 0, 4, expect), editConcurrently(bob, 1, 4, expect)])
+    await waitConverged(clients, 10000, 'all three to converge before Redis stops')
+
+    await pausePoint('redis-down')
+    await Promise.all([editConcurrently(alice, 2, 5, expect), editConcurrently(bob, 3, 5, expect)])
+    // Within node 0, alice's edits still reach carol.
+    await waitConverged([alice, carol], 5000, 'alice and carol (same node) to converge while Redis is down')
+    log('  local editing went on while Redis was down')
+
+    await pausePoint('redis-up')
+    const ms = await waitConverged(clients, 30000, 'the two nodes to converge after Redis came back')
+    log(`  REDIS_CATCH_UP_MS ${ms.toFixed(1)}`)
+    for (const c of clients) checkExpectedContent(c, expect)
+    problems = clusterProblems(clients)
+  } finally {
+    for (const c of clients) if (!c.expectClose) c.destroy()
+  }
+  return problems
+}
+
 const RUNNERS = {
+  cluster: scenarioCluster,
+  'cluster-failover': scenarioClusterFailover,
+  'cluster-redis-restart': scenarioClusterRedisRestart,
   'persist-write': scenarioPersistWrite,
   'persist-read': scenarioPersistRead,
   converge: scenarioConverge,

@@ -109,6 +109,9 @@ class OpsApp:
         store = service.store_health()
         if store is not None:
             reasons.append(store)
+        cluster = service.cluster_health()
+        if cluster is not None:
+            reasons.append(cluster)
         crash = stats.last_room_crash_at
         if crash is not None and trio.current_time() - crash < CRASH_MEMORY_SECONDS:
             reasons.append(f"a room crashed {trio.current_time() - crash:.0f} s ago")

@@ -412,6 +412,8 @@ class Room:
             self._applied.clear()
             # The origin node logs it; this node's snapshots include it through the doc.
             self._unsnapshotted += 1
+            if self._unsnapshotted >= self._config.snapshots.max_updates:
+                self._snapshot_wanted.set()
         if awareness is not None:
             try:
                 entries = decode_awareness_update(awareness)
