@@ -81,3 +81,35 @@ def serve(session: nox.Session) -> None:
     """Run the daemon from a fresh environment (the README's first command)."""
     session.install("-e", ".")
     session.run("python", "-m", "civicrealtime", *session.posargs)
+
+
+@nox.session(python=PYTHON[0])
+def bench(session: nox.Session) -> None:
+    """The benchmark against the peers (docs/benchmarks.md): `nox -s bench -- --quick`."""
+    session.install("-e", ".", "py-spy==0.4.3")
+    for prefix in ("bench/node", "bench/peers/node"):
+        session.run("npm", "ci", "--prefix", prefix, "--no-audit", "--no-fund", external=True)
+    # The Python peer lives in its own venv: it is never a dependency of the project.
+    peers = os.path.join("bench", ".venv-peers")
+    if not os.path.exists(os.path.join(peers, "bin", "python")):
+        session.run("python", "-m", "venv", peers)
+    session.run(
+        os.path.join(peers, "bin", "python"),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "-r",
+        "bench/peers/python/requirements.txt",
+        external=True,
+    )
+    if shutil.which("taskset") is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run("apt-get", "install", "-y", "-qq", "util-linux", external=True)
+    session.run(
+        "python",
+        "bench/run.py",
+        "--peers-python",
+        os.path.join(peers, "bin", "python"),
+        *session.posargs,
+    )
