@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 
 import trio
@@ -85,13 +86,17 @@ class Connection:
         outbound = self.member.outbound
         with trio.CancelScope() as scope:
             outbound.bind(scope)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._run_then_cancel, self._writer, nursery)
-                nursery.start_soon(self._run_then_cancel, self._reader, nursery)
-                if self._config.connection_cleanup.enabled:
-                    nursery.start_soon(self._keepalive)
-                if self.member.identity.expires_at is not None:
-                    nursery.start_soon(self._expire, self.member.identity.expires_at)
+            outbound.attach(self._ws, self._stats)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._run_then_cancel, self._writer, nursery)
+                    nursery.start_soon(self._run_then_cancel, self._reader, nursery)
+                    if self._config.connection_cleanup.enabled:
+                        nursery.start_soon(self._keepalive)
+                    if self.member.identity.expires_at is not None:
+                        nursery.start_soon(self._expire, self.member.identity.expires_at)
+            finally:
+                outbound.detach()
 
     def end_session(self, code: str, reason: str) -> None:
         """Close with 4001 after a `session.revoked` frame (revocation, token expiry)."""
@@ -204,8 +209,12 @@ class Connection:
             if batch:
                 # Broadcast frames arrive framed once for the whole room (WireFrame).
                 data = b"".join(wire_bytes(message) for message in batch)
+                sent = self._write_now(data)
+                if sent < 0:
+                    return
+                data = data[sent:]
                 with trio.move_on_after(timeout) as scope:
-                    if not await self._write(data):
+                    if data and not await self._write(data):
                         return
                 if scope.cancelled_caught:
                     log.info("connection.send_timeout conn=%s", self.member.conn_id)
@@ -219,6 +228,24 @@ class Connection:
                     stats.messages_sent[_sent_label(message)] += 1
             if closing:
                 return  # a close was requested after the queued frames
+
+    def _write_now(self, data: bytes) -> int:
+        """Bytes written at once without waiting (0 if someone else is writing); -1: closed."""
+        ws = self._ws
+        if ws.closed is not None:
+            return -1
+        stream = ws._stream
+        if ws._stream_lock.locked() or not isinstance(stream, trio.SocketStream):
+            return 0  # someone is writing; or TLS, which needs the awaited path
+        fd = stream.socket.fileno()
+        if fd < 0:
+            return -1
+        try:
+            return os.write(fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            return -1
 
     async def _write(self, data: bytes) -> bool:
         """Write pre-framed messages to the socket; False once the connection is closing.

@@ -53,3 +53,13 @@ def wire_bytes(message: bytes | str | WireFrame) -> bytes:
     if isinstance(message, str):
         return frame(message.encode("utf-8"), OPCODE_TEXT)
     return frame(message, OPCODE_BINARY)
+
+
+class WireRest(WireFrame):
+    """The unsent end of a frame a direct write cut short (counted as its whole message)."""
+
+    __slots__ = ()
+
+    def __init__(self, payload: bytes, rest: bytes) -> None:
+        self.payload = payload
+        self._wire = rest

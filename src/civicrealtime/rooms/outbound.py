@@ -9,12 +9,14 @@ client reconnects and resyncs, so nothing is silently lost and the room never wa
 from __future__ import annotations
 
 import math
+import os
+from typing import Any
 
 import attrs
 import trio
 
 from ..protocol import CloseCode, close_reason
-from ..protocol.wire import WireFrame
+from ..protocol.wire import WireFrame, WireRest
 
 Outgoing = bytes | str | WireFrame
 
@@ -32,6 +34,7 @@ class Outbound:
     __slots__ = (
         "_abort",
         "_capacity",
+        "_direct",
         "_flushing",
         "_pending",
         "_receive",
@@ -47,6 +50,9 @@ class Outbound:
         # Set by the connection: cancels its tasks so that the socket is closed now.
         self._abort: trio.CancelScope | None = None
         self._flushing = False
+        # While the connection serves: (ws, trio socket, stream lock, stats). A push into
+        # an empty queue then writes at once (see push).
+        self._direct: tuple[Any, Any, Any, Any] | None = None
 
     @property
     def pending(self) -> int:
@@ -61,6 +67,15 @@ class Outbound:
         if self.close_request is not None and self._abort is not None and not self._flushing:
             scope.cancel()
 
+    def attach(self, ws: Any, stats: Any) -> None:
+        """The connection serves: pushes may write directly (trio-websocket internals, as
+        Connection._write already uses; plain TCP only, TLS keeps the writer's path)."""
+        if isinstance(ws._stream, trio.SocketStream):
+            self._direct = (ws, ws._stream.socket, ws._stream_lock, stats)
+
+    def detach(self) -> None:
+        self._direct = None
+
     def push(self, frame: Outgoing) -> bool:
         """Queue a frame; False if the connection is closing (or was just closed by this)."""
         if self.close_request is not None:
@@ -72,6 +87,29 @@ class Outbound:
                 flush=False,
             )
             return False
+        direct = self._direct
+        if direct is not None and not self._pending and isinstance(frame, WireFrame):
+            # Nothing queued and nobody writing: one non-blocking write now, no task
+            # switch. The room still never waits: what the socket does not take is queued.
+            ws, sock, lock, stats = direct
+            fd = sock.fileno()
+            if fd >= 0 and not lock.locked() and ws.closed is None:
+                wire = frame.wire
+                try:
+                    sent = os.write(fd, wire)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    sent = -1
+                if sent == len(wire):
+                    stats.bytes_sent += len(frame)
+                    payload = frame.payload
+                    stats.messages_sent[
+                        "sync_update" if payload[:2] == b"\x00\x02" else "awareness"
+                    ] += 1
+                    return True
+                if sent > 0:
+                    frame = WireRest(frame.payload, wire[sent:])
         self._pending += 1
         self._send.send_nowait(frame)
         return True

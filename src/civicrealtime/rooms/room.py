@@ -125,6 +125,13 @@ class Room:
                 with self._stop_scope:
                     async for message in self._mailbox:
                         self._handle(message)
+                        # What is queued already, without a checkpoint per message.
+                        for _ in range(255):
+                            try:
+                                queued = self._mailbox.receive_nowait()
+                            except (trio.WouldBlock, trio.EndOfChannel):
+                                break
+                            self._handle(queued)
                 nursery.cancel_scope.cancel()
         finally:
             # Senders to a room that is gone get BrokenResourceError instead of waiting.
