@@ -113,3 +113,14 @@ def bench(session: nox.Session) -> None:
         os.path.join(peers, "bin", "python"),
         *session.posargs,
     )
+
+
+@nox.session(python=PYTHON[0])
+def soak(session: nox.Session) -> None:
+    """Soak benchmark, not a test: `nox -s soak -- --minutes 10` (1,000 connections, 100 rooms).
+
+    Needs Node.js (ws and yjs from tests/js); see bench/soak.py and docs/soak.md.
+    """
+    session.install("-e", ".")
+    _install_js(session)
+    session.run("python", "bench/soak.py", *session.posargs)

@@ -71,6 +71,8 @@ class RealtimeServer:
         # Upgraded sockets not yet fully closed; shutdown waits for this to reach zero
         # (a closing handshake needs the connection's reader task alive until it ends).
         self._open_sockets = 0
+        # Connections closed without flushing (slow consumer, send timeout): TCP is cut.
+        self._aborted: set[int] = set()
         self._drained = trio.Event()
         # Close codes sent, by code: for metrics, and for tests that cannot read the close.
         self.close_codes: Counter[int] = Counter()
@@ -148,9 +150,16 @@ class RealtimeServer:
             return
         # Browsers fail the handshake when they offered subprotocols and none is selected.
         offered = request.proposed_subprotocols
-        ws = await request.accept(subprotocol=offered[0] if offered else None)
+        try:
+            ws = await request.accept(subprotocol=offered[0] if offered else None)
+            tcp_peer = _peer_address(ws)
+        except (ConnectionClosed, OSError):
+            # The client went away during the upgrade (a reset, a port scan): nothing to
+            # serve and nothing wrong on our side.
+            log.debug("connection.dropped_during_upgrade")
+            return
         peer = client_address(
-            _peer_address(ws),
+            tcp_peer,
             _header(headers, "x-forwarded-for"),
             self._config.rate_limiting.trusted_proxies,
         )
@@ -169,8 +178,13 @@ class RealtimeServer:
                 trio.CancelScope(shield=True),
                 trio.move_on_after(self._config.connection.close_timeout),
             ):
+                if conn_id in self._aborted:
+                    # A write was cut off mid-frame (or a frame's tail is still queued): a
+                    # close frame now would be read as the rest of that frame. Drop TCP.
+                    await ws._stream.aclose()
                 await ws.aclose(code, reason)
         finally:
+            self._aborted.discard(conn_id)
             self._open_sockets -= 1
             if not self._open_sockets and not self._accepting:
                 self._drained.set()
@@ -310,6 +324,8 @@ class RealtimeServer:
         finally:
             del self.connections[conn_id]
             await connection.leave_room()
+        if member.outbound.aborted:
+            self._aborted.add(conn_id)
         request = member.outbound.close_request
         if request is None:
             return CloseCode.NORMAL, ""

@@ -59,6 +59,11 @@ class Outbound:
         return self._pending
 
     @property
+    def aborted(self) -> bool:
+        """Closed without writing what was queued: a frame may have been cut off."""
+        return self.close_request is not None and not self._flushing
+
+    @property
     def closing(self) -> bool:
         return self.close_request is not None
 

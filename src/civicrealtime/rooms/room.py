@@ -136,6 +136,9 @@ class Room:
         finally:
             # Senders to a room that is gone get BrokenResourceError instead of waiting.
             self._mailbox.close()
+            # pycrdt holds the observer from Rust, a cycle the garbage collector cannot see:
+            # without this, every evicted room stayed in memory.
+            self.doc.unobserve(self._subscription)
             with trio.CancelScope(shield=True), trio.move_on_after(self._config.shutdown_timeout):
                 await self._retire()
 
