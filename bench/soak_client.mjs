@@ -39,7 +39,9 @@ const REMOTE = 'remote';
 
 const started = performance.now();
 const now = () => performance.now();
-const minuteOf = (t) => Math.floor((t - editStart) / 60000);
+// By send time; an interval firing at the very end counts in the last minute.
+const lastMinute = Math.max(0, Math.ceil(seconds / 60) - 1);
+const minuteOf = (t) => Math.min(lastMinute, Math.floor((t - editStart) / 60000));
 let editStart = 0;
 
 // Per room: its clients; per writer: the send times of its edits, by clock.
@@ -198,7 +200,7 @@ const loadTimer = setInterval(() => {
   clientLoad.push(((cpu.user + cpu.system) / 1000) / wall);
   lastCpu = process.cpuUsage();
   lastWall = now();
-  const m = minuteOf(now()) - 1;
+  const m = Math.min(lastMinute, Math.floor((now() - editStart) / 60000) - 1);
   const b = minutes.get(m);
   process.stdout.write(JSON.stringify({ type: 'minute', minute: m, edits: b ? b.edits : 0 }) + '\n');
 }, 60000);

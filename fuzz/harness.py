@@ -49,8 +49,9 @@ ROOTS: dict[str, type[Any]] = {
 # A small receive buffer: a client that stops reading backs the server up after a few
 # kilobytes, so the slow-reader rule reaches the daemon's 1013 path quickly.
 CLIENT_RCVBUF = 4096
-# A frame that carries a 1013 close frame inside it was cut short by the daemon (the
-# fuzzer's own data never contains these bytes).
+# A frame that carries a 1013 close frame inside it was cut short by the daemon, and the
+# close frame written into it (fixed; tests/faults/test_slow_reader.py). The fuzzer's own
+# data never contains these bytes, so such a frame is recognised and never applied.
 TORN_FRAME_MARKS = (b'{"code":"SLOW_CONSUMER"', b'{"code":"SEND_TIMEOUT"')
 _LISTENING = re.compile(r"server\.listening host=\S+ port=(\d+)")
 _HTTP_LISTENING = re.compile(r"http\.listening host=\S+ port=(\d+)")
@@ -515,9 +516,11 @@ class FuzzClient:
                 await self.reading.wait()
                 frame = await ws.get_message()
                 if isinstance(frame, bytes) and any(m in frame for m in TORN_FRAME_MARKS):
-                    # A known daemon bug (tests/faults/test_slow_reader.py): a close frame
-                    # written into a frame cut short by a cancelled send. Never applied.
                     self.torn_frames += 1
+                    self.errors.append(
+                        f"{self.name}: a torn frame (a close frame inside a data frame): "
+                        f"{len(frame)} bytes, ...{frame[-40:]!r}"
+                    )
                     return False
                 try:
                     await self._handle(ws, frame)

@@ -82,7 +82,7 @@ MAX_OUTAGES = 2
 
 measured: dict[str, list[float]] = {"example_seconds": [], "startup_seconds": []}
 slow_readers: Counter[str] = Counter()
-torn_frames = [0]  # frames cut short by the daemon (a known bug), seen by clients
+torn_frames = [0]  # frames cut short by the daemon, seen by clients (each one a failure)
 _spare: list[DaemonProcess] = []
 
 
@@ -459,5 +459,5 @@ def report_timing() -> Any:
             f"{sum(runs) / len(runs):.2f} s each; daemon start "
             f"{sum(starts) / max(1, len(starts)):.2f} s x {len(starts)} (requested "
             f"{examples()} x {EXAMPLE_SCALE}); slow readers: {dict(slow_readers)}; "
-            f"torn frames (known daemon bug): {torn_frames[0]}"
+            f"torn frames: {torn_frames[0]}"
         )

@@ -9,12 +9,8 @@ logged as a failure: a client that leaves is not an error.
 
 from __future__ import annotations
 
-import errno
-import logging
-
 import trio
 from pycrdt import Text
-from trio_websocket import ConnectionClosed
 
 from civicrealtime.config import RealtimeConfig
 
@@ -42,20 +38,6 @@ async def _drop(port: int, index: int, mode: int | None = None) -> None:
     if mode in (1, 3):
         reset_on_close(stream)
     await stream.aclose()
-
-
-def _is_known_bug(record: logging.LogRecord) -> bool:
-    """The tracebacks of the known bug: a client that reset during the upgrade.
-
-    `request.accept()` raises ConnectionClosed (1006), or `_peer_address` (getpeername)
-    raises OSError ENOTCONN; `_handle` logs either as connection.failed, with a traceback.
-    """
-    if record.exc_info is None or record.getMessage().split()[0] != "connection.failed":
-        return False
-    exc = record.exc_info[1]
-    if isinstance(exc, ConnectionClosed):
-        return True
-    return isinstance(exc, OSError) and exc.errno == errno.ENOTCONN
 
 
 async def test_handshake_storm_keeps_serving_and_counters_return_to_zero(
@@ -95,9 +77,7 @@ async def test_handshake_storm_keeps_serving_and_counters_return_to_zero(
         await eventually(lambda: service.rooms.statistics().live == 0, 10)
         assert service.rooms.statistics().connections == 0
         assert service.rooms.crashes == 0
-    # The only tracebacks allowed here are those of the known bug (next test).
-    unexpected = [r for r in caught.records if not _is_known_bug(r)]
-    assert not unexpected, [f"{r.name} {r.getMessage()}" for r in unexpected]
+    assert not caught.records, caught.lines()
 
 
 async def test_handshake_storm_logs_no_traceback(start_server: StartServer) -> None:
