@@ -57,10 +57,16 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON[0])
 def fuzz(session: nox.Session) -> None:
-    """Property-based fuzzing with a large budget: `nox -s fuzz -- 10000` (examples)."""
+    """Property-based fuzzing with a large budget: `nox -s fuzz -- 10000` (examples).
+
+    Arguments after the budget go to pytest (`nox -s fuzz -- 10000 -s` prints the summaries).
+    """
     session.install("-e", ".[test]")
     budget = session.posargs[0] if session.posargs else "1000"
-    session.run("pytest", "fuzz", "-p", "no:randomly", env={"CIVICREALTIME_FUZZ_EXAMPLES": budget})
+    extra = session.posargs[1:]
+    session.run(
+        "pytest", "fuzz", "-p", "no:randomly", *extra, env={"CIVICREALTIME_FUZZ_EXAMPLES": budget}
+    )
 
 
 @nox.session(python=PYTHON[0])
