@@ -220,7 +220,8 @@ def _run_scenario(
 
 
 @pytest.mark.parametrize(
-    "scenario", ["converge", "late-joiner", "rejoin", "rooms", "awareness-echo"]
+    "scenario",
+    ["converge", "late-joiner", "rejoin", "rooms", "awareness-echo", "awareness-reconnect"],
 )
 def test_js_client_scenario(daemon: Daemon, scenario: str) -> None:
     _run_scenario(daemon, scenario)

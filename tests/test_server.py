@@ -9,6 +9,7 @@ from pycrdt import Doc, Map, Text
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from civicrealtime.protocol import messages
+from civicrealtime.protocol.awareness import AwarenessEntry, decode_awareness_update
 from civicrealtime.protocol.closecodes import CloseCode
 
 from .conftest import RunningServer, StartServer, make_config
@@ -125,6 +126,71 @@ async def test_awareness_removed_when_connection_ends(server: RunningServer, abr
     else:
         await leaver.ws.aclose()
     await watcher.wait_for(lambda: 21 not in watcher.awareness, within=2)
+
+
+def _awareness_entries(client: YClient) -> list[AwarenessEntry]:
+    return [
+        entry
+        for message in client.binary
+        if isinstance(message, messages.AwarenessMessage)
+        for entry in decode_awareness_update(message.payload)
+    ]
+
+
+async def test_a_client_back_from_a_blip_is_told_of_its_removal(server: RunningServer) -> None:
+    """yjs/y-websocket#122: a returning client's old clock is outranked by its removal.
+
+    The server sends it that removal (its y-protocols code then raises its clock), and asks
+    each client whose state the returning one holds at the current clock to raise its own.
+    """
+    watcher = await server.client("blip")
+    await watcher.set_awareness(41, {"user": "watcher"})
+    away = await server.client("blip")
+    await away.set_awareness(42, {"user": "away"})  # clock 1
+    await watcher.wait_for(lambda: 42 in watcher.awareness)
+    await away.ws._stream.aclose()  # the blip: the server removes 42 at clock 2
+    await watcher.wait_for(lambda: 42 not in watcher.awareness)
+    assert [e for e in _awareness_entries(watcher) if e.client_id == 41][-1].clock == 1
+
+    back = await server.client("blip")
+    back._clock = 0
+    await back.set_awareness(42, {"user": "away"})  # clock 1 again: ignored by everyone
+    removal = AwarenessEntry(client_id=42, clock=2, state="null")
+    await back.wait_for(lambda: removal in _awareness_entries(back))
+    # The watcher (unchanged since 42 left) is asked to re-announce itself: its own removal
+    # at its current clock; y-protocols answers that by raising its clock.
+    nudge = AwarenessEntry(client_id=41, clock=1, state="null")
+    await watcher.wait_for(lambda: nudge in _awareness_entries(watcher))
+    # Sent to the watcher only; the room still holds its state.
+    assert nudge not in _awareness_entries(back)
+    fresh = await server.client("blip")
+    await fresh.wait_for(lambda: fresh.awareness.get(41) == {"user": "watcher"})
+    # The returning client raises its clock past the removal: everyone sees it again.
+    await back.set_awareness(42, {"user": "away"})
+    await back.set_awareness(42, {"user": "away", "back": True})  # clock 3
+    await watcher.wait_for(lambda: watcher.awareness.get(42) == {"user": "away", "back": True})
+
+
+async def test_no_nudge_for_states_that_changed_during_the_blip(server: RunningServer) -> None:
+    watcher = await server.client("blip2")
+    await watcher.set_awareness(51, {"user": "watcher"})
+    away = await server.client("blip2")
+    await away.set_awareness(52, {"user": "away"})
+    await watcher.wait_for(lambda: 52 in watcher.awareness)
+    await away.ws._stream.aclose()
+    await watcher.wait_for(lambda: 52 not in watcher.awareness)
+    await watcher.set_awareness(51, {"user": "watcher", "moved": True})  # a newer clock
+    back = await server.client("blip2")
+    back._clock = 0
+    await back.set_awareness(52, {"user": "away"})
+    await back.wait_for(
+        lambda: AwarenessEntry(client_id=52, clock=2, state="null") in _awareness_entries(back)
+    )
+    await back.wait_for(lambda: back.awareness.get(51) == {"user": "watcher", "moved": True})
+    # A marker round trip: anything sent to the watcher before it has arrived.
+    await back.set_awareness(53, {"marker": True})
+    await watcher.wait_for(lambda: 53 in watcher.awareness)
+    assert not any(e.client_id == 51 and e.state == "null" for e in _awareness_entries(watcher))
 
 
 async def test_frames_sent_before_the_handshake_completes_are_applied(

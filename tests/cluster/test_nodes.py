@@ -17,7 +17,8 @@ from civicrealtime.app import RealtimeService, StoreSetupError
 from civicrealtime.auth import DevelopmentAuthenticator
 from civicrealtime.cluster import ClusterService
 from civicrealtime.config import RealtimeConfig
-from civicrealtime.protocol import CloseCode
+from civicrealtime.protocol import CloseCode, messages
+from civicrealtime.protocol.awareness import AwarenessEntry, decode_awareness_update
 
 from ..conftest import RunningServer, make_config
 from ..polling import eventually
@@ -117,6 +118,41 @@ async def test_presence_of_a_room_is_asked_for_when_it_opens(start_node: StartNo
     await eventually(lambda: cluster_of(a).stats.published >= 1)
     on_b = await b.client("ask", token="bob")
     await on_b.wait_for(lambda: 2222 in on_b.awareness)
+
+
+async def test_a_client_that_moves_node_is_told_of_its_removal(start_node: StartNode) -> None:
+    """It comes back on a node that never saw its removal, with its old clock.
+
+    The node that removed it sends the removal back through Redis; the new node hands it to
+    the client, whose y-protocols code then raises its clock past it (yjs/y-websocket#122).
+    """
+    a, b = await start_node(), await start_node()
+    observer = await a.client("move", token="olga")
+    await observer.set_awareness(61, {"user": "olga"})
+    mover = await a.client("move", token="max")
+    mover._clock = 4
+    await mover.set_awareness(62, {"user": "max"})  # clock 5
+    await observer.wait_for(lambda: 62 in observer.awareness)
+    await mover.ws._stream.aclose()  # node a removes 62 at clock 6
+    await observer.wait_for(lambda: 62 not in observer.awareness)
+
+    moved = await b.client("move", token="max")  # the room opens on node b now
+    await moved.wait_for(lambda: 61 in moved.awareness)
+    moved._clock = 4
+    await moved.set_awareness(62, {"user": "max"})  # clock 5 again: node a ignores it
+    removal = AwarenessEntry(client_id=62, clock=6, state="null")
+
+    def told() -> bool:
+        return any(
+            removal in decode_awareness_update(m.payload)
+            for m in moved.binary
+            if isinstance(m, messages.AwarenessMessage)
+        )
+
+    await moved.wait_for(told)
+    moved._clock = 6
+    await moved.set_awareness(62, {"user": "max", "moved": True})  # clock 7 outranks it
+    await observer.wait_for(lambda: observer.awareness.get(62) == {"user": "max", "moved": True})
 
 
 async def test_one_node_writes_snapshots_and_trims_the_stream(start_node: StartNode) -> None:

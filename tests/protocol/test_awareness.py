@@ -57,8 +57,16 @@ def entry(client_id: int, clock: int, state: str) -> AwarenessEntry:
     return AwarenessEntry(client_id=client_id, clock=clock, state=state)
 
 
-def change(updated: set[int] | None = None, removed: set[int] | None = None) -> AwarenessChange:
-    return AwarenessChange(updated=frozenset(updated or ()), removed=frozenset(removed or ()))
+def change(
+    updated: set[int] | None = None,
+    removed: set[int] | None = None,
+    outranked: set[int] | None = None,
+) -> AwarenessChange:
+    return AwarenessChange(
+        updated=frozenset(updated or ()),
+        removed=frozenset(removed or ()),
+        outranked=frozenset(outranked or ()),
+    )
 
 
 def raw_update(*items: tuple[int, int, bytes]) -> bytes:
@@ -256,9 +264,9 @@ def test_removal_of_unknown_client_changes_nothing_but_the_clock() -> None:
     aw = AwarenessStates()
     assert aw.apply([entry(7, 5, "null")]) == change()
     assert aw.states() == {}
-    # The clock was recorded: older and same-clock states stay ignored.
-    assert aw.apply([entry(7, 4, "{}")]) == change()
-    assert aw.apply([entry(7, 5, "{}")]) == change()
+    # The clock was recorded: older and same-clock states stay ignored (and are outranked).
+    assert aw.apply([entry(7, 4, "{}")]) == change(outranked={7})
+    assert aw.apply([entry(7, 5, "{}")]) == change(outranked={7})
     assert aw.apply([entry(7, 6, "{}")]) == change(updated={7})
 
 
@@ -274,7 +282,7 @@ def test_clocks_outlive_states() -> None:
     aw.apply([entry(7, 5, '{"a":1}')])
     aw.apply([entry(7, 6, "null")])
     # A late duplicate of the old update stays ignored.
-    assert aw.apply([entry(7, 5, '{"a":1}')]) == change()
+    assert aw.apply([entry(7, 5, '{"a":1}')]) == change(outranked={7})
     assert 7 not in aw
 
 
@@ -286,7 +294,7 @@ def test_forget_clocks() -> None:
     # Client 2's clock is gone: an old state is accepted again (bounded memory's price).
     assert aw.apply([entry(2, 5, "{}")]) == change(updated={2})
     # Client 3's clock was kept; client 1 holds a state, so its clock always stays.
-    assert aw.apply([entry(3, 5, "{}")]) == change()
+    assert aw.apply([entry(3, 5, "{}")]) == change(outranked={3})
     assert aw.apply([entry(1, 4, '{"old":1}')]) == change()
     assert aw.states() == {1: "{}", 2: "{}"}
 
@@ -323,8 +331,56 @@ def test_states_returns_a_copy() -> None:
 
 def test_clock_zero_from_unknown_client_is_ignored_like_y_protocols() -> None:
     aw = AwarenessStates()
-    aw.apply([entry(7, 0, "{}")])
+    # Ignored, but not outranked: there is no removal to tell the client about.
+    assert aw.apply([entry(7, 0, "{}")]) == change()
     assert 7 not in aw
+    assert aw.removals([7]) is None
+
+
+# --- a client back with the clock it had before its removal -------------------------------
+
+
+def test_state_older_than_its_removal_is_outranked() -> None:
+    aw = AwarenessStates()
+    aw.apply([entry(7, 3, '{"a":1}')])
+    removal = aw.remove([7])  # the server dropped the connection: clock 4, null
+    assert removal is not None
+    # The client reconnects with the clock it had: ignored, as y-protocols does, but flagged.
+    assert aw.apply([entry(7, 3, '{"a":1}')]) == change(outranked={7})
+    assert aw.removals([7]) == removal
+    assert 7 not in aw
+
+
+def test_held_or_newer_states_are_not_outranked() -> None:
+    aw = AwarenessStates()
+    aw.apply([entry(7, 3, '{"a":1}'), entry(8, 3, "{}")])
+    # A stale duplicate while the state is held: nothing to tell.
+    assert aw.apply([entry(7, 2, "{}")]) == change()
+    assert aw.removals([7]) is None
+    aw.remove([8])
+    # A removal at an old clock is not a state coming back.
+    assert aw.apply([entry(8, 2, "null")]) == change()
+    # Outranked, then newer in the same update: the newer one wins and nothing is flagged.
+    assert aw.apply([entry(8, 3, "{}"), entry(8, 5, '{"b":1}')]) == change(updated={8})
+
+
+def test_y_protocols_client_answers_the_removal_by_outranking_it() -> None:
+    """pycrdt's port of y-protocols raises its clock past a removal of itself."""
+    client = Awareness(Doc(client_id=7))
+    client.set_local_state({"user": "ana"})
+    room = AwarenessStates()
+    room.apply(decode_awareness_update(client.encode_awareness_update([7])))
+    room.remove([7])  # its connection died
+    result = room.apply(decode_awareness_update(client.encode_awareness_update([7])))
+    assert result == change(outranked={7})
+    removals = room.removals(result.outranked)
+    assert removals is not None
+    client.apply_awareness_update(removals, "server")
+    assert client.get_local_state() == {"user": "ana"}
+    # Its next update beats the removal, so the room shows it again.
+    assert room.apply(decode_awareness_update(client.encode_awareness_update([7]))) == change(
+        updated={7}
+    )
 
 
 def test_clock_zero_parity_reference_pycrdt() -> None:
@@ -354,7 +410,7 @@ def test_remove_produces_clock_plus_one_nulls() -> None:
     assert decode_awareness_update(update) == [entry(1, 5, "null"), entry(2, 2, "null")]
     assert aw.states() == {3: "{}"}
     # The new clocks hold: an update at the removed clock does not resurrect the state.
-    assert aw.apply([entry(1, 5, "{}")]) == change()
+    assert aw.apply([entry(1, 5, "{}")]) == change(outranked={1})
     assert aw.apply([entry(1, 6, "{}")]) == change(updated={1})
 
 

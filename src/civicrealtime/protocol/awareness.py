@@ -29,10 +29,18 @@ class AwarenessEntry:
 
 @attrs.frozen(kw_only=True, slots=True)
 class AwarenessChange:
-    """What one update did: client ids whose state was set, and ids whose state was removed."""
+    """What one update did: client ids whose state was set, and ids whose state was removed.
+
+    ``outranked`` holds ids whose state arrived no newer than the removal we hold for them:
+    a client that comes back (after a network blip, or on another node) with the clock it
+    had before the server removed it. y-protocols ignores such a state; the fix is to tell
+    that client about the removal, which makes it raise its clock and announce itself again
+    (`AwarenessStates.removals`).
+    """
 
     updated: frozenset[int]
     removed: frozenset[int]
+    outranked: frozenset[int] = frozenset()
 
     @property
     def changed(self) -> bool:
@@ -81,12 +89,20 @@ def encode_awareness_update(entries: Iterable[AwarenessEntry]) -> bytes:
 class AwarenessStates:
     """All awareness states of one room, with the clock of every client id ever seen."""
 
-    __slots__ = ("_clocks", "_states")
+    __slots__ = ("_clocks", "_seq", "_stamps", "_states")
 
     def __init__(self) -> None:
         self._states: dict[int, str] = {}
         # Clocks outlive states: a late duplicate of an old update must stay ignored.
         self._clocks: dict[int, int] = {}
+        # When each clock last moved, in changes applied (see `unchanged_since_removal`).
+        self._stamps: dict[int, int] = {}
+        self._seq = 0
+
+    def _set_clock(self, client_id: int, clock: int) -> None:
+        self._clocks[client_id] = clock
+        self._seq += 1
+        self._stamps[client_id] = self._seq
 
     def __len__(self) -> int:
         return len(self._states)
@@ -100,6 +116,7 @@ class AwarenessStates:
     def apply(self, entries: Iterable[AwarenessEntry]) -> AwarenessChange:
         updated: set[int] = set()
         removed: set[int] = set()
+        outranked: set[int] = set()
         for entry in entries:
             # An unknown client counts as clock 0, as in y-protocols: a first state at
             # clock 0 is ignored there, so we must not relay or count it either.
@@ -108,7 +125,7 @@ class AwarenessStates:
             if entry.clock > current or (
                 entry.clock == current and is_removal and entry.client_id in self._states
             ):
-                self._clocks[entry.client_id] = entry.clock
+                self._set_clock(entry.client_id, entry.clock)
                 if is_removal:
                     if self._states.pop(entry.client_id, None) is not None:
                         removed.add(entry.client_id)
@@ -117,7 +134,60 @@ class AwarenessStates:
                     self._states[entry.client_id] = entry.state
                     updated.add(entry.client_id)
                     removed.discard(entry.client_id)
-        return AwarenessChange(updated=frozenset(updated), removed=frozenset(removed))
+                    outranked.discard(entry.client_id)
+            elif (
+                not is_removal
+                and entry.client_id not in self._states
+                and entry.client_id in self._clocks
+            ):
+                outranked.add(entry.client_id)
+        return AwarenessChange(
+            updated=frozenset(updated), removed=frozenset(removed), outranked=frozenset(outranked)
+        )
+
+    def removals(self, client_ids: Iterable[int]) -> bytes | None:
+        """The removals we hold for these clients (their last clock, state null), if any.
+
+        Sent to a client whose state came back outranked: its y-protocols code answers a
+        removal of itself by raising its clock past it and re-sending its state.
+        """
+        entries = [
+            AwarenessEntry(client_id=cid, clock=self._clocks[cid], state=_NULL)
+            for cid in client_ids
+            if cid not in self._states and cid in self._clocks
+        ]
+        return encode_awareness_update(entries) if entries else None
+
+    def unchanged_since_removal(self, client_ids: Iterable[int]) -> set[int]:
+        """Clients whose state has not changed since one of these clients was removed.
+
+        A y-websocket client that loses its connection drops the states of the others but
+        keeps their clocks, so when it comes back it ignores those states at the same clock
+        (yjs/y-websocket#122): the others must each raise their clock once (`nudge`).
+        A state that changed since then has a newer clock already and needs nothing.
+        """
+        since = max(
+            (
+                self._stamps[cid]
+                for cid in client_ids
+                if cid not in self._states and cid in self._stamps
+            ),
+            default=None,
+        )
+        if since is None:
+            return set()
+        return {cid for cid in self._states if self._stamps[cid] < since}
+
+    def nudge(self, client_id: int) -> bytes | None:
+        """Its own removal at its current clock, for a client that holds a state.
+
+        Sent to that client only: y-protocols answers a removal of itself by raising its
+        clock and re-sending its state, which then outranks what returning clients hold.
+        """
+        if client_id not in self._states:
+            return None
+        entry = AwarenessEntry(client_id=client_id, clock=self._clocks[client_id], state=_NULL)
+        return encode_awareness_update([entry])
 
     def remove(self, client_ids: Iterable[int]) -> bytes | None:
         """Drop these clients' states; return the update that tells the others, if any."""
@@ -126,7 +196,7 @@ class AwarenessStates:
             if self._states.pop(client_id, None) is None:
                 continue
             clock = self._clocks.get(client_id, 0) + 1
-            self._clocks[client_id] = clock
+            self._set_clock(client_id, clock)
             entries.append(AwarenessEntry(client_id=client_id, clock=clock, state=_NULL))
         return encode_awareness_update(entries) if entries else None
 
@@ -143,3 +213,4 @@ class AwarenessStates:
         """Drop clocks of clients without a state (bounded memory in long-lived rooms)."""
         keep_set = set(keep) | set(self._states)
         self._clocks = {cid: clock for cid, clock in self._clocks.items() if cid in keep_set}
+        self._stamps = {cid: stamp for cid, stamp in self._stamps.items() if cid in keep_set}

@@ -333,10 +333,37 @@ class Room:
                     # something within 30 s or it drops the connection and reconnects.
                     self._broadcast(WireFrame(frame), exclude=None)
                     self._relay.local_awareness(self.key, frame)
+                if change.outranked:
+                    self._welcome_back(member, change.outranked)
             case QueryAwarenessReceived():
                 everyone = self.awareness.encode_all()
                 if everyone is not None:
                     member.outbound.push(encode_awareness(everyone))
+
+    def _welcome_back(self, member: Member, returning: frozenset[int]) -> None:
+        """A client is back (after a blip) with the awareness clock it had before we removed it.
+
+        Without help it stays invisible to the others, and they to it, until the next
+        renewal 15 s later (yjs/y-websocket#122). Its own removal makes it raise its clock
+        and announce itself again; each client whose state it last saw at the current clock
+        is asked to do the same, so the returning client sees it again too.
+        """
+        removals = self.awareness.removals(returning)
+        if removals is not None:
+            member.outbound.push(encode_awareness(removals))
+        stale = self.awareness.unchanged_since_removal(returning)
+        if not stale:
+            return
+        for other in self.members.values():
+            # A y-websocket client publishes its own state only; a member that published
+            # several ids is not nudged (its echo of a foreign removal would remove that id).
+            if other is member or len(other.awareness_ids) != 1:
+                continue
+            (own,) = other.awareness_ids
+            if own in stale:
+                nudge = self.awareness.nudge(own)
+                if nudge is not None:
+                    other.outbound.push(encode_awareness(nudge))
 
     def _refuse_viewer_update(self, member: Member, update: bytes, *, is_step2: bool) -> None:
         """A read-only member's change is never applied nor relayed; it is told once.
@@ -436,6 +463,14 @@ class Room:
             ids.difference_update(change.removed)
             if change.changed:
                 self._broadcast(encode_awareness(awareness), exclude=None)
+            if change.outranked:
+                # A client came back on that node with the clock it had before this node
+                # removed it (it moved here from a node that died, or that node never had the
+                # room open). Send the removal back: that node tells the client, which then
+                # raises its clock past it and is shown everywhere again.
+                removals = self.awareness.removals(change.outranked)
+                if removals is not None:
+                    self._relay.local_awareness(self.key, encode_awareness(removals))
 
     def _is_pending(self, update: bytes) -> bool:
         try:
