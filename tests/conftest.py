@@ -9,6 +9,7 @@ import trio
 
 from civicrealtime.app import RealtimeService
 from civicrealtime.auth import Authenticator, DevelopmentAuthenticator
+from civicrealtime.auth.revocation import Revocations
 from civicrealtime.config import RealtimeConfig, structure
 from civicrealtime.rooms import RoomTypeRegistry
 
@@ -60,12 +61,14 @@ async def start_server(nursery: trio.Nursery) -> AsyncIterator[StartServer]:
         room_types: RoomTypeRegistry | None = None,
         authenticator: Authenticator | None = None,
         hmac_secret: bytes | None = None,
+        revocations: Revocations | None = None,
     ) -> RunningServer:
         service = RealtimeService(
             config or make_config(),
             authenticator=authenticator or DevelopmentAuthenticator(),
             room_types=room_types,
             hmac_secret=hmac_secret,
+            revocations=revocations,
         )
         port = await nursery.start(service.run)
         services.append(service)

@@ -45,9 +45,8 @@ async def start_with_tokens(start_server: StartServer, **overrides: Any) -> Runn
     auth = TokenAuthenticator(
         config.auth, hmac_secret=SECRET, keys=None, introspector=None, revocations=revocations
     )
-    running: RunningServer = await start_server(config, authenticator=auth)
-    # The server revokes through the same list the authenticator consults.
-    running.service.server._revocations = revocations
+    # The service revokes through (and restores into) the list the authenticator consults.
+    running: RunningServer = await start_server(config, authenticator=auth, revocations=revocations)
     return running
 
 
@@ -144,8 +143,8 @@ async def test_revocation_closes_every_room_of_the_user(start_server: StartServe
     in_a = await joined(running, "room-a", token=alice_token)
     in_b = await joined(running, "room-b", token=alice_token)
     bob = await joined(running, "room-a", token=token("bob"))
-    closed = running.service.server.revoke(user_id="alice", reason="account disabled")
-    assert closed == 2
+    revoked = running.service.server.revoke(user_id="alice", reason="account disabled")
+    assert revoked.connections_closed == 2
     for client in (in_a, in_b):
         await client.wait_for(lambda c=client: c.closed is not None)
         assert client.closed is not None
@@ -162,7 +161,8 @@ async def test_revocation_by_token_id(start_server: StartServer) -> None:
     running = await start_with_tokens(start_server)
     stolen = await joined(running, token=token("carol", jti="leaked"))
     kept = await joined(running, token=token("carol", jti="other"))
-    assert running.service.server.revoke(token_id="leaked", reason="token leaked") == 1
+    revoked = running.service.server.revoke(token_id="leaked", reason="token leaked")
+    assert revoked.connections_closed == 1
     await stolen.wait_for(lambda: stolen.closed is not None)
     assert kept.closed is None
 

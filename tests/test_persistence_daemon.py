@@ -5,15 +5,18 @@ from __future__ import annotations
 import signal
 import sqlite3
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt as pyjwt
+import pytest
 import trio
 from pycrdt import Doc, Text
 
-from civicrealtime.app import RealtimeService
+from civicrealtime.app import RealtimeService, StoreSetupError
 from civicrealtime.auth import DevelopmentAuthenticator
 from civicrealtime.config import RealtimeConfig
 from civicrealtime.persistence import SqliteStore, StoreFull
@@ -41,9 +44,8 @@ class Daemon:
         self.running: RunningServer | None = None
 
     async def start(self) -> RunningServer:
-        self.service = RealtimeService(
-            self.config, authenticator=DevelopmentAuthenticator(), **self.kwargs
-        )
+        kwargs = {"authenticator": DevelopmentAuthenticator(), **self.kwargs}
+        self.service = RealtimeService(self.config, **kwargs)
         port = await self.nursery.start(self.service.run)
         self.running = RunningServer(service=self.service, port=port, nursery=self.nursery)
         return self.running
@@ -331,3 +333,97 @@ def test_sigterm_restart_keeps_rooms(tmp_path: Path) -> None:
         assert processes.terminate(proc) == 0
     finally:
         processes.stop(proc)
+
+
+# --- revoked sessions across restarts ---------------------------------------------------
+
+JWT_SECRET = "r" * 40
+
+
+def _jwt(user: str, *, jti: str, issued: float) -> str:
+    claims = {"sub": user, "jti": jti, "iat": int(issued), "exp": int(issued) + 3600}
+    return pyjwt.encode({**claims, "role": "editor"}, JWT_SECRET, "HS256")
+
+
+async def _admin_revoke(running: RunningServer, body: dict[str, str]) -> httpx.Response:
+    admin = pyjwt.encode(
+        {"sub": "root", "role": "admin", "exp": int(time.time()) + 60}, JWT_SECRET, "HS256"
+    )
+    base = f"http://127.0.0.1:{running.service.http_port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        return await client.post(
+            "/admin/revoke", headers={"Authorization": f"Bearer {admin}"}, json=body
+        )
+
+
+async def _admitted(running: RunningServer, token: str) -> bool:
+    client = await running.client("gate", token=token)
+    await client.wait_for(lambda: len(client.binary) >= 2 or client.closed is not None)
+    admitted = client.closed is None
+    await client.ws.aclose()
+    return admitted
+
+
+def _jwt_daemon(nursery: trio.Nursery, tmp_path: Path, **kwargs: Any) -> Daemon:
+    config = persistent_config(tmp_path, auth={"mode": "jwt"})
+    environ = {"CIVICREALTIME_JWT_SECRET": JWT_SECRET}
+    # No authenticator of the test's: the service builds its own, as the daemon does.
+    return Daemon(nursery, config, authenticator=None, environ=environ, **kwargs)
+
+
+async def test_revocations_survive_a_restart(nursery: trio.Nursery, tmp_path: Path) -> None:
+    daemon = _jwt_daemon(nursery, tmp_path)
+    running = await daemon.start()
+    before = time.time() - 5
+    alice, leaked, other = (
+        _jwt("alice", jti="a1", issued=before),
+        _jwt("bob", jti="leaked", issued=before),
+        _jwt("bob", jti="b2", issued=before),
+    )
+    assert await _admitted(running, alice)
+    for body in ({"user_id": "alice"}, {"token_id": "leaked"}):
+        response = await _admin_revoke(running, body)
+        assert response.status_code == 200
+        assert response.json()["persisted"] is True
+    await daemon.stop()
+
+    running = await daemon.start()  # a new process would read the same store
+    assert not await _admitted(running, alice)
+    assert not await _admitted(running, leaked)
+    assert await _admitted(running, other)
+    # A token issued after the user's revocation is accepted: they signed in again.
+    assert await _admitted(running, _jwt("alice", jti="a2", issued=time.time() + 1))
+    await daemon.stop()
+
+
+class RevocationsFail(SqliteStore):
+    async def save_revocation(self, revocation: Any) -> None:
+        raise StoreFull("simulated: no space left on device")
+
+
+async def test_a_revocation_the_store_refuses_is_in_force_and_reported(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    store = RevocationsFail(str(tmp_path / "store.sqlite3"))
+    running = await _jwt_daemon(nursery, tmp_path, store=store).start()
+    alice = _jwt("alice", jti="a1", issued=time.time() - 5)
+    response = await _admin_revoke(running, {"user_id": "alice"})
+    assert response.status_code == 503
+    body = response.json()
+    assert body["revoked"] is True
+    assert body["persisted"] is False
+    assert "no space left on device" in body["error"]
+    assert not await _admitted(running, alice)  # in force all the same
+
+
+async def test_an_unreadable_revocations_file_stops_the_start(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    config = persistent_config(
+        tmp_path, snapshots={"storage": "filesystem", "directory": str(tmp_path / "fs")}
+    )
+    (tmp_path / "fs" / "realtime").mkdir(parents=True)
+    (tmp_path / "fs" / "realtime" / "revocations.json").write_text("not json")
+    service = RealtimeService(config, authenticator=DevelopmentAuthenticator())
+    with pytest.raises(StoreSetupError, match=r"revoked sessions.*revocations\.json"):
+        await service.run()

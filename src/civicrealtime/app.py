@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("civicrealtime")
 
+# How long an admin command waits for one store call before answering with an error.
+STORE_CALL_TIMEOUT = 30.0
+
 
 class StoreSetupError(Exception):
     """The configured store cannot be opened at start."""
@@ -150,6 +153,7 @@ class RealtimeService:
         environ: Mapping[str, str] | None = None,
         hmac_secret: bytes | None = None,
         store: Store | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self.config = config
         self.room_types = room_types if room_types is not None else self._default_room_types()
@@ -176,7 +180,9 @@ class RealtimeService:
 
             self.cluster = ClusterService(config, load_stored=self._load_stored)
         self.rooms = RoomManager(config, self.room_types, self.stats, hooks, relay=self.cluster)
-        self.revocations = Revocations()
+        # A caller's own authenticator shares the caller's list (`TokenAuthenticator` takes
+        # one), so that revocations made here, and those restored from the store, apply.
+        self.revocations = revocations if revocations is not None else Revocations()
         # With an authenticator of the caller's, the caller says which secret mints tokens.
         self.hmac_secret: bytes | None = hmac_secret
         if authenticator is None:
@@ -247,6 +253,7 @@ class RealtimeService:
                 self._check_shared_store()
             if self.persistence is not None:
                 await self._open_store(self.persistence.store)
+                await self._restore_revocations(self.persistence.store)
             else:
                 log.warning("snapshots.disabled: rooms live in memory only; a restart empties them")
             for room_type in self.room_types:
@@ -321,6 +328,20 @@ class RealtimeService:
         if self.persistence is None:
             return []
         return list((await self.persistence.store.load(key)).updates())
+
+    async def _restore_revocations(self, store: Store) -> None:
+        """Before the first connection: a restart must not let a revoked session back in."""
+        try:
+            with trio.fail_after(STORE_CALL_TIMEOUT):
+                kept = await store.load_revocations()
+        except (StoreError, trio.TooSlowError) as exc:
+            raise StoreSetupError(
+                f"cannot read the revoked sessions from {store.description}: "
+                f"{exc or 'no answer'}; refusing to start without them"
+            ) from None
+        count = self.revocations.restore(kept)
+        if count:
+            log.info("auth.revocations_restored count=%d", count)
 
     async def _open_store(self, store: Store) -> None:
         try:
@@ -444,6 +465,37 @@ class RealtimeService:
         if not written:
             return Outcome(503, {"error": "the snapshot could not be written; see the log"})
         return Outcome(200, {"room": key, "snapshots": handle.room.snapshots_taken})
+
+    async def revoke(self, *, user_id: str | None, token_id: str | None, reason: str) -> Outcome:
+        """Revoke at once (here, and on the other nodes), then keep it in the store.
+
+        The revocation holds in memory whatever the store does; 503 says it would not
+        survive a restart (the store failed; asking again is safe).
+        """
+        revoked = self.server.revoke(user_id=user_id, token_id=token_id, reason=reason)
+        body: dict[str, Any] = {
+            "revoked": True,
+            "connections_closed": revoked.connections_closed,
+        }
+        if self.persistence is None:
+            body["persisted"] = False
+            body["note"] = "snapshots are disabled: the revocation lasts until the daemon stops"
+            return Outcome(200, body)
+        store = self.persistence.store
+        try:
+            with trio.fail_after(STORE_CALL_TIMEOUT):
+                for record in revoked.records:
+                    await store.save_revocation(record)
+        except (StoreError, trio.TooSlowError) as exc:
+            why = str(exc) or f"no answer within {STORE_CALL_TIMEOUT:g} s"
+            log.error(  # noqa: TRY400 - the store's message says it all; no bug to trace
+                "auth.revocation_not_stored user=%s token_id=%s error=%s", user_id, token_id, why
+            )
+            body["persisted"] = False
+            body["error"] = f"in force, but not stored (a restart would forget it): {why}"
+            return Outcome(503, body)
+        body["persisted"] = True
+        return Outcome(200, body)
 
     def close_room(self, key: str) -> bool:
         return self.rooms.close(key)

@@ -27,12 +27,13 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 
+import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
 from .auth import Authenticator, AuthRejected, Identity, UpgradeRequest
 from .auth.permissions import effective_permissions, has_permission, room_allowed
-from .auth.revocation import Revocations
+from .auth.revocation import Revocation, Revocations
 from .config import RealtimeConfig
 from .connection import Connection
 from .limits import ConnectionLimits, LimitExceeded, client_address
@@ -42,6 +43,14 @@ from .rooms import Join, Member, Outbound, RoomManager, RoomTypeRegistry, RoomUn
 from .stats import Stats
 
 log = logging.getLogger("civicrealtime.server")
+
+
+@attrs.frozen
+class Revoked:
+    """What a revocation did on this node: its records (for the store) and closed sessions."""
+
+    records: tuple[Revocation, ...]
+    connections_closed: int
 
 
 class RealtimeServer:
@@ -354,19 +363,19 @@ class RealtimeServer:
         token_id: str | None = None,
         reason: str,
         relayed: bool = False,
-    ) -> int:
+    ) -> Revoked:
         """Revoke a user's or a token's sessions: refuse them from now on, close live ones.
 
         Live connections get a `session.revoked` frame, then close 4001 SESSION_REVOKED.
-        Returns how many connections were closed (on this node). `relayed`: another node
-        revoked it, so it is not passed on again.
+        `relayed`: another node revoked it (and stored it), so it is not passed on again.
         """
         if user_id is None and token_id is None:
             raise ValueError("revoke needs a user id or a token id")
+        records = []
         if user_id is not None:
-            self._revocations.revoke_user(user_id)
+            records.append(self._revocations.revoke_user(user_id))
         if token_id is not None:
-            self._revocations.revoke_token(token_id, None)
+            records.append(self._revocations.revoke_token(token_id, None))
         closed = 0
         for connection in list(self.connections.values()):
             identity = connection.member.identity
@@ -384,7 +393,7 @@ class RealtimeServer:
         )
         if not relayed and self.on_revoke is not None:
             self.on_revoke(user_id, token_id, reason)
-        return closed
+        return Revoked(records=tuple(records), connections_closed=closed)
 
     def close_all(self, code: int, reason: str) -> None:
         for connection in list(self.connections.values()):

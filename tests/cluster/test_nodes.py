@@ -195,7 +195,8 @@ async def test_revocation_on_one_node_closes_sessions_on_all(start_node: StartNo
     bystander = await b.client("revoked", token="alice")
     await eventually(lambda: len(b.service.server.connections) == 2)
     await trio.sleep(0.3)  # the reader of node B has the revocations stream in its read
-    assert a.service.server.revoke(user_id="mallory", reason="account disabled") == 0
+    revoked = a.service.server.revoke(user_id="mallory", reason="account disabled")
+    assert revoked.connections_closed == 0
     await victim_on_b.wait_for(lambda: victim_on_b.closed is not None)
     assert victim_on_b.closed is not None
     assert victim_on_b.closed[0] == CloseCode.AUTH_FAILED  # 4001 SESSION_REVOKED

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
-from civicrealtime.persistence import StoreBase
+from civicrealtime.auth.revocation import Revocation
+from civicrealtime.persistence import StoreBase, StoreError
+from civicrealtime.persistence.filesystem import FilesystemStore
 from civicrealtime.protocol import InvalidUpdate
 
 from .conftest import MakeStore
@@ -210,3 +215,60 @@ async def test_data_survives_reopening(make_store: MakeStore) -> None:
     again = await make_store()
     assert text_of((await again.load("r")).updates()) == "kept"
     await again.ping()
+
+
+# --- revoked sessions --------------------------------------------------------------------
+
+
+def _user(subject: str, at: float) -> Revocation:
+    return Revocation(kind="user", subject=subject, revoked_at=at, until=None)
+
+
+def _token(subject: str, at: float, until: float) -> Revocation:
+    return Revocation(kind="token", subject=subject, revoked_at=at, until=until)
+
+
+async def test_revocations_survive_reopening(make_store: MakeStore) -> None:
+    now = time.time()
+    store = await make_store()
+    assert await store.load_revocations() == []
+    await store.save_revocation(_user("alice", now - 10))
+    await store.save_revocation(_token("jti-1", now - 5, now + 3600))
+    await store.close()
+    again = await make_store()
+    assert await again.load_revocations() == [
+        _user("alice", now - 10),
+        _token("jti-1", now - 5, now + 3600),
+    ]
+
+
+async def test_a_new_revocation_replaces_the_one_kept_for_the_same_subject(
+    store: StoreBase,
+) -> None:
+    now = time.time()
+    await store.save_revocation(_user("alice", now - 10))
+    await store.save_revocation(_user("alice", now))
+    # A user id and a token id may be the same string: they are different subjects.
+    await store.save_revocation(_token("alice", now, now + 60))
+    assert await store.load_revocations() == [_user("alice", now), _token("alice", now, now + 60)]
+
+
+async def test_expired_token_revocations_are_left_out_then_dropped(store: StoreBase) -> None:
+    now = time.time()
+    await store.save_revocation(_token("old", now - 100, now - 1))
+    assert await store.load_revocations() == []
+    await store.save_revocation(_token("new", now, now + 60))  # drops what has expired
+    assert await store.load_revocations() == [_token("new", now, now + 60)]
+
+
+async def test_unreadable_revocations_file_is_an_error_not_an_empty_list(tmp_path: Path) -> None:
+    store = FilesystemStore(tmp_path)
+    await store.open()
+    try:
+        (tmp_path / "realtime" / "revocations.json").write_text('{"revocations": [{"kind": ')
+        with pytest.raises(StoreError, match=r"revocations\.json is not a revocations file"):
+            await store.load_revocations()
+        with pytest.raises(StoreError):
+            await store.save_revocation(_user("alice", time.time()))  # never overwrites it
+    finally:
+        await store.close()

@@ -2,14 +2,34 @@
 
 Revoking a user refuses every token of theirs issued before the revocation (tokens carry
 `iat`); a token without `iat` cannot prove it is newer, so it is refused too until it
-expires.
+expires. Each revocation is also a `Revocation` record, which the store keeps so that a
+restart does not let a revoked session back in (`RealtimeService.revoke`).
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterable
+from typing import Literal
+
+import attrs
 
 from .base import Identity
+
+# A revoked token id is remembered this long when its expiry is unknown: longer than any
+# session token CivicPress issues.
+TOKEN_REVOCATION_TTL = 86400.0
+
+
+@attrs.frozen(kw_only=True)
+class Revocation:
+    """A revoked user (tokens issued up to `revoked_at`) or token id (until `until`)."""
+
+    kind: Literal["user", "token"]
+    subject: str
+    revoked_at: float  # unix seconds
+    until: float | None  # unix seconds after which it may be forgotten; None: never
 
 
 class Revocations:
@@ -17,13 +37,34 @@ class Revocations:
         self._tokens: dict[str, float] = {}  # token id -> unix time after which to forget it
         self._users: dict[str, float] = {}  # user id -> unix time of the revocation
 
-    def revoke_token(self, token_id: str, until: float | None) -> None:
-        # Without an expiry, remember it for a day: long enough for any session token.
-        self._tokens[token_id] = until if until is not None else time.time() + 86400
+    def revoke_token(self, token_id: str, until: float | None) -> Revocation:
+        now = time.time()
+        forget_at = until if until is not None else now + TOKEN_REVOCATION_TTL
+        self._tokens[token_id] = max(forget_at, self._tokens.get(token_id, forget_at))
         self._forget_expired()
+        return Revocation(kind="token", subject=token_id, revoked_at=now, until=forget_at)
 
-    def revoke_user(self, user_id: str) -> None:
-        self._users[user_id] = time.time()
+    def revoke_user(self, user_id: str) -> Revocation:
+        now = time.time()
+        self._users[user_id] = now
+        return Revocation(kind="user", subject=user_id, revoked_at=now, until=None)
+
+    def restore(self, revocations: Iterable[Revocation]) -> int:
+        """Take back revocations kept by the store; how many still apply."""
+        now = time.time()
+        count = 0
+        for revocation in revocations:
+            if revocation.kind == "user":
+                # The later of two revocations refuses more tokens: keep it.
+                previous = self._users.get(revocation.subject, revocation.revoked_at)
+                self._users[revocation.subject] = max(previous, revocation.revoked_at)
+                count += 1
+            elif revocation.until is None or revocation.until > now:
+                previous = self._tokens.get(revocation.subject, 0.0)
+                until = revocation.until if revocation.until is not None else math.inf
+                self._tokens[revocation.subject] = max(previous, until)
+                count += 1
+        return count
 
     def is_revoked(self, identity: Identity) -> bool:
         if identity.token_id is not None and identity.token_id in self._tokens:

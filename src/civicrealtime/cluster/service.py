@@ -147,7 +147,7 @@ class RevocationTarget(Protocol):
         token_id: str | None = None,
         reason: str,
         relayed: bool = False,
-    ) -> int: ...
+    ) -> object: ...
 
 
 @attrs.define

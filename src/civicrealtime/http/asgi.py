@@ -196,12 +196,12 @@ class OpsApp:
                 isinstance(user_id, str) or isinstance(token_id, str)
             ):
                 raise HttpError(400, 'expected {"user_id" or "token_id": "...", "reason": "..."}')
-            closed = service.server.revoke(
+            outcome = await service.revoke(
                 user_id=user_id if isinstance(user_id, str) else None,
                 token_id=token_id if isinstance(token_id, str) else None,
                 reason=reason[:100],
             )
-            return _json(200, {"revoked": True, "connections_closed": closed})
+            return _json(outcome.status, outcome.body)
         raise HttpError(404, "no such admin endpoint")
 
     # -- demo --------------------------------------------------------------------------------

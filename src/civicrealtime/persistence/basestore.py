@@ -13,6 +13,7 @@ from types import TracebackType
 
 import trio
 
+from ..auth.revocation import Revocation
 from .rebuild import merged_state, rebuild
 from .records import SnapshotInfo, SnapshotRecord, now_ms
 from .store import DEFAULT_KEEP, Loaded, VerifyReport
@@ -68,6 +69,12 @@ class StoreBase(abc.ABC):
 
     @abc.abstractmethod
     async def verify_all(self) -> VerifyReport: ...
+
+    @abc.abstractmethod
+    async def save_revocation(self, revocation: Revocation) -> None: ...
+
+    @abc.abstractmethod
+    async def load_revocations(self) -> list[Revocation]: ...
 
     async def __aenter__(self) -> StoreBase:
         await self.open()

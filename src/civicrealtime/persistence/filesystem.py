@@ -4,6 +4,7 @@
     <dir>/realtime/snapshots/<room>/<room>-<version>-<created_at>.meta.json
     <dir>/realtime/log/<room>.log                (see logfile.py)
     <dir>/realtime/log/<room>.log.quarantine     (unreadable log bytes, kept for inspection)
+    <dir>/realtime/revocations.json              (revoked users and token ids)
 
 `<room>` is the room key made safe for file names (see filenames.py). The sidecar holds
 CivicPress's metadata fields (room_id, version, integrity_hash, format_version, byte_size,
@@ -28,6 +29,7 @@ import json
 import os
 import secrets
 import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -35,6 +37,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from ..auth.revocation import Revocation
 from .basestore import StoreBase, log
 from .errors import (
     CorruptRecord,
@@ -70,6 +73,7 @@ META_SUFFIX = ".meta.json"
 LOG_SUFFIX = ".log"
 QUARANTINE_SUFFIX = ".log.quarantine"
 TEMP_MARK = ".tmp-"
+REVOCATIONS_FILE = "revocations.json"
 
 
 @attrs.frozen
@@ -162,6 +166,14 @@ class FilesystemStore(StoreBase):
         """Read and verify every file. Raises `StoreError`."""
         return await self._call(self._verify_all)
 
+    async def save_revocation(self, revocation: Revocation) -> None:
+        """See `Store.save_revocation`: the whole (small) file is rewritten atomically."""
+        await self._call(lambda: self._save_revocation(revocation))
+
+    async def load_revocations(self) -> list[Revocation]:
+        """See `Store.load_revocations`. Raises `StoreError` when the file is unreadable."""
+        return await self._call(self._load_revocations)
+
     async def _call(self, fn: Callable[[], T]) -> T:
         return await self._worker.call(lambda: self._with_errors(fn))
 
@@ -225,6 +237,47 @@ class FilesystemStore(StoreBase):
 
     def _log_path(self, room_id: str) -> Path:
         return self._logs / (safe_name(room_id) + LOG_SUFFIX)
+
+    # -- revocations -------------------------------------------------------------------------
+
+    def _read_revocations(self) -> list[Revocation]:
+        path = self._root / REVOCATIONS_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return []
+        try:
+            fields = json.loads(data)
+            return [
+                Revocation(
+                    kind="user" if item["kind"] == "user" else "token",
+                    subject=str(item["subject"]),
+                    revoked_at=float(item["revoked_at"]),
+                    until=None if item["until"] is None else float(item["until"]),
+                )
+                for item in fields["revocations"]
+            ]
+        except (ValueError, TypeError, KeyError) as exc:
+            # Never guess: starting without the revocations would let revoked sessions in.
+            raise StoreError(
+                f"{self.description}: {path} is not a revocations file ({exc!r}); fix or remove it"
+            ) from None
+
+    def _load_revocations(self) -> list[Revocation]:
+        now = time.time()
+        return [r for r in self._read_revocations() if r.until is None or r.until > now]
+
+    def _save_revocation(self, revocation: Revocation) -> None:
+        self._writable()
+        kept = {
+            (r.kind, r.subject): r
+            for r in self._read_revocations()
+            if r.until is None or r.until > revocation.revoked_at
+        }
+        kept[(revocation.kind, revocation.subject)] = revocation
+        items = [attrs.asdict(r) for r in sorted(kept.values(), key=lambda r: r.revoked_at)]
+        body = json.dumps({"format": 1, "revocations": items}, indent=1) + "\n"
+        _atomic_write(self._root / REVOCATIONS_FILE, body.encode())
 
     # -- snapshots ---------------------------------------------------------------------------
 

@@ -23,7 +23,15 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .errors import StoreBusy, StoreError, StoreFull, StoreReadOnly, StoreUnavailable
 from .records import now_ms
-from .sqlbase import INDEX_CREATED, INDEX_ROOM, SNAPSHOTS, UPDATE_LOG, SqlStore, Tx
+from .sqlbase import (
+    INDEX_CREATED,
+    INDEX_ROOM,
+    REVOCATIONS,
+    SNAPSHOTS,
+    UPDATE_LOG,
+    SqlStore,
+    Tx,
+)
 from .store import DEFAULT_KEEP
 from .worker import CallCancelled
 
@@ -55,6 +63,13 @@ SCHEMA = (
   PRIMARY KEY (room_id, seq)
 )""",
     f"CREATE INDEX IF NOT EXISTS realtime_update_log_created_at_idx ON {UPDATE_LOG}(created_at)",
+    f"""CREATE TABLE IF NOT EXISTS {REVOCATIONS} (
+  kind TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  revoked_at DOUBLE PRECISION NOT NULL,
+  until_at DOUBLE PRECISION,
+  PRIMARY KEY (kind, subject)
+)""",
 )
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import abc
 import logging
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from ..auth.revocation import Revocation
 from .basestore import StoreBase
 from .errors import CorruptRecord
 from .rebuild import Coverage
@@ -36,6 +38,7 @@ T = TypeVar("T")
 
 SNAPSHOTS = "realtime_snapshots"
 UPDATE_LOG = "realtime_update_log"
+REVOCATIONS = "realtime_revocations"
 # CivicPress's own index names, so that a shared database does not get duplicates.
 INDEX_ROOM = "idx_realtime_snapshots_room_id"
 INDEX_CREATED = "realtime_snapshots_created_at_idx"
@@ -86,6 +89,14 @@ class SqlStore(StoreBase):
     async def ping(self) -> None:
         """Raise `StoreError` unless a trivial query succeeds. Cancellation interrupts it."""
         await self._call(False, lambda tx: tx.rows("SELECT 1"))
+
+    async def save_revocation(self, revocation: Revocation) -> None:
+        """See `Store.save_revocation`; also drops token ids whose `until` has passed."""
+        await self._call(True, partial(self._save_revocation, revocation))
+
+    async def load_revocations(self) -> list[Revocation]:
+        """See `Store.load_revocations`."""
+        return await self._call(False, self._load_revocations)
 
     async def load(self, room_id: str) -> Loaded:
         """See `Store.load`. Raises `StoreError`; cancellation interrupts the query."""
@@ -407,6 +418,34 @@ class SqlStore(StoreBase):
         everything = 2**62
         self._delete_log(tx, room_id, everything, self._sound_records(tx, room_id, everything))
         return True
+
+    def _save_revocation(self, revocation: Revocation, tx: Tx) -> None:
+        tx.run(
+            f"DELETE FROM {REVOCATIONS} WHERE until_at IS NOT NULL AND until_at <= ?",
+            (revocation.revoked_at,),
+        )
+        tx.run(
+            f"INSERT INTO {REVOCATIONS} (kind, subject, revoked_at, until_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (kind, subject) DO UPDATE "
+            "SET revoked_at = excluded.revoked_at, until_at = excluded.until_at",
+            (revocation.kind, revocation.subject, revocation.revoked_at, revocation.until),
+        )
+
+    def _load_revocations(self, tx: Tx) -> list[Revocation]:
+        rows = tx.rows(
+            f"SELECT kind, subject, revoked_at, until_at FROM {REVOCATIONS} "
+            "WHERE until_at IS NULL OR until_at > ? ORDER BY revoked_at",
+            (time.time(),),
+        )
+        return [
+            Revocation(
+                kind="user" if kind == "user" else "token",
+                subject=str(subject),
+                revoked_at=float(revoked_at),
+                until=None if until is None else float(until),
+            )
+            for kind, subject, revoked_at, until in rows
+        ]
 
     def _verify_room(self, room_id: str, tx: Tx) -> tuple[int, int, list[Problem]]:
         problems: list[Problem] = []

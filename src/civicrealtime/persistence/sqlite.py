@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
+from ..auth.revocation import Revocation
 from .errors import (
     StoreBusy,
     StoreError,
@@ -32,7 +33,15 @@ from .errors import (
     StoreUnavailable,
 )
 from .records import now_ms
-from .sqlbase import INDEX_CREATED, INDEX_ROOM, SNAPSHOTS, UPDATE_LOG, SqlStore, Tx
+from .sqlbase import (
+    INDEX_CREATED,
+    INDEX_ROOM,
+    REVOCATIONS,
+    SNAPSHOTS,
+    UPDATE_LOG,
+    SqlStore,
+    Tx,
+)
 from .store import DEFAULT_KEEP
 from .worker import CallCancelled
 
@@ -70,6 +79,14 @@ CREATE TABLE IF NOT EXISTS {UPDATE_LOG} (
   created_at INTEGER NOT NULL,
   PRIMARY KEY (room_id, seq)
 ) WITHOUT ROWID"""
+CREATE_REVOCATIONS = f"""
+CREATE TABLE IF NOT EXISTS {REVOCATIONS} (
+  kind TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  revoked_at REAL NOT NULL,
+  until_at REAL,
+  PRIMARY KEY (kind, subject)
+)"""
 CREATE_INDEXES = (
     f"CREATE INDEX IF NOT EXISTS {INDEX_ROOM} ON {SNAPSHOTS}(room_id)",
     f"CREATE INDEX IF NOT EXISTS {INDEX_CREATED} ON {SNAPSHOTS}(created_at)",
@@ -105,6 +122,12 @@ class SqliteStore(SqlStore):
         Raises `StoreError` naming the file and the reason. Idempotent.
         """
         await self._worker.call(self._open)
+
+    async def save_revocation(self, revocation: Revocation) -> None:
+        # Read-only, the table may be a TEMP stand-in: writing there would not last.
+        if self.read_only:
+            raise StoreReadOnly(f"{self.description}: opened read-only")
+        await super().save_revocation(revocation)
 
     async def close(self) -> None:
         """Close the connection once the current call (even an abandoned one) has ended."""
@@ -173,6 +196,7 @@ class SqliteStore(SqlStore):
                 if column not in columns:
                     conn.execute(statement)
             conn.execute(CREATE_LOG)
+            conn.execute(CREATE_REVOCATIONS)
             for statement in CREATE_INDEXES:
                 conn.execute(statement)
             conn.execute("COMMIT")
@@ -200,6 +224,8 @@ class SqliteStore(SqlStore):
                 )
         if UPDATE_LOG not in tables:
             conn.execute(CREATE_LOG.replace("CREATE TABLE", "CREATE TEMP TABLE"))
+        if REVOCATIONS not in tables:
+            conn.execute(CREATE_REVOCATIONS.replace("CREATE TABLE", "CREATE TEMP TABLE"))
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None

@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 
 import attrs
 
+from ..auth.revocation import Revocation
 from .records import LogRecord, SnapshotInfo, SnapshotRecord
 
 DEFAULT_KEEP = 3
@@ -148,4 +149,12 @@ class Store(Protocol):
 
     async def compact(self, room_id: str) -> SnapshotRecord | None:
         """Fold the log into a new snapshot; None when there is nothing to fold."""
+        ...
+
+    async def save_revocation(self, revocation: Revocation) -> None:
+        """Keep a revoked user or token id, replacing the one kept for it, durably."""
+        ...
+
+    async def load_revocations(self) -> list[Revocation]:
+        """Every kept revocation that still applies (token ids past `until` are left out)."""
         ...
