@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
@@ -133,8 +134,12 @@ async def test_store_failure_never_stops_editing(nursery: trio.Nursery, tmp_path
     await eventually(lambda: not persistence.healthy)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.service.http_port}") as c:
         health = (await c.get("/health")).json()
+        metrics = (await c.get("/metrics")).text
     assert health["status"] == "degraded"
     assert any("store failing" in r for r in health["reasons"])
+    failed = re.search(r'civicrealtime_store_write_failures_total\{kind="log"\} (\d+)', metrics)
+    assert failed is not None
+    assert int(failed.group(1)) >= 1
     handle = running.service.rooms.get("records:r")
     assert handle is not None
     assert handle.room.holds_unwritten_updates  # so it is not evicted

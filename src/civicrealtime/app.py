@@ -375,10 +375,11 @@ class RealtimeService:
         s = self.persistence.statistics()
         return {
             "log_writes": s.log_writes,
-            "log_failures": s.failures,
-            "log_seconds": (s.last_flush_ms or 0) / 1000 * s.log_writes,
+            "log_failures": s.log_failures,
+            "log_seconds": s.log_seconds,
             "snapshot_writes": s.snapshot_writes,
-            "snapshot_failures": 0,
+            "snapshot_failures": s.snapshot_failures,
+            "snapshot_seconds": s.snapshot_seconds,
             "pending_bytes": s.pending_bytes,
         }
 

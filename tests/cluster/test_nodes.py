@@ -6,9 +6,12 @@ The daemon tests (test_daemons.py) drive real processes with the JavaScript clie
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 from pycrdt import Text
@@ -96,6 +99,18 @@ async def test_edits_and_presence_cross_nodes(start_node: StartNode) -> None:
     await on_b.wait_for(lambda: 1111 not in on_b.awareness)
     # Remote updates are applied, fanned out, and not published again.
     assert cluster_of(b).stats.delivered >= 1
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{b.service.http_port}") as http:
+        metrics = (await http.get("/metrics")).text
+    delivered = re.search(r"civicrealtime_cluster_entries_delivered_total ([\d.]+)", metrics)
+    assert delivered is not None
+    assert float(delivered.group(1)) >= 1
+    assert "civicrealtime_cluster_redis_up 1.0" in metrics
+    # Every cluster metric is in the operations guide's table.
+    exported = set(re.findall(r"^# TYPE (civicrealtime_cluster_\w+) ", metrics, re.MULTILINE))
+    guide = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    documented = set(re.findall(r"^\| `(civicrealtime_cluster_\w+?)(?:_total)?`", guide, re.M))
+    assert len(exported) == 12
+    assert {m.removesuffix("_total") for m in exported} == documented
 
 
 async def test_a_room_opened_later_on_another_node_gets_every_edit(

@@ -92,7 +92,10 @@ async def test_failures_retry_with_backoff_and_lose_nothing(
     assert fake.everything("r") == sent
     assert text_of(fake.everything("r")) == "one two three"
     assert persistence.unflushed("r") == 0
-    assert persistence.statistics().failures >= 5
+    stats = persistence.statistics()
+    assert stats.failures >= 5
+    assert stats.log_failures == stats.failures  # only appends were tried
+    assert stats.snapshot_failures == 0
 
 
 async def test_shutdown_flushes_what_is_buffered(
@@ -188,6 +191,9 @@ async def test_snapshot_failure_raises_and_keeps_the_buffer(
     await persistence.snapshot("r", editor.state())
     # Healthy again; the update still waits for the flusher (not running here).
     assert persistence.healthy and persistence.unflushed("r") == 1
+    stats = persistence.statistics()
+    assert (stats.snapshot_failures, stats.snapshot_writes) == (1, 1)
+    assert (stats.log_failures, stats.log_writes) == (0, 0)
 
 
 async def test_over_the_memory_bound_a_room_is_shed_until_its_snapshot(

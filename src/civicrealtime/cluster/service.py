@@ -247,6 +247,7 @@ class ClusterService:
             "dropped_updates": self._outbox.dropped_updates,
             "rooms": len(self._links),
             "leases": len(self._leases),
+            "redis_up": 0 if self._failing else 1,
         }
 
     # -- running -----------------------------------------------------------------------------

@@ -56,8 +56,13 @@ class HttpError(Exception):
 class OpsApp:
     def __init__(self, service: RealtimeService) -> None:
         self._service = service
+        cluster = service.cluster
         self._collector = DaemonCollector(
-            service.stats, service.server, service.rooms, service.store_statistics
+            service.stats,
+            service.server,
+            service.rooms,
+            service.store_statistics,
+            cluster.statistics if cluster is not None else None,
         )
         self.demo_enabled = service.demo_enabled
 

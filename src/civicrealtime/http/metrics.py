@@ -29,11 +29,13 @@ class DaemonCollector(Collector):
         server: RealtimeServer,
         rooms: RoomManager,
         store_stats: Callable[[], dict[str, float]] | None = None,
+        cluster_stats: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self._stats = stats
         self._server = server
         self._rooms = rooms
         self._store_stats = store_stats
+        self._cluster_stats = cluster_stats
 
     def collect(self) -> Iterator[Metric]:
         s = self._stats
@@ -102,6 +104,8 @@ class DaemonCollector(Collector):
         )
         if self._store_stats is not None:
             yield from _store_metrics(self._store_stats())
+        if self._cluster_stats is not None:
+            yield from _cluster_metrics(self._cluster_stats())
 
 
 def _bound(value: float) -> str:
@@ -137,6 +141,32 @@ def _store_metrics(values: dict[str, float]) -> Iterator[Metric]:
         "Updates received but not yet durable, bytes",
         values.get("pending_bytes", 0),
     )
+
+
+# (statistics key, metric name, help): counters, then gauges.
+_CLUSTER_COUNTERS = (
+    ("published", "cluster_entries_published", "Entries this node wrote to Redis"),
+    ("delivered", "cluster_entries_delivered", "Other nodes' entries handed to rooms here"),
+    ("publish_failures", "cluster_publish_failures", "Writes to Redis that failed"),
+    ("read_failures", "cluster_read_failures", "Reads from Redis that failed"),
+    ("resyncs", "cluster_resyncs", "Rooms reloaded after missing stream entries"),
+    ("nodes_gone", "cluster_nodes_gone", "Other nodes whose heartbeat expired"),
+    ("dropped_updates", "cluster_dropped_updates", "Updates dropped from a full publish buffer"),
+)
+_CLUSTER_GAUGES = (
+    ("publish_buffer_bytes", "cluster_publish_buffer_bytes", "Bytes waiting to be published"),
+    ("publish_buffer_entries", "cluster_publish_buffer_entries", "Entries waiting"),
+    ("rooms", "cluster_rooms", "Rooms linked to their Redis stream"),
+    ("leases", "cluster_snapshot_leases", "Rooms whose snapshot lease this node holds"),
+    ("redis_up", "cluster_redis_up", "1 when Redis answers this node, else 0"),
+)
+
+
+def _cluster_metrics(values: dict[str, float]) -> Iterator[Metric]:
+    for key, name, doc in _CLUSTER_COUNTERS:
+        yield CounterMetricFamily(P + name, doc, values.get(key, 0))
+    for key, name, doc in _CLUSTER_GAUGES:
+        yield GaugeMetricFamily(P + name, doc, values.get(key, 0))
 
 
 def exposition(collector: DaemonCollector) -> bytes:

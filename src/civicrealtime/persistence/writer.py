@@ -49,6 +49,10 @@ class PersistenceStats:
     updates_written: int
     snapshot_writes: int
     failures: int  # failed appends and snapshots
+    log_failures: int
+    snapshot_failures: int
+    log_seconds: float  # time spent in successful appends
+    snapshot_seconds: float  # time spent in successful snapshot writes
     corrupt_rows: int  # rows reported by loads
     shed_updates: int  # dropped from memory past max_pending_bytes (their rooms hold them)
     pending_updates: int
@@ -103,6 +107,10 @@ class Persistence:
         self._updates_written = 0
         self._snapshot_writes = 0
         self._failures = 0
+        self._log_failures = 0
+        self._snapshot_failures = 0
+        self._log_seconds = 0.0
+        self._snapshot_seconds = 0.0
         self._corrupt_rows = 0
         self._shed_total = 0
         self._last_flush_ms: float | None = None
@@ -171,12 +179,16 @@ class Persistence:
             with trio.fail_after(self._op_timeout):
                 seqs = await self.store.append([(room_id, data) for room_id, _, data in batch])
         except trio.TooSlowError:
+            self._log_failures += 1
             self._failed(f"append of {len(batch)} updates timed out after {self._op_timeout:g} s")
             return False
         except StoreError as exc:
+            self._log_failures += 1
             self._failed(f"append of {len(batch)} updates failed: {exc}")
             return False
-        self._last_flush_ms = (time.perf_counter() - started) * 1000
+        elapsed = time.perf_counter() - started
+        self._last_flush_ms = elapsed * 1000
+        self._log_seconds += elapsed
         self._log_writes += 1
         self._updates_written += len(batch)
         for (room_id, receipt, _), seq in zip(batch, seqs, strict=True):
@@ -257,6 +269,7 @@ class Persistence:
         # Buffered updates are not dropped here: they still go to the log, so that if this
         # snapshot is ever found corrupt, the previous one plus the log rebuilds the room.
         compress = self._compress_over is not None and len(state) > self._compress_over
+        started = time.perf_counter()
         try:
             with trio.fail_after(self._op_timeout):
                 await self.store.write_snapshot(
@@ -268,11 +281,14 @@ class Persistence:
                 )
         except trio.TooSlowError:
             message = f"snapshot of room {room_id!r} timed out after {self._op_timeout:g} s"
+            self._snapshot_failures += 1
             self._failed(message)
             raise StoreTimeout(f"{self.store.description}: {message}") from None
         except StoreError as exc:
+            self._snapshot_failures += 1
             self._failed(f"snapshot of room {room_id!r} failed: {exc}")
             raise
+        self._snapshot_seconds += time.perf_counter() - started
         self._snapshot_writes += 1
         self._floor[room_id] = max(self._floor.get(room_id, 0), covers)
         if self._shed_upto.get(room_id, 0) <= mark:
@@ -308,6 +324,10 @@ class Persistence:
             updates_written=self._updates_written,
             snapshot_writes=self._snapshot_writes,
             failures=self._failures,
+            log_failures=self._log_failures,
+            snapshot_failures=self._snapshot_failures,
+            log_seconds=self._log_seconds,
+            snapshot_seconds=self._snapshot_seconds,
             corrupt_rows=self._corrupt_rows,
             shed_updates=self._shed_total,
             pending_updates=self._pending_updates(),
