@@ -9,7 +9,11 @@ from pycrdt import Doc, Map, Text
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from civicrealtime.protocol import messages
-from civicrealtime.protocol.awareness import AwarenessEntry, decode_awareness_update
+from civicrealtime.protocol.awareness import (
+    AwarenessEntry,
+    decode_awareness_update,
+    encode_awareness_update,
+)
 from civicrealtime.protocol.closecodes import CloseCode
 
 from .conftest import RunningServer, StartServer, make_config
@@ -169,6 +173,38 @@ async def test_a_client_back_from_a_blip_is_told_of_its_removal(server: RunningS
     await back.set_awareness(42, {"user": "away"})
     await back.set_awareness(42, {"user": "away", "back": True})  # clock 3
     await watcher.wait_for(lambda: watcher.awareness.get(42) == {"user": "away", "back": True})
+
+
+async def test_echoes_of_a_departed_state_set_off_no_nudges(server: RunningServer) -> None:
+    """y-websocket clients echo what they apply: echoes of a state that has just left must
+    not be taken for a returning client (each would make the whole room re-announce)."""
+    w1, w2 = await server.client("echo"), await server.client("echo")
+    await w1.set_awareness(81, {"user": "w1"})
+    await w2.set_awareness(82, {"user": "w2"})
+    leaver = await server.client("echo")
+    await leaver.set_awareness(80, {"user": "leaver"})  # clock 1
+    await w1.wait_for(lambda: 80 in w1.awareness)
+    await leaver.ws._stream.aclose()  # removed at clock 2
+    await w1.wait_for(lambda: 80 not in w1.awareness)
+    # The watchers' late echoes of its last state (clock 1), as y-websocket sends them.
+    for watcher in (w1, w2):
+        payload = encode_awareness_update(
+            [AwarenessEntry(client_id=80, clock=1, state='{"user":"leaver"}')]
+        )
+        await watcher.ws.send_message(messages.encode_awareness(payload))
+    # Someone trying to provoke it on purpose: state, removal, then the old state again.
+    prober = await server.client("echo")
+    for clock, state in ((1, "{}"), (2, "null"), (1, "{}")):
+        payload = encode_awareness_update([AwarenessEntry(client_id=83, clock=clock, state=state)])
+        await prober.ws.send_message(messages.encode_awareness(payload))
+    await prober.set_awareness(84, {"marker": True})
+    for watcher in (w1, w2):
+        await watcher.wait_for(lambda w=watcher: 84 in w.awareness)
+    for watcher, own in ((w1, 81), (w2, 82)):
+        nudges = [
+            e for e in _awareness_entries(watcher) if e.client_id == own and e.state == "null"
+        ]
+        assert nudges == []
 
 
 async def test_no_nudge_for_states_that_changed_during_the_blip(server: RunningServer) -> None:

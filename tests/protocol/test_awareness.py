@@ -565,3 +565,13 @@ def test_same_clock_different_states_do_not_converge() -> None:
     b.apply([second, first])
     assert a.states() == {1: '{"v":1}'}
     assert b.states() == {1: '{"v":2}'}
+
+
+def test_a_client_is_nudged_once_per_clock() -> None:
+    aw = AwarenessStates()
+    aw.apply([entry(7, 3, "{}")])
+    assert aw.nudge(7) == encode_awareness_update([entry(7, 3, "null")])
+    assert aw.nudge(7) is None  # a second returning client must not set off a second wave
+    aw.apply([entry(7, 4, "{}")])  # it answered: a new clock may be nudged again
+    assert aw.nudge(7) == encode_awareness_update([entry(7, 4, "null")])
+    assert aw.nudge(8) is None  # no state, nothing to nudge

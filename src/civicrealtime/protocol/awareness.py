@@ -89,7 +89,7 @@ def encode_awareness_update(entries: Iterable[AwarenessEntry]) -> bytes:
 class AwarenessStates:
     """All awareness states of one room, with the clock of every client id ever seen."""
 
-    __slots__ = ("_clocks", "_seq", "_stamps", "_states")
+    __slots__ = ("_clocks", "_nudged", "_seq", "_stamps", "_states")
 
     def __init__(self) -> None:
         self._states: dict[int, str] = {}
@@ -98,6 +98,8 @@ class AwarenessStates:
         # When each clock last moved, in changes applied (see `unchanged_since_removal`).
         self._stamps: dict[int, int] = {}
         self._seq = 0
+        # The clock each client was last nudged at: never twice at the same clock.
+        self._nudged: dict[int, int] = {}
 
     def _set_clock(self, client_id: int, clock: int) -> None:
         self._clocks[client_id] = clock
@@ -127,6 +129,7 @@ class AwarenessStates:
             ):
                 self._set_clock(entry.client_id, entry.clock)
                 if is_removal:
+                    self._nudged.pop(entry.client_id, None)
                     if self._states.pop(entry.client_id, None) is not None:
                         removed.add(entry.client_id)
                         updated.discard(entry.client_id)
@@ -184,9 +187,11 @@ class AwarenessStates:
         Sent to that client only: y-protocols answers a removal of itself by raising its
         clock and re-sending its state, which then outranks what returning clients hold.
         """
-        if client_id not in self._states:
+        clock = self._clocks.get(client_id)
+        if client_id not in self._states or clock is None or self._nudged.get(client_id) == clock:
             return None
-        entry = AwarenessEntry(client_id=client_id, clock=self._clocks[client_id], state=_NULL)
+        self._nudged[client_id] = clock
+        entry = AwarenessEntry(client_id=client_id, clock=clock, state=_NULL)
         return encode_awareness_update([entry])
 
     def remove(self, client_ids: Iterable[int]) -> bytes | None:
@@ -195,6 +200,7 @@ class AwarenessStates:
         for client_id in client_ids:
             if self._states.pop(client_id, None) is None:
                 continue
+            self._nudged.pop(client_id, None)
             clock = self._clocks.get(client_id, 0) + 1
             self._set_clock(client_id, clock)
             entries.append(AwarenessEntry(client_id=client_id, clock=clock, state=_NULL))
@@ -214,3 +220,4 @@ class AwarenessStates:
         keep_set = set(keep) | set(self._states)
         self._clocks = {cid: clock for cid, clock in self._clocks.items() if cid in keep_set}
         self._stamps = {cid: stamp for cid, stamp in self._stamps.items() if cid in keep_set}
+        self._nudged = {cid: clock for cid, clock in self._nudged.items() if cid in self._states}

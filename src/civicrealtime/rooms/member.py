@@ -23,3 +23,6 @@ class Member:
     last_seen: float = 0.0
     # Awareness client ids this connection has published; removed when it leaves.
     awareness_ids: set[int] = attrs.Factory(set)
+    # Whether its first awareness frame has been seen: only that one can be a client coming
+    # back after a blip (later outranked states are echoes of other clients' updates).
+    awareness_seen: bool = False

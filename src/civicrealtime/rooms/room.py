@@ -333,7 +333,11 @@ class Room:
                     # something within 30 s or it drops the connection and reconnects.
                     self._broadcast(WireFrame(frame), exclude=None)
                     self._relay.local_awareness(self.key, frame)
-                if change.outranked:
+                first, member.awareness_seen = not member.awareness_seen, True
+                # A returning y-websocket client opens with its own state alone. Anything
+                # else outranked is an echo: every client sends back what it applies, and
+                # echoes of a state that has just left would otherwise each set off a wave.
+                if first and len(entries) == 1 and change.outranked:
                     self._welcome_back(member, change.outranked)
             case QueryAwarenessReceived():
                 everyone = self.awareness.encode_all()
