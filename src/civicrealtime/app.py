@@ -42,7 +42,7 @@ from .records.handler import RecordsRoomType
 from .rooms import RoomManager, RoomTypeRegistry
 from .rooms.hooks import RoomHooks
 from .rooms.messages import TakeSnapshot
-from .server import RealtimeServer
+from .server import RealtimeServer, Revoked
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -197,7 +197,6 @@ class RealtimeService:
         )
         if self.cluster is not None:
             self.cluster.attach(self.server)
-            self.server.on_revoke = self.cluster.publish_revocation
             self.server.limits.shared = self.cluster
         self.admin_token = _read_admin_token(config.http.admin_token_file)
         self.demo_enabled = self._decide_demo()
@@ -269,6 +268,8 @@ class RealtimeService:
                     # Started before the rooms, cancelled after them: their last presence
                     # removals and updates are published on the way out.
                     await root.start(self.cluster.run)
+                    if self.persistence is not None:
+                        root.start_soon(self._restore_when_tailing, self.persistence.store)
                 await root.start(self.rooms.run)
                 if self.config.http.enabled:
                     self.http_port = await root.start(
@@ -342,6 +343,27 @@ class RealtimeService:
         count = self.revocations.restore(kept)
         if count:
             log.info("auth.revocations_restored count=%d", count)
+
+    async def _restore_when_tailing(self, store: Store) -> None:
+        """Read the stored revocations again once the cluster tails the revocations stream.
+
+        A revocation another node stored after our first read but published before we
+        started tailing would otherwise be missed. Sessions admitted meanwhile are closed.
+        """
+        assert self.cluster is not None
+        await self.cluster.revocations_tailing.wait()
+        while True:
+            try:
+                with trio.fail_after(STORE_CALL_TIMEOUT):
+                    kept = await store.load_revocations()
+                break
+            except (StoreError, trio.TooSlowError) as exc:
+                log.warning("auth.revocations_reread_failed error=%s; retrying", exc)
+                await trio.sleep(5)
+        self.revocations.restore(kept)
+        closed = self.server.close_revoked("revoked by an administrator")
+        if closed:
+            log.info("auth.revoked_on_reread connections=%d", closed)
 
     async def _open_store(self, store: Store) -> None:
         try:
@@ -474,6 +496,19 @@ class RealtimeService:
         survive a restart (the store failed; asking again is safe).
         """
         revoked = self.server.revoke(user_id=user_id, token_id=token_id, reason=reason)
+        try:
+            return await self._store_revocation(revoked, user_id, token_id)
+        finally:
+            # Published after the store write: a node that starts meanwhile reads the store
+            # once it tails the stream, so it misses neither (`_restore_when_tailing`).
+            if self.cluster is not None:
+                self.cluster.publish_revocation(
+                    user_id, token_id, reason, revoked.records[0].revoked_at
+                )
+
+    async def _store_revocation(
+        self, revoked: Revoked, user_id: str | None, token_id: str | None
+    ) -> Outcome:
         body: dict[str, Any] = {
             "revoked": True,
             "connections_closed": revoked.connections_closed,

@@ -24,7 +24,6 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
 from functools import partial
 
 import attrs
@@ -88,7 +87,6 @@ class RealtimeServer:
         self.port: int | None = None
         self._listener_scope: trio.CancelScope | None = None
         # Tells other nodes about a revocation made here (the cluster sets it).
-        self.on_revoke: Callable[[str | None, str | None, str], None] | None = None
 
     @property
     def limits(self) -> ConnectionLimits:
@@ -363,27 +361,22 @@ class RealtimeServer:
         token_id: str | None = None,
         reason: str,
         relayed: bool = False,
+        revoked_at: float | None = None,
     ) -> Revoked:
-        """Revoke a user's or a token's sessions: refuse them from now on, close live ones.
+        """Revoke a user's or a token's sessions on this node: refuse them, close live ones.
 
         Live connections get a `session.revoked` frame, then close 4001 SESSION_REVOKED.
-        `relayed`: another node revoked it (and stored it), so it is not passed on again.
+        This is the in-memory part only: `RealtimeService.revoke` also stores it and tells
+        the other nodes. `relayed`: another node revoked it (at `revoked_at`, its clock).
         """
         if user_id is None and token_id is None:
             raise ValueError("revoke needs a user id or a token id")
         records = []
         if user_id is not None:
-            records.append(self._revocations.revoke_user(user_id))
+            records.append(self._revocations.revoke_user(user_id, revoked_at))
         if token_id is not None:
             records.append(self._revocations.revoke_token(token_id, None))
-        closed = 0
-        for connection in list(self.connections.values()):
-            identity = connection.member.identity
-            if (user_id is not None and identity.user_id == user_id) or (
-                token_id is not None and identity.token_id == token_id
-            ):
-                connection.end_session("SESSION_REVOKED", reason)
-                closed += 1
+        closed = self.close_revoked(reason)
         log.info(
             "auth.revoked user=%s token_id=%s connections=%d relayed=%s",
             user_id,
@@ -391,9 +384,16 @@ class RealtimeServer:
             closed,
             relayed,
         )
-        if not relayed and self.on_revoke is not None:
-            self.on_revoke(user_id, token_id, reason)
         return Revoked(records=tuple(records), connections_closed=closed)
+
+    def close_revoked(self, reason: str) -> int:
+        """Close every live session the revocations now refuse; how many were closed."""
+        closed = 0
+        for connection in list(self.connections.values()):
+            if self._revocations.is_revoked(connection.member.identity):
+                connection.end_session("SESSION_REVOKED", reason)
+                closed += 1
+        return closed
 
     def close_all(self, code: int, reason: str) -> None:
         for connection in list(self.connections.values()):

@@ -7,6 +7,7 @@ The daemon tests (test_daemons.py) drive real processes with the JavaScript clie
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from pycrdt import Text
 
 from civicrealtime.app import RealtimeService, StoreSetupError
 from civicrealtime.auth import DevelopmentAuthenticator
+from civicrealtime.auth.revocation import Revocation
 from civicrealtime.cluster import ClusterService
 from civicrealtime.config import RealtimeConfig
 from civicrealtime.protocol import CloseCode, messages
@@ -210,13 +212,37 @@ async def test_revocation_on_one_node_closes_sessions_on_all(start_node: StartNo
     bystander = await b.client("revoked", token="alice")
     await eventually(lambda: len(b.service.server.connections) == 2)
     await trio.sleep(0.3)  # the reader of node B has the revocations stream in its read
-    revoked = a.service.server.revoke(user_id="mallory", reason="account disabled")
-    assert revoked.connections_closed == 0
+    outcome = await a.service.revoke(user_id="mallory", token_id=None, reason="account disabled")
+    assert (outcome.status, outcome.body["connections_closed"]) == (200, 0)
+    assert outcome.body["persisted"] is True  # in the shared PostgreSQL store
     await victim_on_b.wait_for(lambda: victim_on_b.closed is not None)
     assert victim_on_b.closed is not None
     assert victim_on_b.closed[0] == CloseCode.AUTH_FAILED  # 4001 SESSION_REVOKED
     assert victim_on_b.events("session.revoked")[0]["reason"] == "account disabled"
     assert bystander.closed is None
+    # Every node refuses the same tokens: the origin's revocation time travels with it.
+    revoked_at = a.service.revocations._users["mallory"]
+    assert b.service.revocations._users["mallory"] == revoked_at
+    # A node that starts later reads it from the store.
+    c = await start_node()
+    assert c.service.revocations._users["mallory"] == revoked_at
+
+
+async def test_stored_revocations_are_read_again_once_the_stream_is_tailed(
+    start_node: StartNode,
+) -> None:
+    """One stored before this node tailed the stream, but published before: not missed."""
+    a = await start_node()
+    eve = await a.client("reread", token="eve")
+    await eve.wait_for(lambda: len(eve.binary) >= 2)
+    persistence = a.service.persistence
+    assert persistence is not None
+    revocation = Revocation(kind="user", subject="eve", revoked_at=time.time(), until=None)
+    await persistence.store.save_revocation(revocation)  # as another node would have
+    await a.service._restore_when_tailing(persistence.store)
+    await eve.wait_for(lambda: eve.closed is not None)
+    assert eve.closed is not None
+    assert eve.closed[0] == CloseCode.AUTH_FAILED
 
 
 async def test_per_user_limit_counts_every_node(start_node: StartNode) -> None:

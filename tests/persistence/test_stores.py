@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -270,5 +271,36 @@ async def test_unreadable_revocations_file_is_an_error_not_an_empty_list(tmp_pat
             await store.load_revocations()
         with pytest.raises(StoreError):
             await store.save_revocation(_user("alice", time.time()))  # never overwrites it
+    finally:
+        await store.close()
+
+
+async def test_an_older_revocation_written_last_does_not_win(store: StoreBase) -> None:
+    """A write that commits late (retried after a timeout) must not shorten a revocation."""
+    now = time.time()
+    await store.save_revocation(_user("alice", now))
+    await store.save_revocation(_user("alice", now - 60))
+    await store.save_revocation(_token("t", now, now + 600))
+    await store.save_revocation(_token("t", now - 60, now + 60))
+    assert await store.load_revocations() == [_user("alice", now), _token("t", now, now + 600)]
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"kind": "group", "subject": "x", "revoked_at": 1.0, "until": None},
+        {"kind": "user", "subject": "x", "revoked_at": "NaN", "until": None},
+        {"kind": "token", "subject": "x", "revoked_at": 1.0, "until": "Infinity"},
+        {"kind": "user", "subject": "x"},
+    ],
+)
+async def test_revocations_file_entries_are_checked(tmp_path: Path, item: object) -> None:
+    store = FilesystemStore(tmp_path)
+    await store.open()
+    try:
+        path = tmp_path / "realtime" / "revocations.json"
+        path.write_text(json.dumps({"format": 1, "revocations": [item]}))
+        with pytest.raises(StoreError, match="not a revocations file"):
+            await store.load_revocations()
     finally:
         await store.close()

@@ -40,14 +40,16 @@ class Revocations:
     def revoke_token(self, token_id: str, until: float | None) -> Revocation:
         now = time.time()
         forget_at = until if until is not None else now + TOKEN_REVOCATION_TTL
-        self._tokens[token_id] = max(forget_at, self._tokens.get(token_id, forget_at))
+        forget_at = max(forget_at, self._tokens.get(token_id, forget_at))
+        self._tokens[token_id] = forget_at
         self._forget_expired()
         return Revocation(kind="token", subject=token_id, revoked_at=now, until=forget_at)
 
-    def revoke_user(self, user_id: str) -> Revocation:
-        now = time.time()
-        self._users[user_id] = now
-        return Revocation(kind="user", subject=user_id, revoked_at=now, until=None)
+    def revoke_user(self, user_id: str, at: float | None = None) -> Revocation:
+        """`at`: when another node revoked it (its clock decides which tokens are refused)."""
+        revoked_at = time.time() if at is None else at
+        self._users[user_id] = max(revoked_at, self._users.get(user_id, revoked_at))
+        return Revocation(kind="user", subject=user_id, revoked_at=revoked_at, until=None)
 
     def restore(self, revocations: Iterable[Revocation]) -> int:
         """Take back revocations kept by the store; how many still apply."""

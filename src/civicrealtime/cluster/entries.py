@@ -32,6 +32,7 @@ RELOAD: Final = b"r"
 USER: Final = b"u"
 TOKEN: Final = b"t"
 REASON: Final = b"r"
+REVOKED_AT: Final = b"at"  # the origin's unix time, so every node refuses the same tokens
 
 # A stream id: (milliseconds, sequence), ordered like Redis orders them.
 StreamId = tuple[int, int]

@@ -58,6 +58,7 @@ from .entries import (
     QUERY,
     REASON,
     RELOAD,
+    REVOKED_AT,
     START,
     TOKEN,
     UPDATE,
@@ -147,6 +148,7 @@ class RevocationTarget(Protocol):
         token_id: str | None = None,
         reason: str,
         relayed: bool = False,
+        revoked_at: float | None = None,
     ) -> object: ...
 
 
@@ -212,6 +214,9 @@ class ClusterService:
         self._wake_id: StreamId = START
         self._wake_queued = False
         self._revocations_id: StreamId | None = None
+        # Set once this node reads the revocations stream from a known position: from then
+        # on it misses none, and the service reads the stored ones again (see app.py).
+        self.revocations_tailing = trio.Event()
         self._target: RevocationTarget | None = None
         self._user_local: Counter[str] = Counter()
         self._user_dirty: set[str] = set()
@@ -435,13 +440,16 @@ class ClusterService:
 
     # -- revocations and limits ----------------------------------------------------------------
 
-    def publish_revocation(self, user_id: str | None, token_id: str | None, reason: str) -> None:
-        """A revocation made here: the other nodes close the same sessions."""
+    def publish_revocation(
+        self, user_id: str | None, token_id: str | None, reason: str, revoked_at: float
+    ) -> None:
+        """A revocation made (and stored) here: the other nodes close the same sessions."""
         fields = {
             NODE: self._me,
             USER: (user_id or "").encode(),
             TOKEN: (token_id or "").encode(),
             REASON: reason.encode(),
+            REVOKED_AT: repr(revoked_at).encode(),
         }
         self._outbox.push(
             Outgoing(stream=self._keys.revocations, fields=fields, maxlen=REVOCATIONS_MAXLEN)
@@ -657,7 +665,15 @@ class ClusterService:
         reason = fields.get(REASON, b"").decode(errors="replace") or "revoked"
         if user_id is None and token_id is None:
             return
-        self._target.revoke(user_id=user_id, token_id=token_id, reason=reason, relayed=True)
+        try:
+            revoked_at: float | None = float(fields.get(REVOKED_AT, b""))
+        except ValueError:
+            revoked_at = None  # from an older node: the local time will do
+        if revoked_at is not None and not math.isfinite(revoked_at):
+            revoked_at = None
+        self._target.revoke(
+            user_id=user_id, token_id=token_id, reason=reason, relayed=True, revoked_at=revoked_at
+        )
 
     def _after_outage(self) -> None:
         """Redis answers again: it may have lost or trimmed what we did not read."""
@@ -785,6 +801,7 @@ class ClusterService:
                 parse_id(revocation_tail[0].identifier) if revocation_tail else START
             )
             self._wake_reader()
+            self.revocations_tailing.set()
         if now - self._users_refreshed > USER_REFRESH_SECONDS:
             self._users_refreshed = now
             if self._user_local:

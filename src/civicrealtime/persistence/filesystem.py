@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import secrets
 import sys
@@ -248,15 +249,7 @@ class FilesystemStore(StoreBase):
             return []
         try:
             fields = json.loads(data)
-            return [
-                Revocation(
-                    kind="user" if item["kind"] == "user" else "token",
-                    subject=str(item["subject"]),
-                    revoked_at=float(item["revoked_at"]),
-                    until=None if item["until"] is None else float(item["until"]),
-                )
-                for item in fields["revocations"]
-            ]
+            return [_revocation(item) for item in fields["revocations"]]
         except (ValueError, TypeError, KeyError) as exc:
             # Never guess: starting without the revocations would let revoked sessions in.
             raise StoreError(
@@ -274,7 +267,8 @@ class FilesystemStore(StoreBase):
             for r in self._read_revocations()
             if r.until is None or r.until > revocation.revoked_at
         }
-        kept[(revocation.kind, revocation.subject)] = revocation
+        key = (revocation.kind, revocation.subject)
+        kept[key] = _later(kept[key], revocation) if key in kept else revocation
         items = [attrs.asdict(r) for r in sorted(kept.values(), key=lambda r: r.revoked_at)]
         body = json.dumps({"format": 1, "revocations": items}, indent=1) + "\n"
         _atomic_write(self._root / REVOCATIONS_FILE, body.encode())
@@ -624,6 +618,23 @@ class FilesystemStore(StoreBase):
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def _revocation(item: Any) -> Revocation:
+    kind, revoked_at, until = item["kind"], float(item["revoked_at"]), item["until"]
+    if kind not in ("user", "token"):
+        raise ValueError(f"kind {kind!r} is neither 'user' nor 'token'")
+    if until is not None:
+        until = float(until)
+    if not math.isfinite(revoked_at) or (until is not None and not math.isfinite(until)):
+        raise ValueError("times must be finite numbers")
+    return Revocation(kind=kind, subject=str(item["subject"]), revoked_at=revoked_at, until=until)
+
+
+def _later(kept: Revocation, new: Revocation) -> Revocation:
+    """The union of two revocations of one subject, as the SQL stores keep it."""
+    until = None if kept.until is None or new.until is None else max(kept.until, new.until)
+    return attrs.evolve(new, revoked_at=max(kept.revoked_at, new.revoked_at), until=until)
 
 
 def _version_and_time(base: str) -> tuple[int, int]:

@@ -426,8 +426,15 @@ class SqlStore(StoreBase):
         )
         tx.run(
             f"INSERT INTO {REVOCATIONS} (kind, subject, revoked_at, until_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (kind, subject) DO UPDATE "
-            "SET revoked_at = excluded.revoked_at, until_at = excluded.until_at",
+            # The later revocation wins, even if an older write commits last (a retry
+            # after a timeout): it refuses more tokens, and for longer.
+            "ON CONFLICT (kind, subject) DO UPDATE SET "
+            f"revoked_at = CASE WHEN excluded.revoked_at > {REVOCATIONS}.revoked_at "
+            f"THEN excluded.revoked_at ELSE {REVOCATIONS}.revoked_at END, "
+            f"until_at = CASE WHEN {REVOCATIONS}.until_at IS NULL "
+            f"OR excluded.until_at IS NULL THEN NULL "
+            f"WHEN excluded.until_at > {REVOCATIONS}.until_at "
+            f"THEN excluded.until_at ELSE {REVOCATIONS}.until_at END",
             (revocation.kind, revocation.subject, revocation.revoked_at, revocation.until),
         )
 
