@@ -57,10 +57,7 @@ async def _round(running: RunningServer, index: int, churn: Churn) -> None:
     await eventually(lambda: all(h.room.updates_applied == 1 for h in rooms), within=10)
     churn.rooms += [weakref.ref(handle.room) for handle in rooms]
     for client in clients:
-        await client.ws.aclose()
-        # pycrdt's observer holds its callback from Rust, out of the collector's sight:
-        # without this, the test's own clients would never be freed.
-        client.doc.unobserve(client._sub)
+        await client.ws.aclose()  # the client stops observing its document (ydoc_client.py)
 
 
 def _leftovers(service: RealtimeService) -> dict[str, int]:
