@@ -145,6 +145,9 @@ async def test_revocation_closes_every_room_of_the_user(start_server: StartServe
     bob = await joined(running, "room-a", token=token("bob"))
     revoked = running.service.server.revoke(user_id="alice", reason="account disabled")
     assert revoked.connections_closed == 2
+    # Still closing: a second revocation neither tells them again nor counts them.
+    again = running.service.server.revoke(user_id="alice", reason="twice")
+    assert again.connections_closed == 0
     for client in (in_a, in_b):
         await client.wait_for(lambda c=client: c.closed is not None)
         assert client.closed is not None

@@ -86,7 +86,6 @@ class RealtimeServer:
         self.close_codes: Counter[int] = Counter()
         self.port: int | None = None
         self._listener_scope: trio.CancelScope | None = None
-        # Tells other nodes about a revocation made here (the cluster sets it).
 
     @property
     def limits(self) -> ConnectionLimits:
@@ -390,7 +389,11 @@ class RealtimeServer:
         """Close every live session the revocations now refuse; how many were closed."""
         closed = 0
         for connection in list(self.connections.values()):
-            if self._revocations.is_revoked(connection.member.identity):
+            member = connection.member
+            # One already closing (an earlier revocation, expiry) is neither told nor counted.
+            if member.outbound.close_request is None and self._revocations.is_revoked(
+                member.identity
+            ):
                 connection.end_session("SESSION_REVOKED", reason)
                 closed += 1
         return closed
