@@ -19,7 +19,8 @@ import trio
 
 from ..auth import AuthRejected, UpgradeRequest
 from ..auth.permissions import ALL
-from .metrics import CONTENT_TYPE, DaemonCollector, exposition
+from .._version import __version__
+from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
 
 if TYPE_CHECKING:
     from ..app import RealtimeService
@@ -57,12 +58,15 @@ class OpsApp:
     def __init__(self, service: RealtimeService) -> None:
         self._service = service
         cluster = service.cluster
-        self._collector = DaemonCollector(
-            service.stats,
-            service.server,
-            service.rooms,
-            service.store_statistics,
-            cluster.statistics if cluster is not None else None,
+        self._metrics = daemon_registry(
+            DaemonCollector(
+                service.stats,
+                service.server,
+                service.rooms,
+                service.store_statistics,
+                cluster.statistics if cluster is not None else None,
+                room_types=lambda: [room_type.name for room_type in service.room_types],
+            )
         )
         self.demo_enabled = service.demo_enabled
 
@@ -90,7 +94,7 @@ class OpsApp:
         if path == "/ready" and method == "GET":
             return await self._ready()
         if path == "/metrics" and method == "GET":
-            body = exposition(self._collector)
+            body = exposition(self._metrics)
             return 200, [(b"content-type", CONTENT_TYPE.encode())], body
         if path.startswith("/admin/"):
             await self._authorize_admin(scope)
@@ -127,6 +131,7 @@ class OpsApp:
             503 if failing else 200,
             {
                 "status": status,
+                "version": __version__,
                 "reasons": reasons,
                 "connections": len(service.server.connections),
                 "rooms": service.rooms.statistics().live,

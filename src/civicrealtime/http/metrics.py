@@ -1,10 +1,18 @@
-"""Prometheus exposition of the daemon's counters, computed when scraped."""
+"""Prometheus exposition of the daemon's counters, computed when scraped.
+
+Gauges with a label export every value the label can take, zeros included: a series that
+is absent while idle makes `sum(civicrealtime_connections)` empty instead of 0, and
+alerts on it never fire. The registry also carries the standard `process_*` metrics and
+`civicrealtime_build_info`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import platform
+from collections.abc import Callable, Iterable, Iterator
+from importlib import metadata
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -14,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .._version import __version__
 from ..rooms import RoomManager
 from ..server import RealtimeServer
 from ..stats import Stats
@@ -30,16 +39,20 @@ class DaemonCollector(Collector):
         rooms: RoomManager,
         store_stats: Callable[[], dict[str, float]] | None = None,
         cluster_stats: Callable[[], dict[str, float]] | None = None,
+        room_types: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         self._stats = stats
         self._server = server
         self._rooms = rooms
+        self._room_types = room_types
         self._store_stats = store_stats
         self._cluster_stats = cluster_stats
 
     def collect(self) -> Iterator[Metric]:
         s = self._stats
-        by_type: dict[str, int] = {}
+        yield _build_info()
+        # Every registered room type, so that an idle daemon exports 0 rather than nothing.
+        by_type: dict[str, int] = dict.fromkeys(self._room_types(), 0)
         for connection in self._server.connections.values():
             room_type = connection.room_type
             by_type[room_type] = by_type.get(room_type, 0) + 1
@@ -48,8 +61,10 @@ class DaemonCollector(Collector):
             g.add_metric([room_type], count)
         yield g
         rooms = self._rooms.statistics()
-        g = GaugeMetricFamily(P + "rooms", "Rooms in memory", labels=["state"])
-        g.add_metric(["live"], rooms.live)
+        g = GaugeMetricFamily(P + "rooms", "Rooms in memory, by state", labels=["state"])
+        # Disjoint, so that sum() is the number of rooms in memory: `rooms.live` counts
+        # them all, `rooms.empty` those without members (in their grace period).
+        g.add_metric(["live"], rooms.live - rooms.empty)
         g.add_metric(["empty"], rooms.empty)
         yield g
         yield _labelled(
@@ -106,6 +121,33 @@ class DaemonCollector(Collector):
             yield from _store_metrics(self._store_stats())
         if self._cluster_stats is not None:
             yield from _cluster_metrics(self._cluster_stats())
+
+
+def build_labels() -> dict[str, str]:
+    """What this process runs: the release and the versions that decide its behaviour."""
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "pycrdt": _installed("pycrdt"),
+        "trio": _installed("trio"),
+    }
+
+
+def _installed(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _build_info() -> GaugeMetricFamily:
+    labels = build_labels()
+    family = GaugeMetricFamily(
+        P + "build_info", "Always 1; the labels say what runs", labels=list(labels)
+    )
+    family.add_metric(list(labels.values()), 1)
+    return family
 
 
 def _bound(value: float) -> str:
@@ -169,7 +211,15 @@ def _cluster_metrics(values: dict[str, float]) -> Iterator[Metric]:
         yield GaugeMetricFamily(P + name, doc, values.get(key, 0))
 
 
-def exposition(collector: DaemonCollector) -> bytes:
+def daemon_registry(collector: DaemonCollector) -> CollectorRegistry:
+    """The daemon's own registry (never the library's global one, so that several services
+    can run in one process): its collector plus the standard `process_*` metrics (CPU, memory,
+    open files, start time; read from /proc, so empty where there is none)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
