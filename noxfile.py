@@ -49,7 +49,7 @@ def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     _install_js(session)
     _install_browser(session)
-    # nginx (and systemd-analyze) for the deployment tests, when root with apt-get.
+    # nginx, systemd-analyze and promtool for the deployment tests, when root with apt-get.
     session.run("sh", "tests/deploy/install-system-tools.sh", external=True)
     # The suite, plus a small fuzz budget (the maintainers' run is `nox -s fuzz`).
     session.run("pytest", "tests", "fuzz", *session.posargs)

@@ -2,6 +2,7 @@
 # Install the system tools the deployment tests use, from Debian's packages:
 #   nginx (/usr/sbin/nginx)           tests/deploy/test_nginx.py
 #   systemd (/usr/bin/systemd-analyze) tests/deploy/test_systemd.py
+#   prometheus (/usr/bin/promtool)    tests/deploy/test_monitoring.py (about 20 MB)
 # Only as root with apt-get; otherwise, or when both are present, it does nothing.
 # It never fails the run: a missing tool makes its test skip with a reason instead.
 # Idempotent and quiet (one line when it installs something or cannot).
@@ -9,6 +10,7 @@
 want=""
 [ -x /usr/sbin/nginx ] || want="nginx"
 command -v systemd-analyze >/dev/null 2>&1 || want="$want systemd"
+command -v promtool >/dev/null 2>&1 || want="$want prometheus"
 [ -n "$want" ] || exit 0
 
 if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -43,6 +45,15 @@ for tool in $want; do
         fi
     done
 done
+# Only promtool is wanted from the prometheus package: where systemd runs, stop and disable
+# the Prometheus server it may have started (it was not installed before this script).
+case " $want " in
+    *" prometheus "*)
+        if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+            systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1
+        fi
+        ;;
+esac
 # The tests run their own nginx (on a free loopback port, files in a temporary directory):
 # a system nginx that the package may have started on port 80 is not used by them.
 exit 0
