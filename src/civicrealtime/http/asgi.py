@@ -17,9 +17,9 @@ from urllib.parse import unquote
 
 import trio
 
+from .._version import __version__
 from ..auth import AuthRejected, UpgradeRequest
 from ..auth.permissions import ALL
-from .._version import __version__
 from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
 
 if TYPE_CHECKING:
@@ -63,8 +63,8 @@ class OpsApp:
                 service.stats,
                 service.server,
                 service.rooms,
-                service.store_statistics,
-                cluster.statistics if cluster is not None else None,
+                store_stats=service.store_statistics,
+                cluster_stats=cluster.statistics if cluster is not None else None,
                 room_types=lambda: [room_type.name for room_type in service.room_types],
             )
         )

@@ -37,6 +37,7 @@ class DaemonCollector(Collector):
         stats: Stats,
         server: RealtimeServer,
         rooms: RoomManager,
+        *,
         store_stats: Callable[[], dict[str, float]] | None = None,
         cluster_stats: Callable[[], dict[str, float]] | None = None,
         room_types: Callable[[], Iterable[str]] = tuple,

@@ -61,6 +61,7 @@ from .records import (
     verify_log_record,
     verify_snapshot,
 )
+from .schema import SCHEMA_FILE, announce, needs_recording, read_schema_file, schema_file_body
 from .store import DEFAULT_KEEP, Loaded, Problem, VerifyReport
 from .worker import StoreWorker
 
@@ -200,9 +201,12 @@ class FilesystemStore(StoreBase):
         if self.read_only:
             if not self.directory.is_dir():
                 raise StoreUnavailable(f"{self.description}: no such directory")
+            read_schema_file(self._root, self.description)
             return
         if self._lock_fd is not None:
             return
+        # Before anything is created: a newer store is left as it is.
+        version = read_schema_file(self._root, self.description)
         self._snapshots.mkdir(parents=True, exist_ok=True)
         self._logs.mkdir(parents=True, exist_ok=True)
         if sys.platform != "win32":
@@ -217,6 +221,10 @@ class FilesystemStore(StoreBase):
             self._lock_fd = fd
         else:
             self._lock_fd = -1
+        if needs_recording(version):
+            # Version 1 is the layout of every directory before versions were recorded.
+            _atomic_write(self._root / SCHEMA_FILE, schema_file_body(self._now_ms()))
+            announce(self.description, version)
 
     def _close(self) -> None:
         fd, self._lock_fd = self._lock_fd, None

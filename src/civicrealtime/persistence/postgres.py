@@ -23,6 +23,17 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .errors import StoreBusy, StoreError, StoreFull, StoreReadOnly, StoreUnavailable
 from .records import now_ms
+from .schema import (
+    CREATE_SCHEMA_TABLE,
+    RECORD_VERSION,
+    SCHEMA_NAME,
+    SCHEMA_TABLE,
+    SELECT_VERSION,
+    announce,
+    check_version,
+    needs_recording,
+    record_params,
+)
 from .sqlbase import (
     INDEX_CREATED,
     INDEX_ROOM,
@@ -136,10 +147,36 @@ class PostgresStore(SqlStore):
         conn = self._connection()
         try:
             with conn.transaction():
+                # Daemons starting together on one database take turns: concurrent
+                # CREATE TABLE IF NOT EXISTS can fail, and only one should migrate.
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (SCHEMA_TABLE,)
+                )
+                # Before anything is created or altered: a newer store is left as it is.
+                version = check_version(self._recorded_version(conn), self.description)
                 for statement in SCHEMA:
                     conn.execute(statement)
+                if needs_recording(version):
+                    conn.execute(CREATE_SCHEMA_TABLE)
+                    conn.execute(_placeholders(RECORD_VERSION), record_params(self._now_ms()))
         except psycopg.Error as exc:
             raise self._classify(exc) from exc
+        if needs_recording(version):
+            announce(self.description, version)
+
+    @staticmethod
+    def _recorded_version(conn: psycopg.Connection[Any]) -> object:
+        """The schema version the database records, or None (a store from before versions).
+
+        `to_regclass` follows the search path, as every other statement here does.
+        """
+        (table,) = conn.execute("SELECT to_regclass(%s)::text", (SCHEMA_TABLE,)).fetchone() or (
+            None,
+        )
+        if table is None:
+            return None
+        row = conn.execute(_placeholders(SELECT_VERSION), (SCHEMA_NAME,)).fetchone()
+        return row[0] if row is not None else None
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn = self._conn

@@ -33,6 +33,17 @@ from .errors import (
     StoreUnavailable,
 )
 from .records import now_ms
+from .schema import (
+    CREATE_SCHEMA_TABLE,
+    RECORD_VERSION,
+    SCHEMA_NAME,
+    SCHEMA_TABLE,
+    SELECT_VERSION,
+    announce,
+    check_version,
+    needs_recording,
+    record_params,
+)
 from .sqlbase import (
     INDEX_CREATED,
     INDEX_ROOM,
@@ -184,12 +195,17 @@ class SqliteStore(SqlStore):
         conn.set_progress_handler(lambda: 1 if self._worker.cancelled() else 0, PROGRESS_STEPS)
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         if self.read_only:
+            check_version(_recorded_version(conn), self.description)
             self._shadow_missing(conn)
             return
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Before anything is created or altered: a newer store is left as it is.
+            version = check_version(_recorded_version(conn), self.description)
+            # Version 1's layout, from nothing, from a bare CivicPress table, or from an
+            # unversioned store of ours (then nothing changes).
             conn.execute(CREATE_SNAPSHOTS)
             columns = {row[1] for row in conn.execute(f"PRAGMA table_info({SNAPSHOTS})")}
             for column, statement in ADD_COLUMNS.items():
@@ -199,10 +215,15 @@ class SqliteStore(SqlStore):
             conn.execute(CREATE_REVOCATIONS)
             for statement in CREATE_INDEXES:
                 conn.execute(statement)
+            if needs_recording(version):
+                conn.execute(CREATE_SCHEMA_TABLE)
+                conn.execute(RECORD_VERSION, record_params(self._now_ms()))
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
             raise
+        if needs_recording(version):
+            announce(self.description, version)
 
     def _shadow_missing(self, conn: sqlite3.Connection) -> None:
         """Read-only: stand in for what a CivicPress database lacks, without writing to it.
@@ -303,6 +324,17 @@ class _SqliteTx:
     def run_many(self, sql: str, params: Sequence[Sequence[object]]) -> None:
         self._check()
         self._conn.executemany(sql, params)
+
+
+def _recorded_version(conn: sqlite3.Connection) -> object:
+    """The schema version the database records, or None (a store from before versions)."""
+    tables = conn.execute(
+        "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?", (SCHEMA_TABLE,)
+    ).fetchall()
+    if not tables:
+        return None
+    row = conn.execute(SELECT_VERSION, (SCHEMA_NAME,)).fetchone()
+    return row[0] if row is not None else None
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
