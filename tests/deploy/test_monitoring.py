@@ -88,8 +88,9 @@ def dashboard_queries() -> list[str]:
     ]
     for variable in dashboard["templating"]["list"]:
         # label_values(metric, label): the metric is what matters.
-        metric, _ = re.fullmatch(r"label_values\((\w+), *(\w+)\)", variable["definition"]).groups()  # type: ignore[union-attr]
-        queries.append(metric)
+        match = re.fullmatch(r"label_values\((\w+), *\w+\)", variable["definition"])
+        assert match is not None, variable["definition"]
+        queries.append(match.group(1))
     return queries
 
 
