@@ -32,7 +32,8 @@ def token(user: str, role: str = "editor", **extra: Any) -> str:
 
 
 async def start(start_server: StartServer, **overrides: Any) -> RunningServer:
-    config = make_config(auth={"mode": "jwt"}, **overrides)
+    auth_overrides = overrides.pop("auth", {})
+    config = make_config(auth={"mode": "jwt", **auth_overrides}, **overrides)
     revocations = Revocations()
     auth = TokenAuthenticator(
         config.auth, hmac_secret=SECRET, keys=None, introspector=None, revocations=revocations
@@ -229,12 +230,88 @@ async def test_demo_page_and_tokens(start_server: StartServer) -> None:
         refused = await client.post("/demo/token", json={"name": "", "role": "root"})
     assert refused.status_code == 400
     body = minted.json()
-    assert body["expires_in"] == 3600
+    assert body["expires_in"] == 600  # short-lived by default (issue #20)
     assert body["ws_url"] == f"ws://127.0.0.1:{running.port}/realtime"
     claims = jwt.decode(body["token"], SECRET, algorithms=["HS256"])
     assert claims["name"] == "Ada"
     assert claims["role"] == "public"
     viewer = await running.client("demo", token=body["token"])
+    await viewer.wait_for(lambda: len(viewer.binary) >= 2)
+
+
+async def test_demo_token_refuses_dns_rebinding_and_other_sites(
+    start_server: StartServer,
+) -> None:
+    """Issue #20, failure 6: another site's page must not get an editor token."""
+    running = await start(start_server)
+    port = running.service.http_port
+    body = {"name": "Mallory", "role": "editor"}
+    async with http(running) as client:
+        rebound = await client.post(
+            "/demo/token",
+            content=json.dumps(body),
+            headers={
+                "Host": "attacker.example",
+                "Origin": "http://attacker.example",
+                "Content-Type": "text/plain",
+            },
+        )
+        rebound_json = await client.post(
+            "/demo/token",
+            json=body,
+            headers={
+                "Host": f"attacker.example:{port}",
+                "Origin": f"http://attacker.example:{port}",
+            },
+        )
+        cross_site = await client.post(
+            "/demo/token", json=body, headers={"Origin": "http://attacker.example"}
+        )
+        plain_text = await client.post(
+            "/demo/token", content=json.dumps(body), headers={"Content-Type": "text/plain"}
+        )
+        # The page itself, by every name of a loopback port.
+        own = [
+            await client.post(
+                "/demo/token",
+                json=body,
+                headers={"Host": f"{name}:{port}", "Origin": f"http://{name}:{port}"},
+            )
+            for name in ("127.0.0.1", "localhost", "[::1]")
+        ]
+    for refused in (rebound, rebound_json, cross_site):
+        assert refused.status_code == 403, refused.text
+        assert "token" not in refused.json()
+    assert plain_text.status_code == 415
+    assert [r.status_code for r in own] == [200, 200, 200]
+
+
+async def test_demo_token_answers_a_configured_public_name(start_server: StartServer) -> None:
+    running = await start(start_server, demo={"allowed_hosts": ["Demo.Civic.Example"]})
+    async with http(running) as client:
+        proxied = await client.post(
+            "/demo/token",
+            json={"name": "Ada"},
+            headers={"Host": "demo.civic.example", "Origin": "https://demo.civic.example"},
+        )
+    assert proxied.status_code == 200, proxied.text
+
+
+async def test_demo_token_carries_the_configured_issuer_and_audience(
+    start_server: StartServer,
+) -> None:
+    running = await start(
+        start_server, auth={"mode": "jwt", "issuer": "https://civic.example", "audience": "rt"}
+    )
+    async with http(running) as client:
+        minted = await client.post("/demo/token", json={"name": "Ada", "role": "public"})
+    token = minted.json()["token"]
+    claims = jwt.decode(
+        token, SECRET, algorithms=["HS256"], issuer="https://civic.example", audience="rt"
+    )
+    assert claims["name"] == "Ada"
+    # The daemon, configured with them, accepts its own demo token.
+    viewer = await running.client("demo", token=token)
     await viewer.wait_for(lambda: len(viewer.binary) >= 2)
 
 

@@ -546,6 +546,8 @@ class RealtimeService:
             role=role,
             rooms=("records:*",),
             ttl_seconds=self.config.demo.token_ttl,
+            issuer=self.config.auth.issuer,
+            audience=self.config.auth.audience,
         )
 
     def public_ws_url(self, request_host: str) -> str:

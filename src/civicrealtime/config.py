@@ -286,8 +286,13 @@ class DemoConfig:
     # The collaborative editor page at /demo/ and its token endpoint. null: on only when
     # the HTTP port is bound to a loopback address. A public demo logs a warning.
     enabled: bool | None = None
-    # Lifetime of the tokens the demo page mints, seconds.
-    token_ttl: int = attrs.field(default=3600, validator=_at_least(60))
+    # Lifetime of the tokens the demo page mints, seconds: short, since anyone who reaches
+    # the page gets one (at most an hour).
+    token_ttl: int = attrs.field(default=600, validator=[_at_least(60), _at_most(3600)])
+    # Host names (besides IP addresses and localhost) the token endpoint answers to, e.g.
+    # the public name of a proxy in front of the ops port. Any other Host header is
+    # refused: a page of another site that rebinds its name to this address gets nothing.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)

@@ -8,6 +8,7 @@ go through the room manager like every other change.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -215,6 +216,7 @@ class OpsApp:
         self, method: str, path: str, scope: Scope, receive: Receive
     ) -> tuple[int, list[Any], bytes]:
         if path == "/demo/token" and method == "POST":
+            self._check_demo_caller(scope)
             body = await _json_body(receive)
             name, role = body.get("name"), body.get("role", "editor")
             if not isinstance(name, str) or not name.strip() or role not in DEMO_ROLES:
@@ -245,6 +247,56 @@ class OpsApp:
         suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
         content_type = _STATIC_TYPES.get(suffix, "application/octet-stream")
         return 200, [(b"content-type", content_type.encode())], static.read_bytes()
+
+    def _check_demo_caller(self, scope: Scope) -> None:
+        """Mint only for the demo page itself, never for another site's page.
+
+        DNS rebinding: a page of attacker.example points its name at this address, and the
+        browser then sends it here as same-origin, with `Host: attacker.example`. A Host
+        that is an IP address, localhost or a configured name cannot be such a page. A
+        cross-site page is refused by the Origin check, and by the JSON content type,
+        which a browser sends cross-site only after a CORS preflight this port never grants.
+        """
+        host = _header(scope, b"host")
+        origin = _header(scope, b"origin")
+        peer = _client(scope)
+        if host is None or not _own_host(host, self._service.config.demo.allowed_hosts):
+            log.warning("demo.refused peer=%s host=%s reason=foreign host", peer, host)
+            raise HttpError(403, "unknown Host: add it to demo.allowed_hosts")
+        if origin is not None and not _same_origin(origin, host):
+            log.warning("demo.refused peer=%s origin=%s reason=foreign origin", peer, origin)
+            raise HttpError(403, "the demo token is only for the demo page")
+        content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip()
+        if content_type.lower() != "application/json":
+            raise HttpError(415, "expected Content-Type: application/json")
+
+
+def _split_host(host: str) -> str:
+    """`"[::1]:3002"` -> `"::1"`, `"Example.org.:80"` -> `"example.org"`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def _own_host(host: str, allowed: tuple[str, ...]) -> bool:
+    name = _split_host(host)
+    if not name:
+        return False
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name == "localhost" or name in {_split_host(a) for a in allowed}
+    # Only a browser that was pointed at this address by number sends an IP literal.
+    return True
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    """The page's origin is `scheme://<the Host it was loaded from>`."""
+    scheme, sep, netloc = origin.strip().lower().partition("://")
+    return bool(sep) and scheme in ("http", "https") and netloc == host.strip().lower()
 
 
 def _client(scope: Scope) -> str:
