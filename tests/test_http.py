@@ -9,9 +9,12 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 import trio
 from pycrdt import Text
 
+from civicrealtime.auth import Identity
+from civicrealtime.auth import revocation as revocation_module
 from civicrealtime.auth.revocation import Revocations
 from civicrealtime.auth.token_auth import TokenAuthenticator
 from civicrealtime.protocol.closecodes import CloseCode
@@ -164,6 +167,66 @@ async def test_admin_revocation_closes_sockets_on_two_rooms(start_server: StartS
         assert c.closed[0] == CloseCode.AUTH_FAILED
         assert '"SESSION_REVOKED"' in (c.closed[1] or "")
     assert other.closed is None
+
+
+async def test_admin_token_revocation_lasts_until_the_tokens_expiry(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #20: a token-id revocation was forgotten after 24 h; a 7-day token came back."""
+    running = await start(start_server)
+    live = await running.client("r1", token=token("mallory", jti="live-one"))
+    await live.wait_for(lambda: len(live.binary) >= 2)
+    now = time.time()
+    async with http(running) as client:
+        week = await client.post(
+            "/admin/revoke",
+            headers=admin_headers(),
+            json={"token_id": "week-long", "expires_at": now + 7 * 86400},
+        )
+        forever = await client.post(
+            "/admin/revoke", headers=admin_headers(), json={"token_id": "unknown-expiry"}
+        )
+        # No expiry given: the live session holding this id tells it (exp = now + 600).
+        from_session = await client.post(
+            "/admin/revoke", headers=admin_headers(), json={"token_id": "live-one"}
+        )
+        bad = await client.post(
+            "/admin/revoke",
+            headers=admin_headers(),
+            json={"token_id": "x", "expires_at": "next week"},
+        )
+    assert [r.status_code for r in (week, forever, from_session)] == [200, 200, 200]
+    assert from_session.json()["connections_closed"] == 1
+    assert bad.status_code == 400
+    revocations = running.service.revocations
+
+    def revoked(token_id: str) -> bool:
+        return revocations.is_revoked(Identity(user_id="mallory", token_id=token_id))
+
+    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 2 * 86400)
+    revocations.revoke_token("prune", None)  # pruning runs on every revocation
+    assert revoked("week-long") and revoked("unknown-expiry")
+    assert not revoked("live-one")  # its token expired 10 minutes after it was revoked
+    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 8 * 86400)
+    assert not revoked("week-long")
+    assert revoked("unknown-expiry")
+
+
+async def test_admin_token_revocation_falls_back_to_max_token_lifetime(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = await start(start_server, auth={"max_token_lifetime": 3 * 86400})
+    now = time.time()
+    async with http(running) as client:
+        response = await client.post(
+            "/admin/revoke", headers=admin_headers(), json={"token_id": "t"}
+        )
+    assert response.status_code == 200
+    identity = Identity(user_id="mallory", token_id="t")
+    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 2 * 86400)
+    assert running.service.revocations.is_revoked(identity)
+    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 3 * 86400 + 60)
+    assert not running.service.revocations.is_revoked(identity)
 
 
 async def test_admin_closes_a_room(start_server: StartServer) -> None:

@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -198,14 +199,22 @@ class OpsApp:
             body = await _json_body(receive)
             user_id, token_id = body.get("user_id"), body.get("token_id")
             reason = body.get("reason") or "revoked by an administrator"
+            expires_at = body.get("expires_at")
             if not isinstance(reason, str) or not (
                 isinstance(user_id, str) or isinstance(token_id, str)
             ):
                 raise HttpError(400, 'expected {"user_id" or "token_id": "...", "reason": "..."}')
+            if expires_at is not None and (
+                isinstance(expires_at, bool)
+                or not isinstance(expires_at, int | float)
+                or not math.isfinite(expires_at)
+            ):
+                raise HttpError(400, '"expires_at": the token\'s exp, in unix seconds')
             outcome = await service.revoke(
                 user_id=user_id if isinstance(user_id, str) else None,
                 token_id=token_id if isinstance(token_id, str) else None,
                 reason=reason[:100],
+                token_expires_at=float(expires_at) if expires_at is not None else None,
             )
             return _json(outcome.status, outcome.body)
         raise HttpError(404, "no such admin endpoint")
