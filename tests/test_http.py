@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -376,6 +378,64 @@ async def test_demo_token_carries_the_configured_issuer_and_audience(
     # The daemon, configured with them, accepts its own demo token.
     viewer = await running.client("demo", token=token)
     await viewer.wait_for(lambda: len(viewer.binary) >= 2)
+
+
+async def _post_declaring(port: int, path: str, length: int, body_bytes: int) -> bytes:
+    """POST with `Content-Length: length`, sending up to `body_bytes` while reading."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+    answer = bytearray()
+
+    async def send_body() -> None:
+        chunk = b"a" * (1 << 20)
+        sent = 0
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while sent < body_bytes:
+                await stream.send_all(chunk)
+                sent += len(chunk)
+
+    with trio.fail_after(10):
+        async with stream, trio.open_nursery() as nursery:
+            await stream.send_all(head.encode())
+            nursery.start_soon(send_body)
+            while b"\r\n\r\n" not in answer:
+                data = await stream.receive_some(65536)
+                if not data:
+                    break
+                answer += data
+            nursery.cancel_scope.cancel()
+    return bytes(answer)
+
+
+async def test_an_oversized_body_is_refused_at_once(start_server: StartServer) -> None:
+    """Issue #20: a 100 MB POST to the ops port; 413 at once, and no ERROR in the log."""
+    running = await start(start_server)
+    port = running.service.http_port
+    assert port is not None
+    # Declared only: the answer comes before any of the body, on any route.
+    for path in ("/demo/token", "/admin/revoke", "/health"):
+        answer = await _post_declaring(port, path, 100 * 1024 * 1024, 0)
+        assert answer.startswith(b"HTTP/1.1 413"), (path, answer)
+        assert b"connection: close" in answer.lower()
+
+
+async def test_a_100_mb_post_logs_no_error(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await start(start_server)
+    port = running.service.http_port
+    assert port is not None
+    caplog.clear()  # the start-up warnings (no snapshots) are not the point
+    with caplog.at_level(logging.DEBUG):
+        for path in ("/demo/token", "/admin/revoke"):
+            answer = await _post_declaring(port, path, 100 * 1024 * 1024, 100 * 1024 * 1024)
+            assert answer.startswith(b"HTTP/1.1 413"), (path, answer)
+        async with http(running) as client:
+            assert (await client.get("/health")).status_code == 200
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_demo_is_off_when_disabled(start_server: StartServer) -> None:

@@ -75,15 +75,24 @@ class OpsApp:
         if scope["type"] != "http":
             return  # websockets are served on the other port
         try:
+            _check_declared_length(scope)
             status, headers, body = await self._route(scope, receive)
         except HttpError as exc:
             status, headers, body = _json(exc.status, {"error": exc.message})
+            if exc.status == 413:
+                # The rest of the body is not wanted: closing beats reading megabytes.
+                headers.append((b"connection", b"close"))
         except Exception:
             # The boundary of one request: log it, answer 500, keep serving.
-            log.exception("http.failed path=%s", scope.get("path", "")[:200])
+            log.exception("http.failed path=%s", scope.get("path", ""))
             status, headers, body = _json(500, {"error": "internal error"})
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError):
+            # The peer went away (or hypercorn is closing the socket under a body it is
+            # still receiving): nothing to answer, and nothing for the operator to fix.
+            log.debug("http.peer_gone path=%s status=%s", scope.get("path", ""), status)
 
     async def _route(self, scope: Scope, receive: Receive) -> tuple[int, list[Any], bytes]:
         method, path = scope["method"], scope["path"]
@@ -280,6 +289,13 @@ class OpsApp:
             raise HttpError(415, "expected Content-Type: application/json")
 
 
+def _check_declared_length(scope: Scope) -> None:
+    """413 at once for a body declared larger than any route takes, before reading it."""
+    declared = _header(scope, b"content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > MAX_BODY:
+        raise HttpError(413, f"body too large (at most {MAX_BODY} bytes)")
+
+
 def _split_host(host: str) -> str:
     """`"[::1]:3002"` -> `"::1"`, `"Example.org.:80"` -> `"example.org"`."""
     host = host.strip().lower()
@@ -334,7 +350,7 @@ async def _json_body(receive: Receive) -> dict[str, Any]:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
-            raise HttpError(413, "body too large")
+            raise HttpError(413, f"body too large (at most {MAX_BODY} bytes)")
         chunks.append(chunk)
         more = message.get("more_body", False)
     try:
