@@ -383,11 +383,12 @@ class RealtimeServer:
             records.append(self._revocations.revoke_token(token_id, until))
         closed = self.close_revoked(reason)
         log.info(
-            "auth.revoked user=%s token_id=%s connections=%d relayed=%s",
+            "auth.revoked user=%s token_id=%s connections=%d relayed=%s reason=%s",
             user_id,
             token_id,
             closed,
             relayed,
+            reason,
         )
         return Revoked(records=tuple(records), connections_closed=closed)
 
