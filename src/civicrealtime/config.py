@@ -220,7 +220,8 @@ class AuthConfig:
     jwks_url: str | None = None
     jwks_cache_seconds: float = attrs.field(default=300.0, validator=_positive)
     fetch_timeout: float = attrs.field(default=5.0, validator=_positive)
-    # Seconds of clock skew tolerated on exp, nbf and iat.
+    # Seconds of clock skew tolerated on nbf and iat. A token past its exp is refused at
+    # the handshake whatever the leeway: its session would be closed at exp anyway.
     leeway: float = attrs.field(default=30.0, validator=_at_least(0))
     issuer: str | None = None
     audience: str | None = None
