@@ -8,6 +8,7 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -229,6 +230,21 @@ async def test_admin_token_revocation_falls_back_to_max_token_lifetime(
     assert running.service.revocations.is_revoked(identity)
     monkeypatch.setattr(revocation_module.time, "time", lambda: now + 3 * 86400 + 60)
     assert not running.service.revocations.is_revoked(identity)
+
+
+async def test_admin_names_rooms_in_nfc_like_the_websocket_port(
+    start_server: StartServer,
+) -> None:
+    running = await start(start_server)
+    member = await running.client(quote("cafe\u0301", safe=""), token=token("ada"))
+    await member.wait_for(lambda: len(member.binary) >= 2)
+    async with http(running) as client:
+        listed = await client.get("/admin/rooms", headers=admin_headers())
+        decomposed = await client.get(
+            "/admin/rooms/" + quote("records:cafe\u0301", safe=""), headers=admin_headers()
+        )
+    assert [r["room"] for r in listed.json()["rooms"]] == ["records:caf\u00e9"]
+    assert decomposed.status_code == 200, decomposed.text
 
 
 async def test_admin_closes_a_room(start_server: StartServer) -> None:

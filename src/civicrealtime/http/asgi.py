@@ -12,6 +12,7 @@ import ipaddress
 import json
 import logging
 import math
+import unicodedata
 from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -186,7 +187,8 @@ class OpsApp:
     async def _admin(
         self, method: str, rest: str, receive: Receive
     ) -> tuple[int, list[Any], bytes]:
-        parts = [unquote(p) for p in rest.split("/") if p]
+        # Room keys in NFC, as the WebSocket port names rooms (protocol/routing.py).
+        parts = [unicodedata.normalize("NFC", unquote(p)) for p in rest.split("/") if p]
         service = self._service
         if parts == ["rooms"] and method == "GET":
             return _json(200, {"rooms": service.describe_rooms()})
