@@ -120,3 +120,15 @@ def test_token_carries_the_configured_issuer_and_audience(
     # Verified as the daemon verifies it: issuer and audience required when configured.
     claims = _decode(token, issuer="https://civic.example", audience="realtime")
     assert claims["sub"] == "eve"
+
+
+def test_development_mode_prints_the_user_id_and_says_why(
+    daemon_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (daemon_dir / ".system-data" / "realtime.yml").write_text(
+        "realtime:\n  auth:\n    mode: development\n"
+    )
+    assert cli.main(["token", "--user", "eve", "--role", "editor"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "eve"
+    assert "development" in captured.err
