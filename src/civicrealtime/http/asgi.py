@@ -281,10 +281,10 @@ class OpsApp:
         origin = _header(scope, b"origin")
         peer = _client(scope)
         if host is None or not _own_host(host, self._service.config.demo.allowed_hosts):
-            log.warning("demo.refused peer=%s host=%s reason=foreign host", peer, host)
+            log.info("demo.refused peer=%s host=%s reason=foreign host", peer, host)
             raise HttpError(403, "unknown Host: add it to demo.allowed_hosts")
         if origin is not None and not _same_origin(origin, host):
-            log.warning("demo.refused peer=%s origin=%s reason=foreign origin", peer, origin)
+            log.info("demo.refused peer=%s origin=%s reason=foreign origin", peer, origin)
             raise HttpError(403, "the demo token is only for the demo page")
         content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip()
         if content_type.lower() != "application/json":
