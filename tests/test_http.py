@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jwt
+import pytest
 import trio
 from pycrdt import Text
 
+from civicrealtime.auth import Identity
+from civicrealtime.auth import revocation as revocation_module
 from civicrealtime.auth.revocation import Revocations
 from civicrealtime.auth.token_auth import TokenAuthenticator
 from civicrealtime.protocol.closecodes import CloseCode
@@ -32,7 +38,8 @@ def token(user: str, role: str = "editor", **extra: Any) -> str:
 
 
 async def start(start_server: StartServer, **overrides: Any) -> RunningServer:
-    config = make_config(auth={"mode": "jwt"}, **overrides)
+    auth_overrides = overrides.pop("auth", {})
+    config = make_config(auth={"mode": "jwt", **auth_overrides}, **overrides)
     revocations = Revocations()
     auth = TokenAuthenticator(
         config.auth, hmac_secret=SECRET, keys=None, introspector=None, revocations=revocations
@@ -165,6 +172,81 @@ async def test_admin_revocation_closes_sockets_on_two_rooms(start_server: StartS
     assert other.closed is None
 
 
+async def test_admin_token_revocation_lasts_until_the_tokens_expiry(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #20: a token-id revocation was forgotten after 24 h; a 7-day token came back."""
+    running = await start(start_server)
+    live = await running.client("r1", token=token("mallory", jti="live-one"))
+    await live.wait_for(lambda: len(live.binary) >= 2)
+    now = time.time()
+    async with http(running) as client:
+        week = await client.post(
+            "/admin/revoke",
+            headers=admin_headers(),
+            json={"token_id": "week-long", "expires_at": now + 7 * 86400},
+        )
+        forever = await client.post(
+            "/admin/revoke", headers=admin_headers(), json={"token_id": "unknown-expiry"}
+        )
+        # No expiry given: the live session holding this id tells it (exp = now + 600).
+        from_session = await client.post(
+            "/admin/revoke", headers=admin_headers(), json={"token_id": "live-one"}
+        )
+        bad = await client.post(
+            "/admin/revoke",
+            headers=admin_headers(),
+            json={"token_id": "x", "expires_at": "next week"},
+        )
+    assert [r.status_code for r in (week, forever, from_session)] == [200, 200, 200]
+    assert from_session.json()["connections_closed"] == 1
+    assert bad.status_code == 400
+    revocations = running.service.revocations
+
+    def revoked(token_id: str) -> bool:
+        return revocations.is_revoked(Identity(user_id="mallory", token_id=token_id))
+
+    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 2 * 86400)
+    revocations.revoke_token("prune", None)  # pruning runs on every revocation
+    assert revoked("week-long") and revoked("unknown-expiry")
+    assert not revoked("live-one")  # its token expired 10 minutes after it was revoked
+    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 8 * 86400)
+    assert not revoked("week-long")
+    assert revoked("unknown-expiry")
+
+
+async def test_admin_token_revocation_falls_back_to_max_token_lifetime(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = await start(start_server, auth={"max_token_lifetime": 3 * 86400})
+    now = time.time()
+    async with http(running) as client:
+        response = await client.post(
+            "/admin/revoke", headers=admin_headers(), json={"token_id": "t"}
+        )
+    assert response.status_code == 200
+    identity = Identity(user_id="mallory", token_id="t")
+    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 2 * 86400)
+    assert running.service.revocations.is_revoked(identity)
+    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 3 * 86400 + 60)
+    assert not running.service.revocations.is_revoked(identity)
+
+
+async def test_admin_names_rooms_in_nfc_like_the_websocket_port(
+    start_server: StartServer,
+) -> None:
+    running = await start(start_server)
+    member = await running.client(quote("cafe\u0301", safe=""), token=token("ada"))
+    await member.wait_for(lambda: len(member.binary) >= 2)
+    async with http(running) as client:
+        listed = await client.get("/admin/rooms", headers=admin_headers())
+        decomposed = await client.get(
+            "/admin/rooms/" + quote("records:cafe\u0301", safe=""), headers=admin_headers()
+        )
+    assert [r["room"] for r in listed.json()["rooms"]] == ["records:caf\u00e9"]
+    assert decomposed.status_code == 200, decomposed.text
+
+
 async def test_admin_closes_a_room(start_server: StartServer) -> None:
     running = await start(start_server)
     c = await running.client("closing", token=token("u"))
@@ -229,13 +311,147 @@ async def test_demo_page_and_tokens(start_server: StartServer) -> None:
         refused = await client.post("/demo/token", json={"name": "", "role": "root"})
     assert refused.status_code == 400
     body = minted.json()
-    assert body["expires_in"] == 3600
+    assert body["expires_in"] == 600  # short-lived by default (issue #20)
     assert body["ws_url"] == f"ws://127.0.0.1:{running.port}/realtime"
     claims = jwt.decode(body["token"], SECRET, algorithms=["HS256"])
     assert claims["name"] == "Ada"
     assert claims["role"] == "public"
     viewer = await running.client("demo", token=body["token"])
     await viewer.wait_for(lambda: len(viewer.binary) >= 2)
+
+
+async def test_demo_token_refuses_dns_rebinding_and_other_sites(
+    start_server: StartServer,
+) -> None:
+    """Issue #20, failure 6: another site's page must not get an editor token."""
+    running = await start(start_server)
+    port = running.service.http_port
+    body = {"name": "Mallory", "role": "editor"}
+    async with http(running) as client:
+        rebound = await client.post(
+            "/demo/token",
+            content=json.dumps(body),
+            headers={
+                "Host": "attacker.example",
+                "Origin": "http://attacker.example",
+                "Content-Type": "text/plain",
+            },
+        )
+        rebound_json = await client.post(
+            "/demo/token",
+            json=body,
+            headers={
+                "Host": f"attacker.example:{port}",
+                "Origin": f"http://attacker.example:{port}",
+            },
+        )
+        cross_site = await client.post(
+            "/demo/token", json=body, headers={"Origin": "http://attacker.example"}
+        )
+        plain_text = await client.post(
+            "/demo/token", content=json.dumps(body), headers={"Content-Type": "text/plain"}
+        )
+        # The page itself, by every name of a loopback port.
+        own = [
+            await client.post(
+                "/demo/token",
+                json=body,
+                headers={"Host": f"{name}:{port}", "Origin": f"http://{name}:{port}"},
+            )
+            for name in ("127.0.0.1", "localhost", "[::1]")
+        ]
+    for refused in (rebound, rebound_json, cross_site):
+        assert refused.status_code == 403, refused.text
+        assert "token" not in refused.json()
+    assert plain_text.status_code == 415
+    assert [r.status_code for r in own] == [200, 200, 200]
+
+
+async def test_demo_token_answers_a_configured_public_name(start_server: StartServer) -> None:
+    running = await start(start_server, demo={"allowed_hosts": ["Demo.Civic.Example"]})
+    async with http(running) as client:
+        proxied = await client.post(
+            "/demo/token",
+            json={"name": "Ada"},
+            headers={"Host": "demo.civic.example", "Origin": "https://demo.civic.example"},
+        )
+    assert proxied.status_code == 200, proxied.text
+
+
+async def test_demo_token_carries_the_configured_issuer_and_audience(
+    start_server: StartServer,
+) -> None:
+    running = await start(
+        start_server, auth={"mode": "jwt", "issuer": "https://civic.example", "audience": "rt"}
+    )
+    async with http(running) as client:
+        minted = await client.post("/demo/token", json={"name": "Ada", "role": "public"})
+    token = minted.json()["token"]
+    claims = jwt.decode(
+        token, SECRET, algorithms=["HS256"], issuer="https://civic.example", audience="rt"
+    )
+    assert claims["name"] == "Ada"
+    # The daemon, configured with them, accepts its own demo token.
+    viewer = await running.client("demo", token=token)
+    await viewer.wait_for(lambda: len(viewer.binary) >= 2)
+
+
+async def _post_declaring(port: int, path: str, length: int, body_bytes: int) -> bytes:
+    """POST with `Content-Length: length`, sending up to `body_bytes` while reading."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+    answer = bytearray()
+
+    async def send_body() -> None:
+        chunk = b"a" * (1 << 20)
+        sent = 0
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while sent < body_bytes:
+                await stream.send_all(chunk)
+                sent += len(chunk)
+
+    with trio.fail_after(10):
+        async with stream, trio.open_nursery() as nursery:
+            await stream.send_all(head.encode())
+            nursery.start_soon(send_body)
+            while b"\r\n\r\n" not in answer:
+                data = await stream.receive_some(65536)
+                if not data:
+                    break
+                answer += data
+            nursery.cancel_scope.cancel()
+    return bytes(answer)
+
+
+async def test_an_oversized_body_is_refused_at_once(start_server: StartServer) -> None:
+    """Issue #20: a 100 MB POST to the ops port; 413 at once, and no ERROR in the log."""
+    running = await start(start_server)
+    port = running.service.http_port
+    assert port is not None
+    # Declared only: the answer comes before any of the body, on any route.
+    for path in ("/demo/token", "/admin/revoke", "/health"):
+        answer = await _post_declaring(port, path, 100 * 1024 * 1024, 0)
+        assert answer.startswith(b"HTTP/1.1 413"), (path, answer)
+        assert b"connection: close" in answer.lower()
+
+
+async def test_a_100_mb_post_logs_no_error(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await start(start_server)
+    port = running.service.http_port
+    assert port is not None
+    caplog.clear()  # the start-up warnings (no snapshots) are not the point
+    with caplog.at_level(logging.DEBUG):
+        for path in ("/demo/token", "/admin/revoke"):
+            answer = await _post_declaring(port, path, 100 * 1024 * 1024, 100 * 1024 * 1024)
+            assert answer.startswith(b"HTTP/1.1 413"), (path, answer)
+        async with http(running) as client:
+            assert (await client.get("/health")).status_code == 200
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_demo_is_off_when_disabled(start_server: StartServer) -> None:

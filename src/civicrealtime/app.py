@@ -489,13 +489,23 @@ class RealtimeService:
             return Outcome(503, {"error": "the snapshot could not be written; see the log"})
         return Outcome(200, {"room": key, "snapshots": handle.room.snapshots_taken})
 
-    async def revoke(self, *, user_id: str | None, token_id: str | None, reason: str) -> Outcome:
+    async def revoke(
+        self,
+        *,
+        user_id: str | None,
+        token_id: str | None,
+        reason: str,
+        token_expires_at: float | None = None,
+    ) -> Outcome:
         """Revoke at once (here, and on the other nodes), then keep it in the store.
 
         The revocation holds in memory whatever the store does; 503 says it would not
-        survive a restart (the store failed; asking again is safe).
+        survive a restart (the store failed; asking again is safe). `token_expires_at`:
+        the revoked token's `exp`, until which its id is refused.
         """
-        revoked = self.server.revoke(user_id=user_id, token_id=token_id, reason=reason)
+        revoked = self.server.revoke(
+            user_id=user_id, token_id=token_id, reason=reason, token_expires_at=token_expires_at
+        )
         try:
             return await self._store_revocation(revoked, user_id, token_id)
         finally:
@@ -546,6 +556,8 @@ class RealtimeService:
             role=role,
             rooms=("records:*",),
             ttl_seconds=self.config.demo.token_ttl,
+            issuer=self.config.auth.issuer,
+            audience=self.config.auth.audience,
         )
 
     def public_ws_url(self, request_host: str) -> str:

@@ -16,7 +16,7 @@ from . import config as config_module
 from . import records_cli, snapshots_cli
 from .app import AuthSetupError, RealtimeService, StoreSetupError
 from .auth.minting import mint_token
-from .auth.secrets import SecretError, resolve_secret
+from .auth.secrets import ENV_SECRET, SecretError, resolve_secret
 from .config import ConfigError, LoadedConfig
 from .logs import configure
 
@@ -44,14 +44,20 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="file to check (default: as for serve)")
     token = commands.add_parser(
         "token",
-        help="mint a development token signed with the configured HMAC secret",
+        help="mint a development token signed with the daemon's HMAC secret",
         description="Print a JWT for the given user, signed with the daemon's HMAC secret "
-        "($CIVICREALTIME_JWT_SECRET, auth.secret_file, or the generated "
-        "<data_dir>/jwt-secret, created if missing).",
+        "($CIVICREALTIME_JWT_SECRET, auth.secret_file, or <data_dir>/jwt-secret), found "
+        "through the daemon's configuration (--config, $CIVICREALTIME_CONFIG, "
+        ".system-data/realtime.yml). It never creates a secret: start the daemon once "
+        "first. The token carries auth.issuer and auth.audience when they are set.",
     )
     token.add_argument("--user", required=True, help="user id (the `sub` claim)")
     token.add_argument("--name", help="display name")
-    token.add_argument("--role", help="role, mapped to permissions by auth.roles")
+    token.add_argument(
+        "--role",
+        help="role, one of auth.roles (admin, clerk, editor, public by default); required "
+        "unless --permission is given",
+    )
     token.add_argument(
         "--room",
         action="append",
@@ -63,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         "--permission", action="append", default=[], help="extra permission; repeatable"
     )
     token.add_argument(
-        "--ttl", type=int, default=3600, help="seconds until it expires (default 3600)"
+        "--ttl", type=int, default=3600, help="seconds until it expires, > 0 (default 3600)"
     )
     snapshots_cli.add_parser(commands)
     records_cli.add_parser(commands)
@@ -98,24 +104,62 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
+    """Mint a token the running daemon accepts, or say why not (exit 2)."""
+    if args.ttl <= 0:
+        print(f"--ttl must be a positive number of seconds, got {args.ttl}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         loaded = _load(args.config)
-        auth = loaded.config.auth
-        if auth.public_keys_configured:
-            print(
-                "this daemon verifies tokens with public keys; mint them where the "
-                "private key lives",
-                file=sys.stderr,
-            )
-            return EXIT_CONFIG
-        secret = resolve_secret(
-            auth.secret_file, Path(loaded.config.data_dir), os.environ, create=True
-        )
-    except (ConfigError, SecretError) as exc:
+    except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    if secret.created:
-        print(f"created a new secret in {secret.source} (mode 0600)", file=sys.stderr)
+    auth = loaded.config.auth
+    where = str(loaded.source) if loaded.found else f"{loaded.source} (not found: defaults)"
+    roles = ", ".join(sorted(auth.roles))
+    if args.role is None and not args.permission:
+        # A token with neither a role nor a permission grants nothing: the daemon would
+        # accept it, then refuse every room with 4003.
+        print(
+            f"choose a role with --role (one of {roles}; auth.roles in {where}), "
+            "or grant --permission",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    if args.role is not None and args.role not in auth.roles:
+        print(
+            f"unknown role {args.role!r}: auth.roles in {where} defines {roles}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    if auth.mode == "development":
+        print(
+            f"auth.mode is development in {where}: the daemon takes any token as the user "
+            "id, so this prints the user id",
+            file=sys.stderr,
+        )
+        print(args.user)
+        return 0
+    if auth.public_keys_configured:
+        print(
+            "this daemon verifies tokens with public keys; mint them where the private key lives",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
+        # Never create: a secret made here would sign tokens no running daemon accepts.
+        secret = resolve_secret(
+            auth.secret_file, Path(loaded.config.data_dir), os.environ, create=False
+        )
+    except SecretError as exc:
+        print(
+            f"{exc} (configuration: {where}; pass --config or run where the daemon runs)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    used = str(Path(secret.source).resolve())
+    if secret.source == "environment":
+        used = f"${ENV_SECRET}"
+    print(f"signed with the secret from {used} (configuration: {where})", file=sys.stderr)
     algorithm = next(a for a in auth.effective_algorithms if a.startswith("HS"))
     print(
         mint_token(
@@ -127,6 +171,8 @@ def _token(args: argparse.Namespace) -> int:
             permissions=tuple(args.permission),
             ttl_seconds=args.ttl,
             algorithm=algorithm,
+            issuer=auth.issuer,
+            audience=auth.audience,
         )
     )
     return 0

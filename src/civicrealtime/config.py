@@ -220,10 +220,15 @@ class AuthConfig:
     jwks_url: str | None = None
     jwks_cache_seconds: float = attrs.field(default=300.0, validator=_positive)
     fetch_timeout: float = attrs.field(default=5.0, validator=_positive)
-    # Seconds of clock skew tolerated on exp, nbf and iat.
+    # Seconds of clock skew tolerated on nbf and iat. A token past its exp is refused at
+    # the handshake whatever the leeway: its session would be closed at exp anyway.
     leeway: float = attrs.field(default=30.0, validator=_at_least(0))
     issuer: str | None = None
     audience: str | None = None
+    # The longest lifetime (exp - iat) of a token this daemon accepts, seconds; longer
+    # ones are refused. A revocation by token id whose expiry is unknown is kept this
+    # long. null: no limit, and such a revocation is kept for ever.
+    max_token_lifetime: float | None = attrs.field(default=None, validator=_at_least(1))
     # Deprecated `?token=` in the URL (it ends up in proxy logs). Off unless set.
     allow_query_token: bool = False
     # Opaque session tokens (not JWTs) are sent to this URL to learn the user.
@@ -286,8 +291,13 @@ class DemoConfig:
     # The collaborative editor page at /demo/ and its token endpoint. null: on only when
     # the HTTP port is bound to a loopback address. A public demo logs a warning.
     enabled: bool | None = None
-    # Lifetime of the tokens the demo page mints, seconds.
-    token_ttl: int = attrs.field(default=3600, validator=_at_least(60))
+    # Lifetime of the tokens the demo page mints, seconds: short, since anyone who reaches
+    # the page gets one (at most an hour).
+    token_ttl: int = attrs.field(default=600, validator=[_at_least(60), _at_most(3600)])
+    # Host names (besides IP addresses and localhost) the token endpoint answers to, e.g.
+    # the public name of a proxy in front of the ops port. Any other Host header is
+    # refused: a page of another site that rebinds its name to this address gets nothing.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)

@@ -361,12 +361,15 @@ class RealtimeServer:
         reason: str,
         relayed: bool = False,
         revoked_at: float | None = None,
+        token_expires_at: float | None = None,
     ) -> Revoked:
         """Revoke a user's or a token's sessions on this node: refuse them, close live ones.
 
         Live connections get a `session.revoked` frame, then close 4001 SESSION_REVOKED.
         This is the in-memory part only: `RealtimeService.revoke` also stores it and tells
         the other nodes. `relayed`: another node revoked it (at `revoked_at`, its clock).
+        A token id is refused until `token_expires_at`, else until the expiry of a live
+        session holding it, else for `auth.max_token_lifetime`, else for ever.
         """
         if user_id is None and token_id is None:
             raise ValueError("revoke needs a user id or a token id")
@@ -374,16 +377,32 @@ class RealtimeServer:
         if user_id is not None:
             records.append(self._revocations.revoke_user(user_id, revoked_at))
         if token_id is not None:
-            records.append(self._revocations.revoke_token(token_id, None))
+            until = token_expires_at
+            if until is None:
+                until = self._token_expiry(token_id)
+            records.append(self._revocations.revoke_token(token_id, until))
         closed = self.close_revoked(reason)
         log.info(
-            "auth.revoked user=%s token_id=%s connections=%d relayed=%s",
+            "auth.revoked user=%s token_id=%s connections=%d relayed=%s reason=%s",
             user_id,
             token_id,
             closed,
             relayed,
+            reason,
         )
         return Revoked(records=tuple(records), connections_closed=closed)
+
+    def _token_expiry(self, token_id: str) -> float | None:
+        """When a revocation of `token_id` may be forgotten, if anything here knows."""
+        known = [
+            c.member.identity.expires_at
+            for c in self.connections.values()
+            if c.member.identity.token_id == token_id and c.member.identity.expires_at is not None
+        ]
+        if known:
+            return max(e for e in known if e is not None)
+        longest = self._config.auth.max_token_lifetime
+        return time.time() + longest if longest is not None else None
 
     def close_revoked(self, reason: str) -> int:
         """Close every live session the revocations now refuse; how many were closed."""

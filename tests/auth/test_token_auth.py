@@ -111,9 +111,22 @@ async def test_expired() -> None:
     assert "ExpiredSignatureError" in await rejected(hmac_auth(), token)
 
 
-async def test_expiry_within_leeway_is_accepted() -> None:
+async def test_expiry_within_leeway_is_refused_at_the_handshake() -> None:
+    """Issue #20: accepted inside the leeway, the session was closed at once with
+    TOKEN_EXPIRED and the client reconnected in a loop. The leeway covers nbf and iat."""
     token = jwt.encode(claims(exp=int(time.time()) - 5), SECRET, algorithm="HS256")
-    assert (await hmac_auth(leeway=30).authenticate(request_with(token))).user_id == "alice"
+    assert "expired" in await rejected(hmac_auth(leeway=30), token)
+    skewed = jwt.encode(claims(nbf=int(time.time()) + 5), SECRET, algorithm="HS256")
+    assert (await hmac_auth(leeway=30).authenticate(request_with(skewed))).user_id == "alice"
+
+
+async def test_a_token_longer_than_max_token_lifetime_is_refused() -> None:
+    now = int(time.time())
+    week = jwt.encode(claims(iat=now, exp=now + 7 * 86400), SECRET, algorithm="HS256")
+    hour = jwt.encode(claims(iat=now, exp=now + 3600), SECRET, algorithm="HS256")
+    auth = hmac_auth(max_token_lifetime=86400)
+    assert "max_token_lifetime" in await rejected(auth, week)
+    assert (await auth.authenticate(request_with(hour))).user_id == "alice"
 
 
 async def test_not_yet_valid() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from urllib.parse import quote
 
 import pytest
@@ -240,12 +241,25 @@ def test_root_prefix(prefix: str) -> None:
     invalid_room(parse("/", prefix))
 
 
+def test_room_ids_are_normalised_to_nfc() -> None:
+    """Issue #20: `café` composed and decomposed were two rooms."""
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    routes = [parse("/realtime/records/" + quote(i, safe="")) for i in (composed, decomposed)]
+    assert routes == [route("records", composed), route("records", composed)]
+    # Normalisation runs before the length check: the limit is on the id actually used.
+    longest = "e\u0301" * (MAX_ROOM_ID_BYTES // 2)  # 3 bytes each, 2 once composed
+    assert len(longest.encode()) > MAX_ROOM_ID_BYTES
+    normalised = parse("/realtime/records/" + quote(longest, safe=""))
+    assert isinstance(normalised, RoomRoute)
+    assert normalised.room_id == "\u00e9" * (MAX_ROOM_ID_BYTES // 2)
+
+
 @settings(max_examples=200)
 @given(st.text(min_size=1, max_size=60))
 def test_any_safe_id_round_trips_through_percent_encoding(room_id: str) -> None:
     result = parse("/realtime/records/" + quote(room_id, safe=""))
     if isinstance(result, RoomRoute):
-        assert result.room_id == room_id
+        assert result.room_id == unicodedata.normalize("NFC", room_id)
         assert result.room_type == "records"
     else:
         invalid_room(result)
@@ -262,3 +276,4 @@ def test_arbitrary_targets_never_raise(target: str) -> None:
         assert result.room_type in TYPES
         assert 1 <= len(result.room_id.encode()) <= MAX_ROOM_ID_BYTES
         assert "/" not in result.room_id
+        assert unicodedata.is_normalized("NFC", result.room_id)

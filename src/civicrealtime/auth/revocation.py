@@ -1,5 +1,9 @@
 """Revoked sessions: by token id until the token would have expired, or by user.
 
+A token id is remembered until the token's own expiry when it is known (the admin call
+can give it; a live session with that id tells it), else for `auth.max_token_lifetime`,
+else for ever: forgetting it any earlier would let a long-lived token work again.
+
 Revoking a user refuses every token of theirs issued before the revocation (tokens carry
 `iat`); a token without `iat` cannot prove it is newer, so it is refused too until it
 expires. Each revocation is also a `Revocation` record, which the store keeps so that a
@@ -16,10 +20,6 @@ from typing import Literal
 import attrs
 
 from .base import Identity
-
-# A revoked token id is remembered this long when its expiry is unknown: longer than any
-# session token CivicPress issues.
-TOKEN_REVOCATION_TTL = 86400.0
 
 
 @attrs.frozen(kw_only=True)
@@ -38,12 +38,14 @@ class Revocations:
         self._users: dict[str, float] = {}  # user id -> unix time of the revocation
 
     def revoke_token(self, token_id: str, until: float | None) -> Revocation:
+        """Refuse `token_id` until `until` (unix seconds, its expiry); None: for ever."""
         now = time.time()
-        forget_at = until if until is not None else now + TOKEN_REVOCATION_TTL
+        forget_at = until if until is not None else math.inf
         forget_at = max(forget_at, self._tokens.get(token_id, forget_at))
         self._tokens[token_id] = forget_at
         self._forget_expired()
-        return Revocation(kind="token", subject=token_id, revoked_at=now, until=forget_at)
+        kept = None if math.isinf(forget_at) else forget_at
+        return Revocation(kind="token", subject=token_id, revoked_at=now, until=kept)
 
     def revoke_user(self, user_id: str, at: float | None = None) -> Revocation:
         """`at`: when another node revoked it (its clock decides which tokens are refused)."""
@@ -69,8 +71,10 @@ class Revocations:
         return count
 
     def is_revoked(self, identity: Identity) -> bool:
-        if identity.token_id is not None and identity.token_id in self._tokens:
-            return True
+        if identity.token_id is not None:
+            until = self._tokens.get(identity.token_id)
+            if until is not None and until > time.time():
+                return True
         revoked_at = self._users.get(identity.user_id)
         if revoked_at is None:
             return False

@@ -2,8 +2,9 @@
 
 Never from the YAML itself: a configuration file is shared, copied and committed, a secret
 must not be. On first start with nothing configured, a random secret is written to
-`<data_dir>/jwt-secret` with mode 0600, and the log says where, so `civicrealtime token`
-and the daemon agree without any setup.
+`<data_dir>/jwt-secret` with mode 0600, and the log says where. `civicrealtime token` reads
+the same file through the same configuration but never creates one: a secret it made would
+sign tokens that no running daemon accepts.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def resolve_secret(
     if not create:
         raise SecretError(
             f"no JWT secret: set ${ENV_SECRET}, auth.secret_file, or start the daemon once "
-            f"to create {generated}"
+            f"to create {generated.resolve()}"
         )
     value = secrets.token_urlsafe(48).encode()
     generated.parent.mkdir(parents=True, exist_ok=True)

@@ -69,11 +69,40 @@ class TokenAuthenticator:
             identity = await self._introspector.identify(found.token)
         else:
             raise AuthRejected("AUTH_FAILED", "token is not a JWT and no introspection is set")
+        self._check_lifetime(identity)
         if self._revocations.is_revoked(identity):
             raise AuthRejected(
                 "AUTH_FAILED", f"session revoked for user {identity.user_id}", reason="revoked"
             )
         return identity
+
+    def _check_lifetime(self, identity: Identity) -> None:
+        """Refuse a token past its expiry, leeway or not, and one that lives too long.
+
+        The leeway absorbs clock skew on `nbf` and `iat` only. A session is closed when
+        its token expires by this server's clock, so accepting a token inside the leeway
+        after `exp` would only accept it to close it at once (TOKEN_EXPIRED), and the
+        client would reconnect in a loop until the leeway ran out.
+        """
+        expires_at = identity.expires_at
+        if expires_at is None:
+            return
+        now = time.time()
+        if expires_at <= now:
+            raise AuthRejected(
+                "AUTH_FAILED",
+                f"ExpiredSignatureError: expired {now - expires_at:.0f} s ago",
+                reason="expired",
+            )
+        longest = self._config.max_token_lifetime
+        if longest is not None:
+            lifetime = expires_at - (identity.issued_at if identity.issued_at is not None else now)
+            if lifetime > longest + self._config.leeway:
+                raise AuthRejected(
+                    "AUTH_FAILED",
+                    f"token lifetime {lifetime:.0f} s exceeds auth.max_token_lifetime "
+                    f"({longest:g} s)",
+                )
 
     async def _verify_jwt(self, token: str) -> Identity:
         try:

@@ -8,8 +8,11 @@ go through the room manager like every other change.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
+import math
+import unicodedata
 from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -77,15 +80,24 @@ class OpsApp:
         if scope["type"] != "http":
             return  # websockets are served on the other port
         try:
+            _check_declared_length(scope)
             status, headers, body = await self._route(scope, receive)
         except HttpError as exc:
             status, headers, body = _json(exc.status, {"error": exc.message})
+            if exc.status == 413:
+                # The rest of the body is not wanted: closing beats reading megabytes.
+                headers.append((b"connection", b"close"))
         except Exception:
             # The boundary of one request: log it, answer 500, keep serving.
-            log.exception("http.failed path=%s", scope.get("path", "")[:200])
+            log.exception("http.failed path=%s", scope.get("path", ""))
             status, headers, body = _json(500, {"error": "internal error"})
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError):
+            # The peer went away (or hypercorn is closing the socket under a body it is
+            # still receiving): nothing to answer, and nothing for the operator to fix.
+            log.debug("http.peer_gone path=%s status=%s", scope.get("path", ""), status)
 
     async def _route(self, scope: Scope, receive: Receive) -> tuple[int, list[Any], bytes]:
         method, path = scope["method"], scope["path"]
@@ -180,7 +192,8 @@ class OpsApp:
     async def _admin(
         self, method: str, rest: str, receive: Receive
     ) -> tuple[int, list[Any], bytes]:
-        parts = [unquote(p) for p in rest.split("/") if p]
+        # Room keys in NFC, as the WebSocket port names rooms (protocol/routing.py).
+        parts = [unicodedata.normalize("NFC", unquote(p)) for p in rest.split("/") if p]
         service = self._service
         if parts == ["rooms"] and method == "GET":
             return _json(200, {"rooms": service.describe_rooms()})
@@ -202,14 +215,22 @@ class OpsApp:
             body = await _json_body(receive)
             user_id, token_id = body.get("user_id"), body.get("token_id")
             reason = body.get("reason") or "revoked by an administrator"
+            expires_at = body.get("expires_at")
             if not isinstance(reason, str) or not (
                 isinstance(user_id, str) or isinstance(token_id, str)
             ):
                 raise HttpError(400, 'expected {"user_id" or "token_id": "...", "reason": "..."}')
+            if expires_at is not None and (
+                isinstance(expires_at, bool)
+                or not isinstance(expires_at, int | float)
+                or not math.isfinite(expires_at)
+            ):
+                raise HttpError(400, '"expires_at": the token\'s exp, in unix seconds')
             outcome = await service.revoke(
                 user_id=user_id if isinstance(user_id, str) else None,
                 token_id=token_id if isinstance(token_id, str) else None,
                 reason=reason[:100],
+                token_expires_at=float(expires_at) if expires_at is not None else None,
             )
             return _json(outcome.status, outcome.body)
         raise HttpError(404, "no such admin endpoint")
@@ -220,6 +241,7 @@ class OpsApp:
         self, method: str, path: str, scope: Scope, receive: Receive
     ) -> tuple[int, list[Any], bytes]:
         if path == "/demo/token" and method == "POST":
+            self._check_demo_caller(scope)
             body = await _json_body(receive)
             name, role = body.get("name"), body.get("role", "editor")
             if not isinstance(name, str) or not name.strip() or role not in DEMO_ROLES:
@@ -251,6 +273,63 @@ class OpsApp:
         content_type = _STATIC_TYPES.get(suffix, "application/octet-stream")
         return 200, [(b"content-type", content_type.encode())], static.read_bytes()
 
+    def _check_demo_caller(self, scope: Scope) -> None:
+        """Mint only for the demo page itself, never for another site's page.
+
+        DNS rebinding: a page of attacker.example points its name at this address, and the
+        browser then sends it here as same-origin, with `Host: attacker.example`. A Host
+        that is an IP address, localhost or a configured name cannot be such a page. A
+        cross-site page is refused by the Origin check, and by the JSON content type,
+        which a browser sends cross-site only after a CORS preflight this port never grants.
+        """
+        host = _header(scope, b"host")
+        origin = _header(scope, b"origin")
+        peer = _client(scope)
+        if host is None or not _own_host(host, self._service.config.demo.allowed_hosts):
+            log.info("demo.refused peer=%s host=%s reason=foreign host", peer, host)
+            raise HttpError(403, "unknown Host: add it to demo.allowed_hosts")
+        if origin is not None and not _same_origin(origin, host):
+            log.info("demo.refused peer=%s origin=%s reason=foreign origin", peer, origin)
+            raise HttpError(403, "the demo token is only for the demo page")
+        content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip()
+        if content_type.lower() != "application/json":
+            raise HttpError(415, "expected Content-Type: application/json")
+
+
+def _check_declared_length(scope: Scope) -> None:
+    """413 at once for a body declared larger than any route takes, before reading it."""
+    declared = _header(scope, b"content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > MAX_BODY:
+        raise HttpError(413, f"body too large (at most {MAX_BODY} bytes)")
+
+
+def _split_host(host: str) -> str:
+    """`"[::1]:3002"` -> `"::1"`, `"Example.org.:80"` -> `"example.org"`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def _own_host(host: str, allowed: tuple[str, ...]) -> bool:
+    name = _split_host(host)
+    if not name:
+        return False
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name == "localhost" or name in {_split_host(a) for a in allowed}
+    # Only a browser that was pointed at this address by number sends an IP literal.
+    return True
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    """The page's origin is `scheme://<the Host it was loaded from>`."""
+    scheme, sep, netloc = origin.strip().lower().partition("://")
+    return bool(sep) and scheme in ("http", "https") and netloc == host.strip().lower()
+
 
 def _client(scope: Scope) -> str:
     client = scope.get("client")
@@ -278,7 +357,7 @@ async def _json_body(receive: Receive) -> dict[str, Any]:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
-            raise HttpError(413, "body too large")
+            raise HttpError(413, f"body too large (at most {MAX_BODY} bytes)")
         chunks.append(chunk)
         more = message.get("more_body", False)
     try:

@@ -1,8 +1,13 @@
 """Turning an upgrade request's target into a room, without I/O.
 
 `/realtime/<type>/<id>` (the prefix is configurable): `record` is normalised to `records`,
-the id is percent-decoded and must be 1 to 255 UTF-8 bytes with no control characters and
-no `/`. Like the original, extra path segments and the query string do not name the room.
+the id is percent-decoded, normalised to Unicode NFC, and must then be 1 to 255 UTF-8 bytes
+with no control characters and no `/`. Like the original, extra path segments and the query
+string do not name the room.
+
+NFC, rather than refusing other forms: `café` typed on one system and pasted from another
+(macOS file names are decomposed) is one record, so both spellings must reach one room. A
+refusal would break clients that never chose their normalisation.
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ def parse_target(
         )
     room_type = ROOM_TYPE_ALIASES.get(room_type, room_type)
     try:
-        room_id = unquote_to_bytes(raw_id).decode("utf-8")
+        room_id = unicodedata.normalize("NFC", unquote_to_bytes(raw_id).decode("utf-8"))
     except UnicodeDecodeError:
         return BadRoom(
             code="INVALID_ROOM",
