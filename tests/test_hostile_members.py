@@ -31,7 +31,6 @@ from .test_access import joined, start_with_tokens, token
 from .ydoc_client import YClient
 
 
-
 def top_clock_frame(client_id: int = 4242) -> bytes:
     """The issue's frame: this client at clock 2**53 - 1, state "{}"."""
     return b"\x01" + encode_var_bytes(
