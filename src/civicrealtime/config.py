@@ -193,7 +193,7 @@ class AwarenessConfig:
     max_state_bytes: int = attrs.field(default=16 * 1024, validator=_at_least(64))
     # States one room holds, and their bytes in all (each state counts 20 bytes more).
     max_room_states: int = attrs.field(default=1000, validator=_at_least(1))
-    max_room_bytes: int = attrs.field(default=2 * 1024 * 1024, validator=_at_least(1024))
+    max_room_bytes: int = attrs.field(default=1024 * 1024, validator=_at_least(1024))
 
     def __attrs_post_init__(self) -> None:
         if self.max_room_bytes < self.max_state_bytes:

@@ -53,6 +53,8 @@ from .types import RoomType
 log = logging.getLogger("civicrealtime.room")
 
 EMPTY_UPDATE = b"\x00\x00"
+# Loop time the mailbox loop may spend on queued messages before it lets other tasks run.
+MAILBOX_SLICE_SECONDS = 0.01
 
 
 class Room:
@@ -132,8 +134,13 @@ class Room:
                 with self._stop_scope:
                     async for message in self._mailbox:
                         self._handle(message)
-                        # What is queued already, without a checkpoint per message.
+                        # What is queued already, without a checkpoint per message, but
+                        # within a slice of loop time: each message's cost is bounded, a
+                        # run of 255 costly ones (awareness echoes) must not add up.
+                        slice_end = time.perf_counter() + MAILBOX_SLICE_SECONDS
                         for _ in range(255):
+                            if time.perf_counter() > slice_end:
+                                break
                             try:
                                 queued = self._mailbox.receive_nowait()
                             except (trio.WouldBlock, trio.EndOfChannel):
