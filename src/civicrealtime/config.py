@@ -121,7 +121,7 @@ class SnapshotsConfig:
 
 @attrs.frozen(kw_only=True)
 class RateLimitingConfig:
-    # Sustained frames per second per connection (pings excluded). A typist makes about
+    # Sustained frames per second per connection (free pings excluded). A typist makes about
     # two frames per keystroke; the original's 10 slowed fast typists down.
     messages_per_second: float = attrs.field(default=40.0, validator=_at_least(1))
     # Frames a connection may send at once above the sustained rate (paste, reconnect).
