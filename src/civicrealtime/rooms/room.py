@@ -599,7 +599,13 @@ class Room:
             ids.update(change.updated)
             ids.difference_update(change.removed)
             if change.changed:
-                self._broadcast(encode_awareness(awareness), exclude=None)
+                # What this room holds: entries past its bounds are not shown here either.
+                shown = (
+                    awareness
+                    if not change.refused
+                    else self.awareness.encode_current(change.updated | change.removed)
+                )
+                self._broadcast(encode_awareness(shown), exclude=None)
             if change.outranked:
                 # A client came back on that node with the clock it had before this node
                 # removed it (it moved here from a node that died, or that node never had the
