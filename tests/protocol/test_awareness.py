@@ -695,3 +695,21 @@ def test_encode_current() -> None:
         entry(1, 3, "{}"),
         entry(2, 2, "null"),
     ]
+
+
+def test_encode_all_follows_every_change() -> None:
+    """It is kept between changes (joins and queries ask for it); never stale."""
+    aw = AwarenessStates()
+    aw.apply([entry(1, 1, "{}")])
+    first = aw.encode_all()
+    assert aw.encode_all() is first
+    aw.apply([entry(1, 1, "[]")])  # ignored: nothing changed
+    assert aw.encode_all() is first
+    aw.apply([entry(2, 1, "[]")])
+    assert decode_awareness_update(aw.encode_all() or b"") == [entry(1, 1, "{}"), entry(2, 1, "[]")]
+    aw.apply([entry(1, 2, '{"a":1}')])
+    assert entry(1, 2, '{"a":1}') in decode_awareness_update(aw.encode_all() or b"")
+    aw.remove([2])
+    assert decode_awareness_update(aw.encode_all() or b"") == [entry(1, 2, '{"a":1}')]
+    aw.apply([entry(1, 2, "null")])
+    assert aw.encode_all() is None

@@ -178,6 +178,7 @@ class AwarenessStates:
     __slots__ = (
         "_bytes",
         "_clocks",
+        "_everyone",
         "_max_bytes",
         "_max_departed",
         "_max_states",
@@ -203,16 +204,21 @@ class AwarenessStates:
         # The clock each client was last nudged at: never twice at the same clock.
         self._nudged: dict[int, int] = {}
         self._bytes = 0
+        # `encode_all`'s answer until a state or a clock changes: every join and every
+        # query asks for it, and it may hold a whole room's presence.
+        self._everyone: bytes | None = None
         self._max_states = max_states
         self._max_bytes = max_bytes
         self._max_departed = max_departed
 
     def _set_clock(self, client_id: int, clock: int) -> None:
+        self._everyone = None
         self._clocks[client_id] = clock
         self._seq += 1
         self._stamps[client_id] = self._seq
 
     def _set_state(self, client_id: int, state: str) -> None:
+        self._everyone = None
         old = self._states.get(client_id)
         if old is not None:
             self._bytes -= _size(old)
@@ -223,6 +229,7 @@ class AwarenessStates:
         old = self._states.pop(client_id, None)
         if old is None:
             return False
+        self._everyone = None
         self._bytes -= _size(old)
         self._nudged.pop(client_id, None)
         return True
@@ -380,10 +387,12 @@ class AwarenessStates:
         """The update that carries every known state, or None when there is none."""
         if not self._states:
             return None
-        return encode_awareness_update(
-            AwarenessEntry(client_id=cid, clock=self._clocks[cid], state=state)
-            for cid, state in self._states.items()
-        )
+        if self._everyone is None:
+            self._everyone = encode_awareness_update(
+                AwarenessEntry(client_id=cid, clock=self._clocks[cid], state=state)
+                for cid, state in self._states.items()
+            )
+        return self._everyone
 
     def forget_clocks(self, keep: Iterable[int] = ()) -> None:
         """Drop clocks of clients without a state (bounded memory in long-lived rooms)."""
