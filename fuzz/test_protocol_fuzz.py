@@ -197,6 +197,8 @@ async def _awareness_storm(
     await victim.wait_for(lambda: VICTIM_ID in victim.awareness)
     bystander = await running.client("bystander")
     await bystander.wait_for(lambda: len(bystander.binary) >= 2)
+    # A member that never reads: what the storm relays piles up in its queue.
+    sleeper = await running.client("presence", read=False)
     worst_rtt = 0.0
     worst_bytes = 0
     done = trio.Event()
@@ -268,6 +270,7 @@ async def _awareness_storm(
     assert worst_bytes <= budget, f"one connection held {worst_bytes} bytes"
     await bystander.ws.aclose()
     await victim.ws.aclose()
+    await sleeper.ws._stream.aclose()  # it never reads: no closing handshake
     return worst_rtt, worst_bytes
 
 
