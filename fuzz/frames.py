@@ -86,3 +86,62 @@ hostile_frames = st.one_of(
     text_frames,
     oversized,
 )
+
+
+# -- awareness shapes (issue #20): what a hostile member can put in presence frames ---------
+
+MAX_CLOCK = 2**53 - 1
+# The victim's client id: a state the fuzzer's owner publishes, which nobody else may change.
+VICTIM_ID = 111
+_ids = st.one_of(st.sampled_from([VICTIM_ID, 1, 2, 3, 4, 5, 6, 7, 8]), st.integers(0, MAX_CLOCK))
+_clocks = st.one_of(
+    st.sampled_from([0, 1, 2, 3, MAX_CLOCK - 1, MAX_CLOCK]), st.integers(0, MAX_CLOCK)
+)
+_states = st.sampled_from(
+    [
+        "{}",
+        "null",
+        '{"user":{"name":"x","color":"#f00"}}',
+        '{"blob":"' + "x" * 20_000 + '"}',  # over the 16 KiB state bound
+        "[" + ",".join(["1"] * 7_000) + "]",  # 14 KB of dense JSON: costly to parse
+        '{"blob":"' + "y" * 15_000 + '"}',  # just under the bound: fills a room fast
+    ]
+)
+
+
+def _awareness(entries: list[tuple[int, int, str]]) -> bytes:
+    return messages.encode_awareness(
+        encode_awareness_update(
+            AwarenessEntry(client_id=cid, clock=clock, state=state) for cid, clock, state in entries
+        )
+    )
+
+
+awareness_entries = st.lists(st.tuples(_ids, _clocks, _states), min_size=1, max_size=12).map(
+    _awareness
+)
+# A count far past any room's bound, in a frame under the fuzz server's message limit: it
+# must be refused on its first var-uint (the issue's 1,000,000 entries froze the loop).
+huge_counts = st.integers(1_001, 1_500_000).map(
+    lambda count: messages.encode_awareness(encode_var_uint(count) + b"\x01\x01\x02{}" * count)
+)
+# As many entries as a room may hold (an honest echo of the join frame is that large).
+room_sized = st.builds(
+    lambda count, clock, state: _awareness([(10_000 + i, clock, state) for i in range(count)]),
+    st.sampled_from([8, 999, 1_000]),
+    _clocks,
+    st.sampled_from(['{"u":1}', "[" + ",".join(["1"] * 500) + "]", "null"]),
+)
+# Removals (and re-adds) of a few ids at rising clocks, many per frame.
+removal_storms = st.builds(
+    lambda ids, start, count: _awareness(
+        [
+            (ids[i % len(ids)], min(start + i, MAX_CLOCK), "null" if i % 3 else "{}")
+            for i in range(count)
+        ]
+    ),
+    st.lists(_ids, min_size=1, max_size=6),
+    _clocks,
+    st.integers(1, 1_000),
+)
+awareness_frames = st.one_of(awareness_entries, huge_counts, room_sized, removal_storms)

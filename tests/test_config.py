@@ -121,6 +121,22 @@ def test_example_file_is_valid_and_documents_every_key() -> None:
         ({"realtime": {}, "port": 1}, "keys beside 'realtime:' (port) must be nested inside it"),
         ([1, 2], "(top level): expected a mapping of keys"),
         ({"realtime": {"rooms": {"cleanup_timeout": "1h"}}}, "rooms.cleanup_timeout: '1h'"),
+        (
+            {"awareness": {"max_state_bytes": 4096, "max_room_bytes": 2048}},
+            "awareness.max_room_bytes: 2048 is invalid: expected at least max_state_bytes",
+        ),
+        (
+            {"awareness": {"max_client_ids_per_connection": 0}},
+            "awareness.max_client_ids_per_connection: 0 is invalid",
+        ),
+        (
+            {"connection": {"outbound_queue_bytes": 1000}},
+            "connection.outbound_queue_bytes: 1000 is invalid: expected a value of at least 65536",
+        ),
+        (
+            {"rate_limiting": {"pings_per_second": 0}},
+            "rate_limiting.pings_per_second: 0 is invalid: expected a value greater than 0",
+        ),
     ],
 )
 def test_invalid_values_name_key_value_and_expectation(raw: object, expected: str) -> None:

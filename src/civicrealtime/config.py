@@ -121,13 +121,17 @@ class SnapshotsConfig:
 
 @attrs.frozen(kw_only=True)
 class RateLimitingConfig:
-    # Sustained frames per second per connection (pings excluded). A typist makes about
+    # Sustained frames per second per connection (free pings excluded). A typist makes about
     # two frames per keystroke; the original's 10 slowed fast typists down.
     messages_per_second: float = attrs.field(default=40.0, validator=_at_least(1))
     # Frames a connection may send at once above the sustained rate (paste, reconnect).
     burst: int = attrs.field(default=200, validator=_at_least(1))
     # Seconds a connection may keep flooding (being slowed down) before it is closed 4013.
     flood_close_after: float = attrs.field(default=10.0, validator=_positive)
+    # Pings (`{"type":"ping"}`) are free up to this rate per connection (with a burst of
+    # ping_burst); beyond it each ping counts as a frame against messages_per_second.
+    pings_per_second: float = attrs.field(default=2.0, validator=_positive)
+    ping_burst: int = attrs.field(default=10, validator=_at_least(1))
     connections_per_ip: int = attrs.field(default=100, validator=_at_least(1))
     connections_per_user: int = attrs.field(default=10, validator=_at_least(1))
     # Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed.
@@ -167,8 +171,33 @@ class ConnectionConfig:
     close_timeout: float = attrs.field(default=2.0, validator=_positive)
     # Frames waiting to be written to one client; beyond that it is closed with 1013.
     outbound_queue: int = attrs.field(default=1024, validator=_at_least(1))
+    # Bytes waiting to be written to one client: once its queue holds this many, the next
+    # frame closes it with 1013 too (it may exceed the bound by that one frame).
+    outbound_queue_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_at_least(65536))
     # Largest inbound message, bytes; a larger one closes the connection with 1009.
     max_message_size: int = attrs.field(default=10 * 1024 * 1024, validator=_at_least(1024))
+
+
+@attrs.frozen(kw_only=True)
+class AwarenessConfig:
+    """Bounds on presence (awareness) states: what one connection and one room may hold.
+
+    An awareness frame larger than the room may hold (in entries or bytes) is refused
+    before it is decoded; y-websocket clients echo every update they apply, so an honest
+    frame may hold every state of the room, never more.
+    """
+
+    # Client ids one connection may publish (y-websocket uses one per document).
+    max_client_ids_per_connection: int = attrs.field(default=4, validator=_at_least(1))
+    # Bytes of one state (its JSON text).
+    max_state_bytes: int = attrs.field(default=16 * 1024, validator=_at_least(64))
+    # States one room holds, and their bytes in all (each state counts 20 bytes more).
+    max_room_states: int = attrs.field(default=1000, validator=_at_least(1))
+    max_room_bytes: int = attrs.field(default=1024 * 1024, validator=_at_least(1024))
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_room_bytes < self.max_state_bytes:
+            raise FieldError("max_room_bytes", "at least max_state_bytes")
 
 
 @attrs.frozen(kw_only=True)
@@ -356,6 +385,7 @@ class RealtimeConfig:
     connection_cleanup: ConnectionCleanupConfig = attrs.Factory(ConnectionCleanupConfig)
     connection: ConnectionConfig = attrs.Factory(ConnectionConfig)
     protocol: ProtocolConfig = attrs.Factory(ProtocolConfig)
+    awareness: AwarenessConfig = attrs.Factory(AwarenessConfig)
     auth: AuthConfig = attrs.Factory(AuthConfig)
     logging: LoggingConfig = attrs.Factory(LoggingConfig)
     records: RecordsConfig = attrs.Factory(RecordsConfig)

@@ -10,6 +10,8 @@
 Message rate: a token bucket per connection. A flood is slowed down first (the reader stops
 reading, so TCP pushes back and nothing is lost), warned once with a `notice` frame, and
 closed with 4013 only when it keeps flooding for `rate_limiting.flood_close_after` seconds.
+Pings are free up to their own bucket (`rate_limiting.pings_per_second`), so a client is
+never slowed down for staying alive; each ping beyond it is paced like any other frame.
 Any of the three ending ends the connection; the room is told exactly once.
 """
 
@@ -39,6 +41,7 @@ from .protocol import (
     close_reason,
 )
 from .protocol import control as control_frames
+from .protocol.awareness import AwarenessLimits
 from .protocol.wire import WireFrame, wire_bytes
 from .rooms import FromClient, Leave, Member, RoomHandle
 from .stats import Stats
@@ -69,10 +72,19 @@ class Connection:
         self._handle = handle
         self.room_type = handle.room_type
         self._config = config
-        self._session = Session()
+        presence = config.awareness
+        self._session = Session(
+            awareness_limits=AwarenessLimits.for_room(
+                max_states=presence.max_room_states,
+                max_state_bytes=presence.max_state_bytes,
+                max_bytes=presence.max_room_bytes,
+            )
+        )
         self._invalid_reported = 0
         limits = config.rate_limiting
-        self._bucket = TokenBucket(limits.messages_per_second, limits.burst, trio.current_time())
+        now = trio.current_time()
+        self._bucket = TokenBucket(limits.messages_per_second, limits.burst, now)
+        self._free_pings = TokenBucket(limits.pings_per_second, limits.ping_burst, now)
         self._flooding_since: float | None = None
         self._flood_warned = False
         self.throttled = 0  # frames that had to wait for the bucket
@@ -143,11 +155,16 @@ class Connection:
             stats.bytes_received += len(frame)
             stats.messages_received[_received_label(event)] += 1
             if isinstance(event, PingReceived):
-                # Pings are exempt from the rate limit: they are how clients stay alive.
+                # Pings are how clients stay alive: free up to a sane rate, so keeping alive
+                # is never slowed down; a flood of them is paced like any other frame.
+                if not self._free_pings.try_take(member.last_seen):
+                    await self._pace(control)
                 outbound.push(control_frames.pong_frame(int(time.time() * 1000)))
                 continue
             await self._pace(control)
             if isinstance(event, InvalidMessage):
+                if event.refused is not None:
+                    stats.awareness_refused[event.refused] += 1
                 self._report_invalid(event.reason, control)
             elif isinstance(event, Ignored):
                 log.debug("message.ignored conn=%s what=%s", member.conn_id, event.what)

@@ -110,6 +110,16 @@ class TokenBucket:
             return 0.0
         return -self._tokens / self._rate
 
+    def try_take(self, now: float) -> bool:
+        """Spend a token if one is there; never runs into debt (an allowance, not a pace)."""
+        elapsed = max(0.0, now - self._stamp)
+        self._stamp = max(self._stamp, now)
+        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        if self._tokens < 1.0 - 1e-9:
+            return False
+        self._tokens -= 1.0
+        return True
+
 
 def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[str]) -> str:
     """The client's address: X-Forwarded-For is believed only from a trusted proxy.

@@ -301,7 +301,9 @@ class RealtimeServer:
             conn_id=conn_id,
             client_id=f"client_{int(time.time() * 1000)}_{secrets.token_hex(4)}",
             identity=identity,
-            outbound=Outbound(cfg.connection.outbound_queue),
+            outbound=Outbound(
+                cfg.connection.outbound_queue, max_bytes=cfg.connection.outbound_queue_bytes
+            ),
             peer=peer,
             last_seen=trio.current_time(),
             can_edit=can_edit,

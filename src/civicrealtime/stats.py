@@ -40,6 +40,10 @@ class Stats:
     rate_limit_slowdowns: int = 0
     rate_limit_closes: int = 0
     slow_consumer_closes: int = 0
+    # Awareness changes refused, by reason: foreign_client (an id another connection owns),
+    # client_id_limit, room_full, and the frame limits too_many_entries, update_too_large,
+    # state_too_large.
+    awareness_refused: Counter[str] = attrs.Factory(Counter)
     room_crashes: int = 0
     on_snapshot_failures: int = 0
     # trio.current_time() of the last room crash; /health reports it for a while.

@@ -83,3 +83,13 @@ def test_client_address(
     peer: str, xff: str | None, trusted: tuple[str, ...], expected: str
 ) -> None:
     assert client_address(peer, xff, trusted) == expected
+
+
+def test_an_allowance_never_runs_into_debt() -> None:
+    """The free pings: spent while there are some, refused (not delayed) after that."""
+    bucket = TokenBucket(rate=2, burst=3, now=0.0)
+    assert [bucket.try_take(0.0) for _ in range(5)] == [True, True, True, False, False]
+    # Refusals cost nothing: half a second later one token is back, not minus two.
+    assert bucket.try_take(0.5)
+    assert not bucket.try_take(0.5)
+    assert [bucket.try_take(10.0) for _ in range(4)] == [True, True, True, False]

@@ -171,3 +171,17 @@ def test_local_presence_answers_and_withdraws() -> None:
     ]
     assert presence.everyone("room") is None
     assert presence.withdraw("room") is None
+
+
+def test_local_presence_withdraws_a_clock_at_the_top_of_the_range() -> None:
+    """Issue #20: clock + 1 past 2**53 - 1 raised in encode; the same clock is sent there."""
+    presence = LocalPresence()
+    top = 2**53 - 1
+    presence.apply(
+        "room", encode_awareness_update([AwarenessEntry(client_id=4242, clock=top, state="{}")])
+    )
+    removal = presence.withdraw("room")
+    assert removal is not None
+    assert decode_awareness_update(removal) == [
+        AwarenessEntry(client_id=4242, clock=top, state="null")
+    ]

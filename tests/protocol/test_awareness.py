@@ -11,8 +11,11 @@ from hypothesis import strategies as st
 from pycrdt import Awareness, Doc
 
 from civicrealtime.protocol.awareness import (
+    ENTRY_OVERHEAD,
     AwarenessChange,
     AwarenessEntry,
+    AwarenessLimits,
+    AwarenessRefused,
     AwarenessStates,
     decode_awareness_update,
     encode_awareness_update,
@@ -61,11 +64,13 @@ def change(
     updated: set[int] | None = None,
     removed: set[int] | None = None,
     outranked: set[int] | None = None,
+    refused: set[int] | None = None,
 ) -> AwarenessChange:
     return AwarenessChange(
         updated=frozenset(updated or ()),
         removed=frozenset(removed or ()),
         outranked=frozenset(outranked or ()),
+        refused=frozenset(refused or ()),
     )
 
 
@@ -575,3 +580,136 @@ def test_a_client_is_nudged_once_per_clock() -> None:
     aw.apply([entry(7, 4, "{}")])  # it answered: a new clock may be nudged again
     assert aw.nudge(7) == encode_awareness_update([entry(7, 4, "null")])
     assert aw.nudge(8) is None  # no state, nothing to nudge
+
+
+# --- the top of the clock range (issue #20) ------------------------------------------------
+
+
+def test_removal_at_the_top_of_the_range_keeps_the_clock() -> None:
+    """y-protocols' clocks cannot pass 2**53 (JavaScript's 2**53 + 1 == 2**53); lib0's
+    reference server removes a foreign client at the clock it holds. The room's removal
+    at the top does the same, instead of encoding an integer lib0 cannot read back."""
+    aw = AwarenessStates()
+    aw.apply(decode_awareness_update(raw_update((4242, MAX_SAFE_INTEGER, b"{}"))))
+    removal = aw.remove([4242])
+    assert removal is not None
+    assert decode_awareness_update(removal) == [entry(4242, MAX_SAFE_INTEGER, "null")]
+    # Peers holding the state accept a same-clock removal; a state at that clock stays out.
+    peer = AwarenessStates()
+    peer.apply([entry(4242, MAX_SAFE_INTEGER, "{}")])
+    assert peer.apply(decode_awareness_update(removal)) == change(removed={4242})
+    assert aw.apply([entry(4242, MAX_SAFE_INTEGER, "{}")]) == change(outranked={4242})
+    assert aw.removals([4242]) == removal
+    assert aw.remove([4242]) is None
+
+
+def test_pycrdt_accepts_the_same_clock_removal_at_the_top() -> None:
+    ref = Awareness(Doc(client_id=1))
+    ref.apply_awareness_update(encode_awareness_update([entry(9, MAX_SAFE_INTEGER, "{}")]), "t")
+    aw = AwarenessStates()
+    aw.apply([entry(9, MAX_SAFE_INTEGER, "{}")])
+    removal = aw.remove([9])
+    assert removal is not None
+    ref.apply_awareness_update(removal, "t")
+    assert 9 not in ref.states
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(client_ids, st.integers(MAX_SAFE_INTEGER - 3, MAX_SAFE_INTEGER))))
+def test_clocks_near_the_top_never_raise(items: list[tuple[int, int]]) -> None:
+    aw = AwarenessStates()
+    for client_id, clock in items:
+        aw.apply([entry(client_id, clock, "{}")])
+        for update in (aw.remove([client_id]), aw.nudge(client_id), aw.encode_all()):
+            if update is not None:
+                decode_awareness_update(update)
+        aw.removals([client_id])
+
+
+# --- limits (issue #20) ---------------------------------------------------------------------
+
+LIMITS = AwarenessLimits(max_entries=3, max_state_bytes=10, max_update_bytes=100)
+
+
+def test_a_count_over_the_limit_is_refused_before_any_entry_is_read() -> None:
+    # Four entries whose states are not even JSON: the count alone refuses the update.
+    payload = raw_update(*((i, 1, b"{") for i in range(4)))
+    with pytest.raises(AwarenessRefused, match="4 entries") as info:
+        decode_awareness_update(payload, LIMITS)
+    assert info.value.label == "too_many_entries"
+    assert len(decode_awareness_update(raw_update(*((i, 1, b"{}") for i in range(3))), LIMITS))
+
+
+def test_an_update_over_the_byte_limit_is_refused_unread() -> None:
+    with pytest.raises(AwarenessRefused) as info:
+        decode_awareness_update(b"\x01" + b"\x00" * 100, LIMITS)
+    assert info.value.label == "update_too_large"
+
+
+def test_a_state_over_its_limit_is_refused_before_parsing() -> None:
+    with pytest.raises(AwarenessRefused) as info:
+        decode_awareness_update(raw_update((1, 1, b"[" * 11)), LIMITS)
+    assert info.value.label == "state_too_large"
+    assert decode_awareness_update(raw_update((1, 1, b"[" * 5 + b"]" * 5)), LIMITS)
+
+
+def test_limits_for_a_room_admit_an_echo_of_the_whole_room() -> None:
+    limits = AwarenessLimits.for_room(max_states=50, max_state_bytes=200, max_bytes=5000)
+    aw = AwarenessStates(max_states=50, max_bytes=5000)
+    change_ = aw.apply(
+        [entry(2**32 - 1 - i, MAX_SAFE_INTEGER, '"' + "x" * 78 + '"') for i in range(60)]
+    )
+    assert len(change_.updated) == 50 and len(change_.refused) == 10
+    everything = aw.encode_all()
+    assert everything is not None
+    assert len(decode_awareness_update(everything, limits)) == 50
+
+
+def test_a_room_refuses_states_past_its_bounds() -> None:
+    aw = AwarenessStates(max_states=2, max_bytes=2 * (ENTRY_OVERHEAD + 10))
+    assert aw.apply([entry(1, 1, '"' + "a" * 8 + '"'), entry(2, 1, "{}")]) == change(updated={1, 2})
+    assert aw.apply([entry(3, 1, "{}")]) == change(refused={3})
+    # Refused without its clock: once there is room, the same update goes through.
+    assert aw.apply([entry(2, 2, '"' + "b" * 9 + '"')]) == change(refused={2})
+    assert aw.apply([entry(2, 2, "null")]) == change(removed={2})
+    assert aw.nbytes == ENTRY_OVERHEAD + 10
+    assert aw.apply([entry(3, 1, "{}")]) == change(updated={3})
+
+
+def test_clocks_of_departed_clients_are_bounded() -> None:
+    aw = AwarenessStates(max_departed=10)
+    for client_id in range(100):
+        aw.apply([entry(client_id, 1, "{}")])
+        aw.remove([client_id])
+    aw.apply([entry(1000, 1, "{}")])
+    assert aw.clock_of(99) == 2  # the newest departed are remembered
+    assert aw.clock_of(0) == 0  # the oldest forgotten
+    assert len([c for c in range(100) if aw.clock_of(c)]) <= 20
+
+
+def test_encode_current() -> None:
+    aw = AwarenessStates()
+    aw.apply([entry(1, 3, "{}"), entry(2, 1, "[]")])
+    aw.remove([2])
+    assert decode_awareness_update(aw.encode_current([1, 2])) == [
+        entry(1, 3, "{}"),
+        entry(2, 2, "null"),
+    ]
+
+
+def test_encode_all_follows_every_change() -> None:
+    """It is kept between changes (joins and queries ask for it); never stale."""
+    aw = AwarenessStates()
+    aw.apply([entry(1, 1, "{}")])
+    first = aw.encode_all()
+    assert aw.encode_all() is first
+    aw.apply([entry(1, 1, "[]")])  # ignored: nothing changed
+    assert aw.encode_all() is first
+    aw.apply([entry(2, 1, "[]")])
+    assert decode_awareness_update(aw.encode_all() or b"") == [entry(1, 1, "{}"), entry(2, 1, "[]")]
+    aw.apply([entry(1, 2, '{"a":1}')])
+    assert entry(1, 2, '{"a":1}') in decode_awareness_update(aw.encode_all() or b"")
+    aw.remove([2])
+    assert decode_awareness_update(aw.encode_all() or b"") == [entry(1, 2, '{"a":1}')]
+    aw.apply([entry(1, 2, "null")])
+    assert aw.encode_all() is None

@@ -11,6 +11,7 @@ from ..protocol.awareness import (
     AwarenessEntry,
     decode_awareness_update,
     encode_awareness_update,
+    removal_clock,
 )
 from ..protocol.errors import MalformedMessage
 
@@ -49,6 +50,6 @@ class LocalPresence:
         if not states:
             return None
         return encode_awareness_update(
-            AwarenessEntry(client_id=cid, clock=entry.clock + 1, state=_NULL)
+            AwarenessEntry(client_id=cid, clock=removal_clock(entry.clock), state=_NULL)
             for cid, entry in states.items()
         )

@@ -99,6 +99,12 @@ class DaemonCollector(Collector):
             "Connections closed for not reading (1013)",
             s.slow_consumer_closes,
         )
+        yield _labelled(
+            P + "awareness_refused",
+            "Awareness changes refused (foreign client ids, presence limits), by reason",
+            "reason",
+            s.awareness_refused,
+        )
         yield CounterMetricFamily(P + "room_crashes", "Room actors that failed", s.room_crashes)
         h = HistogramMetricFamily(P + "hydration_seconds", "Time to load a room")
         cumulative = 0

@@ -51,3 +51,5 @@ class InvalidMessage(Event):
     """A frame that must not be applied or relayed; the connection carries on."""
 
     reason: str
+    # Set when the frame is well-formed but over a configured limit: the limit's name.
+    refused: str | None = None

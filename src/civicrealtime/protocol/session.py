@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from . import control, messages
-from .awareness import decode_awareness_update
+from .awareness import AwarenessLimits, AwarenessRefused, decode_awareness_update
 from .errors import MalformedMessage
 from .events import (
     AwarenessReceived,
@@ -27,22 +27,24 @@ from .updates import precheck_state_vector, precheck_update
 class Session:
     """Decodes the frames of one client connection."""
 
-    __slots__ = ("counts",)
+    __slots__ = ("_awareness_limits", "counts")
 
-    def __init__(self) -> None:
+    def __init__(self, *, awareness_limits: AwarenessLimits | None = None) -> None:
         # Frames received by event name; read by metrics and by tests.
         self.counts: Counter[str] = Counter()
+        self._awareness_limits = awareness_limits
 
     def receive(self, frame: bytes | str) -> Event:
         try:
             event = self._decode(frame)
+        except AwarenessRefused as exc:
+            event = InvalidMessage(reason=str(exc), refused=exc.label)
         except MalformedMessage as exc:
             event = InvalidMessage(reason=str(exc))
         self.counts[type(event).__name__] += 1
         return event
 
-    @staticmethod
-    def _decode(frame: bytes | str) -> Event:
+    def _decode(self, frame: bytes | str) -> Event:
         if isinstance(frame, str):
             match control.decode_control(frame):
                 case control.ClientPing():
@@ -61,7 +63,7 @@ class Session:
                 precheck_update(update)
                 return UpdateReceived(update=update, is_step2=False)
             case messages.AwarenessMessage(payload=payload):
-                entries = tuple(decode_awareness_update(payload))
+                entries = tuple(decode_awareness_update(payload, self._awareness_limits))
                 return AwarenessReceived(entries=entries, frame=frame)
             case messages.QueryAwareness():
                 return QueryAwarenessReceived()

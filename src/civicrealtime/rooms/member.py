@@ -21,8 +21,12 @@ class Member:
     told_read_only: bool = False
     # trio.current_time() of the last frame or pong; written by the connection's tasks.
     last_seen: float = 0.0
-    # Awareness client ids this connection has published; removed when it leaves.
+    # Awareness client ids this connection owns (it published a state for each): only it
+    # may change them, and their states are removed when it leaves. At most
+    # `awareness.max_client_ids_per_connection`.
     awareness_ids: set[int] = attrs.Factory(set)
+    # Set once the member was told an awareness change was refused: one error frame.
+    told_awareness_refused: bool = False
     # Whether its first awareness frame has been seen: only that one can be a client coming
     # back after a blip (later outranked states are echoes of other clients' updates).
     awareness_seen: bool = False

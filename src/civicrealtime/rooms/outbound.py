@@ -1,9 +1,14 @@
 """One connection's outbound queue: the room pushes without waiting, the writer drains.
 
-The queue is bounded by count, not by the channel: the channel itself is unbounded so that
-a close request always fits behind the frames already queued. A push into a full queue
-closes the connection with 1013 (try again later) instead of dropping the frame: the
-client reconnects and resyncs, so nothing is silently lost and the room never waits.
+The queue is bounded by count and by bytes, not by the channel: the channel itself is
+unbounded so that a close request always fits behind the frames already queued. A push into
+a full queue (`capacity` frames, or `max_bytes` bytes already waiting) closes the
+connection with 1013 (try again later) instead of dropping the frame: the client reconnects
+and resyncs, so nothing is silently lost and the room never waits. The byte bound is
+checked before the frame is added, so one frame of any size (a large document's step 2 on
+join) still fits in a queue that holds less; a slow reader pins at most `max_bytes` plus one
+frame. Broadcast frames are shared by every member's queue, so this counts what each
+member keeps alive, not extra copies.
 """
 
 from __future__ import annotations
@@ -33,19 +38,23 @@ _FLUSH_THEN_CLOSE = object()
 class Outbound:
     __slots__ = (
         "_abort",
+        "_bytes",
         "_capacity",
         "_direct",
         "_flushing",
+        "_max_bytes",
         "_pending",
         "_receive",
         "_send",
         "close_request",
     )
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: float = math.inf) -> None:
         self._send, self._receive = trio.open_memory_channel[object](math.inf)
         self._capacity = capacity
+        self._max_bytes = max_bytes
         self._pending = 0
+        self._bytes = 0
         self.close_request: CloseRequest | None = None
         # Set by the connection: cancels its tasks so that the socket is closed now.
         self._abort: trio.CancelScope | None = None
@@ -57,6 +66,10 @@ class Outbound:
     @property
     def pending(self) -> int:
         return self._pending
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes
 
     @property
     def aborted(self) -> bool:
@@ -85,7 +98,7 @@ class Outbound:
         """Queue a frame; False if the connection is closing (or was just closed by this)."""
         if self.close_request is not None:
             return False
-        if self._pending >= self._capacity:
+        if self._pending >= self._capacity or self._bytes >= self._max_bytes:
             self.close(
                 CloseCode.TRY_AGAIN_LATER,
                 close_reason("SLOW_CONSUMER"),
@@ -116,6 +129,7 @@ class Outbound:
                 if sent > 0:
                     frame = WireRest(frame.payload, wire[sent:])
         self._pending += 1
+        self._bytes += len(frame)
         self._send.send_nowait(frame)
         return True
 
@@ -145,6 +159,7 @@ class Outbound:
                 return batch, True
             self._pending -= 1
             assert isinstance(item, bytes | str | WireFrame)
+            self._bytes -= len(item)
             batch.append(item)
             size += len(item)
             if size >= max_bytes:

@@ -33,7 +33,7 @@ from ..protocol import (
     diff_update,
 )
 from ..protocol import control as control_frames
-from ..protocol.awareness import decode_awareness_update
+from ..protocol.awareness import AwarenessEntry, decode_awareness_update
 from ..protocol.messages import (
     encode_awareness,
     encode_permission_denied,
@@ -53,6 +53,8 @@ from .types import RoomType
 log = logging.getLogger("civicrealtime.room")
 
 EMPTY_UPDATE = b"\x00\x00"
+# Loop time the mailbox loop may spend on queued messages before it lets other tasks run.
+MAILBOX_SLICE_SECONDS = 0.01
 
 
 class Room:
@@ -88,7 +90,14 @@ class Room:
         self._on_empty = on_empty
         self._on_join = on_join
         self.doc: Doc[Any] = Doc()
-        self.awareness = AwarenessStates()
+        presence = config.awareness
+        self.awareness = AwarenessStates(
+            max_states=presence.max_room_states,
+            max_bytes=presence.max_room_bytes,
+            max_departed=4 * presence.max_room_states,
+        )
+        # The local member that owns each awareness client id (see `_screen_awareness`).
+        self._awareness_owners: dict[int, Member] = {}
         self.members: dict[int, Member] = {}
         self._applied: list[bytes] = []
         self._subscription = self.doc.observe(self._collect)
@@ -125,8 +134,13 @@ class Room:
                 with self._stop_scope:
                     async for message in self._mailbox:
                         self._handle(message)
-                        # What is queued already, without a checkpoint per message.
+                        # What is queued already, without a checkpoint per message, but
+                        # within a slice of loop time: each message's cost is bounded, a
+                        # run of 255 costly ones (awareness echoes) must not add up.
+                        slice_end = time.perf_counter() + MAILBOX_SLICE_SECONDS
                         for _ in range(255):
+                            if time.perf_counter() > slice_end:
+                                break
                             try:
                                 queued = self._mailbox.receive_nowait()
                             except (trio.WouldBlock, trio.EndOfChannel):
@@ -278,6 +292,7 @@ class Room:
             case FromNode(node=node, update=update, awareness=awareness):
                 self._from_node(node, update, awareness)
             case NodeGone(node=node):
+                # At most `awareness.max_room_states` ids: the room holds no more states.
                 removal = self.awareness.remove(self._remote_awareness.pop(node, set()))
                 if removal is not None:
                     self._broadcast(encode_awareness(removal), exclude=None)
@@ -301,6 +316,10 @@ class Room:
     def _leave(self, member: Member) -> None:
         if self.members.pop(member.conn_id, None) is None:
             return
+        for client_id in member.awareness_ids:
+            if self._awareness_owners.get(client_id) is member:
+                del self._awareness_owners[client_id]
+        # At most `awareness.max_client_ids_per_connection` ids: a bounded removal.
         removal = self.awareness.remove(member.awareness_ids)
         if removal is not None:
             frame = encode_awareness(removal)
@@ -323,26 +342,139 @@ class Room:
                 except InvalidUpdate as exc:
                     self._reject(member, str(exc))
             case AwarenessReceived(entries=entries, frame=frame):
-                if not member.may_publish_awareness:
-                    return
-                change = self.awareness.apply(entries)
-                member.awareness_ids.update(change.updated)
-                member.awareness_ids.difference_update(change.removed)
-                if change.changed:
-                    # To everyone, the sender included: a lone y-websocket client must hear
-                    # something within 30 s or it drops the connection and reconnects.
-                    self._broadcast(WireFrame(frame), exclude=None)
-                    self._relay.local_awareness(self.key, frame)
-                first, member.awareness_seen = not member.awareness_seen, True
-                # A returning y-websocket client opens with its own state alone. Anything
-                # else outranked is an echo: every client sends back what it applies, and
-                # echoes of a state that has just left would otherwise each set off a wave.
-                if first and len(entries) == 1 and change.outranked:
-                    self._welcome_back(member, change.outranked)
+                if member.may_publish_awareness:
+                    self._on_awareness(member, entries, frame)
             case QueryAwarenessReceived():
                 everyone = self.awareness.encode_all()
                 if everyone is not None:
                     member.outbound.push(encode_awareness(everyone))
+
+    def _on_awareness(
+        self, member: Member, entries: tuple[AwarenessEntry, ...], frame: bytes
+    ) -> None:
+        """Apply what this member may change, relay what changed, refuse the rest.
+
+        The frame was bounded by the session (entries, bytes); the work here is one pass
+        over it, and what is relayed is bounded by the ids the member owns.
+        """
+        accepted, claims, refusal = self._screen_awareness(member, entries)
+        change = self.awareness.apply(accepted)
+        for client_id in claims:
+            if client_id in change.updated or client_id in change.removed:
+                self._own(member, client_id)
+        if change.refused:
+            self._stats.awareness_refused["room_full"] += len(change.refused)
+            refusal = refusal or (
+                "the room holds all the presence it may "
+                f"({self._config.awareness.max_room_states} states, "
+                f"{self._config.awareness.max_room_bytes} bytes)"
+            )
+        if change.changed:
+            changed = change.updated | change.removed
+            if len(accepted) == len(entries) == len(changed):
+                relayed = frame  # the usual case: the sender's own change, as it sent it
+            else:
+                # Only what changed, at its final clock: never more than the ids this
+                # member owns, however large the frame it came in.
+                relayed = encode_awareness(self.awareness.encode_current(changed))
+            # To everyone, the sender included: a lone y-websocket client must hear
+            # something within 30 s or it drops the connection and reconnects.
+            self._broadcast(WireFrame(relayed), exclude=None)
+            self._relay.local_awareness(self.key, relayed)
+        if refusal is not None:
+            self._refuse_awareness(member, refusal)
+        first, member.awareness_seen = not member.awareness_seen, True
+        # A returning y-websocket client opens with its own state alone. Anything else
+        # outranked is an echo: every client sends back what it applies, and echoes of a
+        # state that has just left would otherwise each set off a wave.
+        if first and len(entries) == 1 and change.outranked:
+            returning = frozenset(
+                cid for cid in change.outranked if self._owner(cid) in (None, member)
+            )
+            if returning:
+                self._welcome_back(member, returning)
+
+    def _screen_awareness(
+        self, member: Member, entries: tuple[AwarenessEntry, ...]
+    ) -> tuple[list[AwarenessEntry], set[int], str | None]:
+        """The entries this member may apply, the ids it claims, and why any was refused.
+
+        A connection changes only the client ids it owns: each id it published a state for
+        while nobody else owned it, up to `max_client_ids_per_connection`. Another
+        connection of the same user may take an id over (a client back after a blip whose
+        old socket the server has not noticed dying yet). Entries for ids someone else owns
+        that could change nothing are echoes: y-websocket clients send back every update
+        they apply, including their own 30 s timeout of another client (a removal at the
+        clock the room holds, which y-protocols would apply). Those are dropped quietly;
+        a newer clock for someone else's id is refused and counted.
+        """
+        limit = self._config.awareness.max_client_ids_per_connection
+        owned = member.awareness_ids
+        accepted: list[AwarenessEntry] = []
+        claims: set[int] = set()
+        refusal: str | None = None
+        for entry in entries:
+            client_id = entry.client_id
+            if client_id in owned or client_id in claims:
+                accepted.append(entry)
+                continue
+            newer = entry.clock > self.awareness.clock_of(client_id)
+            owner = self._owner(client_id)
+            mine = owner is None or (
+                isinstance(owner, Member) and owner.identity.user_id == member.identity.user_id
+            )
+            if not mine:
+                if newer:
+                    self._stats.awareness_refused["foreign_client"] += 1
+                    refusal = refusal or f"client id {client_id} belongs to another connection"
+                continue
+            if not newer:
+                # No change under the clock rule; a state still goes through, so that a
+                # returning client's outranked state is noticed (`_welcome_back`). A
+                # removal of what it does not own is an echo (or a timeout): dropped.
+                if entry.state != "null":
+                    accepted.append(entry)
+                continue
+            if owner is None and entry.state == "null":
+                continue  # nobody holds that state: nothing to remove
+            if len(owned) + len(claims) >= limit:
+                self._stats.awareness_refused["client_id_limit"] += 1
+                refusal = refusal or f"a connection may publish at most {limit} client ids"
+                continue
+            claims.add(client_id)
+            accepted.append(entry)
+        return accepted, claims, refusal
+
+    def _owner(self, client_id: int) -> Member | str | None:
+        """The local member, or the other node, whose client holds this id; None: nobody."""
+        owner = self._awareness_owners.get(client_id)
+        if owner is not None:
+            return owner
+        for node, ids in self._remote_awareness.items():
+            if client_id in ids:
+                return node
+        return None
+
+    def _own(self, member: Member, client_id: int) -> None:
+        previous = self._awareness_owners.get(client_id)
+        if previous is not None and previous is not member:
+            previous.awareness_ids.discard(client_id)
+        self._awareness_owners[client_id] = member
+        member.awareness_ids.add(client_id)
+
+    def _refuse_awareness(self, member: Member, detail: str) -> None:
+        """Tell an opted-in member once; never relayed, never applied."""
+        if member.told_awareness_refused:
+            return
+        member.told_awareness_refused = True
+        log.info(
+            "awareness.refused room=%s conn=%s user=%s detail=%s",
+            self.key,
+            member.conn_id,
+            member.identity.user_id,
+            detail,
+        )
+        self._send_error(member, "AWARENESS_REFUSED", "presence change refused: " + detail)
 
     def _welcome_back(self, member: Member, returning: frozenset[int]) -> None:
         """A client is back (after a blip) with the awareness clock it had before we removed it.
@@ -461,12 +593,19 @@ class Room:
             except MalformedMessage as exc:
                 log.warning("node.bad_awareness room=%s node=%s error=%s", self.key, node, exc)
                 return
+            # Bounded like local ones: states past the room's bounds are not held here.
             change = self.awareness.apply(entries)
             ids = self._remote_awareness.setdefault(node, set())
             ids.update(change.updated)
             ids.difference_update(change.removed)
             if change.changed:
-                self._broadcast(encode_awareness(awareness), exclude=None)
+                # What this room holds: entries past its bounds are not shown here either.
+                shown = (
+                    awareness
+                    if not change.refused
+                    else self.awareness.encode_current(change.updated | change.removed)
+                )
+                self._broadcast(encode_awareness(shown), exclude=None)
             if change.outranked:
                 # A client came back on that node with the clock it had before this node
                 # removed it (it moved here from a node that died, or that node never had the
