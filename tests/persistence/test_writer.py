@@ -263,3 +263,43 @@ async def test_with_sqlite_everything_survives_a_restart(tmp_path: Path) -> None
         persistence = Persistence(store)
         for room, editor in editors.items():
             assert text_of(await persistence.load(room)) == str(editor)
+
+
+async def test_a_long_outage_is_logged_as_a_few_summary_lines(
+    autojump_clock: trio.testing.MockClock,
+    running: Any,
+    fake: FakeStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A full disk for ten minutes, an update and a snapshot attempt every 0.1 s.
+
+    Before: one WARNING per failed append and per failed snapshot (thousands of lines).
+    Now: the first failure at once, one summary per minute, one recovery line.
+    """
+    persistence, _ = running
+    editor = Editor()
+    caplog.set_level(logging.INFO, logger="civicrealtime.persistence")
+    fake.failing = True
+    for _ in range(6000):
+        persistence.received("r", editor.type("x"))
+        with pytest.raises(StoreError):
+            await persistence.snapshot("r", b"\x00\x00")
+        await trio.sleep(0.1)
+    assert persistence.statistics().failures > 6000
+    assert persistence.failing_seconds >= 599
+    fake.failing = False
+    await trio.sleep(2)
+    assert persistence.healthy
+    lines = [r for r in caplog.records if r.name == "civicrealtime.persistence"]
+    loud = [r for r in lines if r.levelno >= logging.WARNING]
+    assert loud[0].levelno == logging.ERROR and "persistence.degraded" in loud[0].message
+    summaries = [r.message for r in loud[1:]]
+    assert 9 <= len(summaries) <= 11, summaries
+    assert all(s.startswith("persistence.still_failing failures=") for s in summaries)
+    counted = sum(int(s.split("failures=")[1].split()[0]) for s in summaries)
+    recovered = [r.message for r in lines if "persistence.recovered" in r.message]
+    assert len(recovered) == 1
+    total = int(recovered[0].split("failures=")[1].split()[0])
+    assert total == persistence.statistics().failures
+    assert 1 + counted <= total  # failures after the last summary are only in the total
+    assert persistence.failing_seconds == 0.0

@@ -117,6 +117,12 @@ class OpsApp:
         cluster = service.cluster_health()
         if cluster is not None:
             reasons.append(cluster)
+        damaged = sorted(service.rooms.damaged)
+        if damaged:
+            reasons.append(
+                f"{len(damaged)} rooms refused: their stored state is damaged "
+                f"(civicrealtime snapshots inspect ROOM): {', '.join(damaged[:5])}"
+            )
         crash = stats.last_room_crash_at
         if crash is not None and trio.current_time() - crash < CRASH_MEMORY_SECONDS:
             reasons.append(f"a room crashed {trio.current_time() - crash:.0f} s ago")
@@ -131,6 +137,7 @@ class OpsApp:
                 "connections": len(service.server.connections),
                 "rooms": service.rooms.statistics().live,
                 "event_loop_lag_seconds": round(stats.loop_lag_seconds, 4),
+                "damaged_rooms": damaged,
             },
         )
 
@@ -141,7 +148,15 @@ class OpsApp:
         problem = await service.store_reachable()
         if problem is not None:
             return _json(503, {"ready": False, "reason": problem})
-        return _json(200, {"ready": True})
+        body: dict[str, Any] = {"ready": True}
+        persistence = service.persistence
+        if persistence is not None and not persistence.healthy:
+            # Failing writes alone keep the node ready (docs/operations.md, readiness):
+            # its rooms go on, buffered, and every node shares the store anyway.
+            body["store_writes"] = (
+                f"failing for {persistence.failing_seconds:.0f} s: {persistence.last_error}"
+            )
+        return _json(200, body)
 
     # -- admin -------------------------------------------------------------------------------
 

@@ -51,6 +51,8 @@ class DaemonCollector(Collector):
         g = GaugeMetricFamily(P + "rooms", "Rooms in memory", labels=["state"])
         g.add_metric(["live"], rooms.live)
         g.add_metric(["empty"], rooms.empty)
+        # Refused because their stored state is damaged (not in memory; docs/persistence.md).
+        g.add_metric(["damaged"], rooms.damaged)
         yield g
         yield _labelled(
             P + "messages_received", "Frames received, by type", "type", s.messages_received

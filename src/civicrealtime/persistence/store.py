@@ -52,6 +52,31 @@ class Loaded:
         base = self.snapshot.log_seq if self.snapshot is not None else 0
         return max(base, self.log[-1].seq) if self.log else base
 
+    @property
+    def damaged(self) -> bool:
+        """Snapshots exist, none verified, and the log does not rebuild the room alone.
+
+        The log reaches back far enough when it still starts at seq 1: nothing was ever
+        truncated, so it holds every update the snapshots were made of. Once truncated (the
+        first snapshot cuts the log up to its `log_seq`), the records left depend on
+        content only the snapshots held: applied alone they are all pending, a blank
+        document. What the log cannot show is a state that only ever lived in a snapshot
+        (an `import`, or updates shed while the store failed); `inspect` lists the sizes.
+        """
+        if self.snapshot is not None or not any(p.what == "snapshot" for p in self.problems):
+            return False
+        return not (self.log and self.log[0].seq == 1)
+
+    def damage(self) -> str:
+        """What `damaged` found, for log lines and errors."""
+        failed = sum(1 for p in self.problems if p.what == "snapshot")
+        start = f"starts at seq {self.log[0].seq}" if self.log else "is empty"
+        return (
+            f"room {self.room_id!r}: all {failed} snapshots failed verification and the "
+            f"update log {start}, so it cannot rebuild the room; refusing to serve it blank "
+            f"(see `civicrealtime snapshots inspect {self.room_id}`)"
+        )
+
     def updates(self) -> list[bytes]:
         head = [self.state] if self.state is not None else []
         return head + [record.data for record in self.log]

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from .errors import StoreError, StoreTimeout
+from .errors import RoomDamaged, StoreError, StoreTimeout
 from .store import Loaded, Store
 
 log = logging.getLogger("civicrealtime.persistence")
@@ -41,6 +41,8 @@ MiB = 1024 * 1024
 # (receipt, seq) pairs remembered per room to map a snapshot's coverage to log seqs.
 # Older pairs fall off; coverage then errs on the safe side (a longer log).
 HISTORY = 4096
+# While the store keeps failing, one summary line per this many seconds, not one per try.
+FAILURE_LOG_INTERVAL = 60.0
 
 
 @attrs.frozen(kw_only=True)
@@ -49,6 +51,7 @@ class PersistenceStats:
     updates_written: int
     snapshot_writes: int
     failures: int  # failed appends and snapshots
+    failing_seconds: float  # how long the store has been failing (0 when healthy)
     log_failures: int
     snapshot_failures: int
     log_seconds: float  # time spent in successful appends
@@ -114,6 +117,12 @@ class Persistence:
         self._corrupt_rows = 0
         self._shed_total = 0
         self._last_flush_ms: float | None = None
+        # The current outage: when it began, its failures, and those not yet logged.
+        self._failing_since: float | None = None
+        self._episode_failures = 0
+        self._unlogged_failures = 0
+        self._last_failure_line = 0.0
+        self.failure_log_interval = FAILURE_LOG_INTERVAL
 
     # -- the flusher -------------------------------------------------------------------------
 
@@ -236,6 +245,9 @@ class Persistence:
                 f"{self._op_timeout:g} s"
             ) from None
         self._report(loaded)
+        if loaded.damaged:
+            # Never served blank, and so never snapshotted over the damaged rows.
+            raise RoomDamaged(f"{self.store.description}: {loaded.damage()}")
         self._floor[room_id] = max(self._floor.get(room_id, 0), loaded.covered_seq)
         buffered = [item.data for item in self._buffers.get(room_id, ())]
         return [*loaded.updates(), *buffered]
@@ -324,6 +336,7 @@ class Persistence:
             updates_written=self._updates_written,
             snapshot_writes=self._snapshot_writes,
             failures=self._failures,
+            failing_seconds=self.failing_seconds,
             log_failures=self._log_failures,
             snapshot_failures=self._snapshot_failures,
             log_seconds=self._log_seconds,
@@ -384,18 +397,57 @@ class Persistence:
             else:
                 log.warning(message, *args)
 
+    @property
+    def failing_seconds(self) -> float:
+        """How long the store has been failing, 0 while it works."""
+        if self._failing_since is None:
+            return 0.0
+        return trio.current_time() - self._failing_since
+
     def _failed(self, message: str) -> None:
+        """One failed write. Logged at once when it starts an outage, then summarised.
+
+        A full disk fails every flush and every snapshot attempt: one line each buried the
+        log (about two per update). The first failure is an ERROR at once; later ones are
+        counted and logged as one WARNING per `failure_log_interval`, and the recovery
+        line says how many there were in all.
+        """
         self._failures += 1
+        now = trio.current_time()
         if self.healthy:
+            self._failing_since = now
+            self._episode_failures = 1
+            self._unlogged_failures = 0
+            self._last_failure_line = now
             log.error("persistence.degraded %s", message)
         else:
-            log.warning("persistence.retry_failed %s", message)
+            self._episode_failures += 1
+            self._unlogged_failures += 1
+            if now - self._last_failure_line >= self.failure_log_interval:
+                log.warning(
+                    "persistence.still_failing failures=%d in the last %.0f s "
+                    "(%d since %.0f s ago) last_error=%s",
+                    self._unlogged_failures,
+                    now - self._last_failure_line,
+                    self._episode_failures,
+                    now - (self._failing_since or now),
+                    message,
+                )
+                self._unlogged_failures = 0
+                self._last_failure_line = now
         self.healthy = False
         self.last_error = message
 
     def _succeeded(self) -> None:
         if not self.healthy:
-            log.info("persistence.recovered after=%r", self.last_error)
+            log.info(
+                "persistence.recovered failures=%d over %.1f s last_error=%s",
+                self._episode_failures,
+                self.failing_seconds,
+                self.last_error,
+            )
+            self._failing_since = None
+            self._episode_failures = self._unlogged_failures = 0
         self.healthy = True
         if self._overflowing and self._pending_bytes <= self._max_pending // 2:
             self._overflowing = False

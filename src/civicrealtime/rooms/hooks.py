@@ -14,6 +14,10 @@ class SnapshotFailed(Exception):
     """A snapshot could not be written; the updates stay in the log, so nothing is lost."""
 
 
+class StateDamaged(Exception):
+    """The room's stored state is damaged: refuse joiners until an operator decides."""
+
+
 class RoomHooks(Protocol):
     # False: no snapshot timers, nothing to flush before eviction.
     persistent: bool

@@ -53,6 +53,8 @@ from .types import RoomType
 log = logging.getLogger("civicrealtime.room")
 
 EMPTY_UPDATE = b"\x00\x00"
+# Seconds between snapshot attempts of a room whose snapshots keep failing, at most.
+SNAPSHOT_RETRY_MAX = 30.0
 
 
 class Room:
@@ -84,6 +86,7 @@ class Room:
         self._unsnapshotted = 0
         self._snapshot_wanted = trio.Event()
         self.snapshots_taken = 0
+        self._snapshot_failures = 0  # in a row
         self._mailbox = mailbox
         self._on_empty = on_empty
         self._on_join = on_join
@@ -204,6 +207,10 @@ class Room:
                 await self._snapshot_wanted.wait()
             if self._unsnapshotted:
                 await self._take_snapshot(why="trigger")
+            if self._snapshot_failures:
+                # A failing store (full disk) is not retried at every update past
+                # max_updates: each try costs a full-state write and a log line.
+                await trio.sleep(min(SNAPSHOT_RETRY_MAX, 2 ** (self._snapshot_failures - 1)))
 
     async def _take_snapshot(self, *, why: str) -> None:
         # State and mark are captured together, with no checkpoint in between: the
@@ -223,8 +230,14 @@ class Room:
             await self._hooks.snapshot(self.key, state, received=mark)
         except SnapshotFailed as exc:
             self._unsnapshotted += taken
-            log.warning("snapshot.failed room=%s why=%s error=%s", self.key, why, exc)
+            self._snapshot_failures += 1
+            if self._snapshot_failures == 1:
+                # Later failures of the streak are in the store's summary lines.
+                log.warning("snapshot.failed room=%s why=%s error=%s", self.key, why, exc)
             return
+        if self._snapshot_failures:
+            log.info("snapshot.recovered room=%s failures=%d", self.key, self._snapshot_failures)
+            self._snapshot_failures = 0
         self.snapshots_taken += 1
         self.size_estimate = len(state)
         self._relay.snapshot_written(self.key)
