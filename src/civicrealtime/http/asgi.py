@@ -123,6 +123,14 @@ class OpsApp:
                 f"{len(damaged)} rooms refused: their stored state is damaged "
                 f"(civicrealtime snapshots inspect ROOM): {', '.join(damaged[:5])}"
             )
+        room_stats = service.rooms.statistics()
+        dropped = stats.last_pending_drop_at
+        if dropped is not None and trio.current_time() - dropped < CRASH_MEMORY_SECONDS:
+            reasons.append(
+                f"updates waiting for changes never received were dropped "
+                f"{trio.current_time() - dropped:.0f} s ago ({stats.pending_dropped_bytes} "
+                f"bytes in all)"
+            )
         crash = stats.last_room_crash_at
         if crash is not None and trio.current_time() - crash < CRASH_MEMORY_SECONDS:
             reasons.append(f"a room crashed {trio.current_time() - crash:.0f} s ago")
@@ -135,9 +143,10 @@ class OpsApp:
                 "status": status,
                 "reasons": reasons,
                 "connections": len(service.server.connections),
-                "rooms": service.rooms.statistics().live,
+                "rooms": room_stats.live,
                 "event_loop_lag_seconds": round(stats.loop_lag_seconds, 4),
                 "damaged_rooms": damaged,
+                "pending_bytes": room_stats.pending_bytes,
             },
         )
 

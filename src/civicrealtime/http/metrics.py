@@ -86,6 +86,19 @@ class DaemonCollector(Collector):
             s.slow_consumer_closes,
         )
         yield CounterMetricFamily(P + "room_crashes", "Room actors that failed", s.room_crashes)
+        yield GaugeMetricFamily(
+            P + "pending_bytes",
+            "Updates held for changes the room never received, bytes",
+            rooms.pending_bytes,
+        )
+        yield CounterMetricFamily(
+            P + "pending_dropped_updates",
+            "Held updates dropped (over budget, or unresolved after pending_timeout)",
+            s.pending_dropped_updates,
+        )
+        yield CounterMetricFamily(
+            P + "pending_dropped_bytes", "Bytes of held updates dropped", s.pending_dropped_bytes
+        )
         h = HistogramMetricFamily(P + "hydration_seconds", "Time to load a room")
         cumulative = 0
         buckets = []

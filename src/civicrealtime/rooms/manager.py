@@ -74,6 +74,7 @@ class RoomStats:
     crashed: int
     connections: int
     damaged: int = 0
+    pending_bytes: int = 0  # updates held for changes never received (rooms/pending.py)
 
 
 class RoomManager:
@@ -112,6 +113,7 @@ class RoomManager:
             crashed=self.crashes,
             connections=sum(h.members for h in rooms),
             damaged=len(self.damaged),
+            pending_bytes=sum(h.room.pending.total for h in rooms),
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
