@@ -7,12 +7,14 @@ stayed after the room was closed. Here the same, scaled down, through the real s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
 from pycrdt import Doc, Text
 
+from civicrealtime.persistence import SqliteStore
 from civicrealtime.protocol import messages
 from civicrealtime.protocol.closecodes import CloseCode
 
@@ -171,3 +173,33 @@ async def test_memory_is_given_back_when_the_room_is_closed(start_server: StartS
     await eventually(lambda: room.pending.total == 0 and len(room.doc.get_update()) == 2)
     await eventually(lambda: held - _rss() > 40 * MiB, within=10)
     await trio.lowlevel.checkpoint()
+
+
+async def test_a_dropped_update_leaves_the_store_too(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """Before: the dropped update stayed in the log, carried forward by every snapshot and
+    held again after every restart (an attacker's bytes piling up in the store)."""
+    running = await start_server(
+        make_config(
+            data_dir=str(tmp_path),
+            snapshots={"enabled": True, "flush_ms": 10, "interval": 0},
+            rooms={"pending_timeout": 0.3, "cleanup_timeout": 0.1},
+        )
+    )
+    client = await running.client("stored")
+    await client.wait_for(lambda: len(client.binary) >= 2)
+    room = await _room(running, "stored")
+    _, update = waiting_update(50_000)
+    await _send(client, update)
+    await eventually(lambda: room.pending.total > 0)
+    persistence = running.service.persistence
+    assert persistence is not None
+    await eventually(lambda: persistence.unflushed("records:stored") == 0)  # in the log
+    await eventually(lambda: room.pending.total == 0)  # dropped after the timeout
+    await client.ws.aclose()
+    await eventually(lambda: running.service.rooms.get("records:stored") is None)
+    await eventually(lambda: room.snapshots_taken == 1)  # the retiring snapshot
+    async with SqliteStore(str(tmp_path / "realtime.sqlite3"), read_only=True) as store:
+        loaded = await store.load("records:stored")
+    assert update not in loaded.updates()

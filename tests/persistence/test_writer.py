@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -303,3 +304,27 @@ async def test_a_long_outage_is_logged_as_a_few_summary_lines(
     assert total == persistence.statistics().failures
     assert 1 + counted <= total  # failures after the last summary are only in the total
     assert persistence.failing_seconds == 0.0
+
+
+async def test_discarded_updates_are_never_written_and_leave_the_log(
+    autojump_clock: trio.testing.MockClock, running: Any, fake: FakeStore
+) -> None:
+    persistence, _ = running
+    editor = Editor()
+    logged = editor.type("logged ")
+    persistence.received("r", logged)
+    await trio.sleep(0.15)  # flushed
+    buffered = editor.type("buffered")
+    persistence.received("r", buffered)
+    persistence.discard("r", [logged, buffered])
+    assert persistence.unflushed("r") == 0
+    assert persistence.statistics().pending_bytes == 0
+    await trio.sleep(0.15)
+    assert fake.everything("r") == [logged]  # the buffered one was never written
+    await persistence.snapshot("r", b"\x00\x00")
+    assert fake.snapshot_calls[-1]["discard"] == {
+        sha256(logged).digest(),
+        sha256(buffered).digest(),
+    }
+    await persistence.snapshot("r", b"\x00\x00")
+    assert fake.snapshot_calls[-1]["discard"] == set()  # forgotten once a snapshot took them

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from types import TracebackType
 
 import trio
@@ -57,6 +58,7 @@ class StoreBase(abc.ABC):
         covers_seq: int,
         carry: Sequence[bytes] = (),
         compress: bool = False,
+        discard: AbstractSet[bytes] = frozenset(),
     ) -> SnapshotRecord: ...
 
     @abc.abstractmethod

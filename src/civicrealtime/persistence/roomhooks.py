@@ -36,6 +36,9 @@ class PersistedRooms:
     def unflushed(self, key: str) -> int:
         return self.persistence.unflushed(key)
 
+    def discard(self, key: str, updates: Sequence[bytes]) -> None:
+        self.persistence.discard(key, updates)
+
     def must_stay(self, key: str) -> bool:
         return self.persistence.must_stay(key)
 

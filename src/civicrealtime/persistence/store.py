@@ -13,6 +13,7 @@ because applying a Yjs update twice changes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Literal, Protocol
 
 import attrs
@@ -136,6 +137,7 @@ class Store(Protocol):
         covers_seq: int,
         carry: Sequence[bytes] = (),
         compress: bool = False,
+        discard: AbstractSet[bytes] = frozenset(),
     ) -> SnapshotRecord:
         """Store a snapshot containing every log record up to `covers_seq`, in one transaction.
 
@@ -143,7 +145,9 @@ class Store(Protocol):
         to the oldest kept snapshot's `log_seq`, so that any kept snapshot plus the log
         still rebuilds the room. Log records whose content is not in `state` (updates still
         waiting for a missing dependency) and rows that fail verification are never
-        truncated. `carry` holds raw updates to re-append after the truncation.
+        truncated. `carry` holds raw updates to re-append after the truncation. Log records
+        up to `covers_seq` whose sha256 digest is in `discard` (updates the room dropped,
+        see `Persistence.discard`) are deleted rather than kept.
         """
         ...
 

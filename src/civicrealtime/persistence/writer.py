@@ -24,6 +24,7 @@ dropped (they are in the state) rather than flushed first.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import deque
@@ -103,6 +104,8 @@ class Persistence:
         self._shed_upto: dict[str, int] = {}  # highest receipt shed, per room
         self._shed_counts: dict[str, int] = {}
         self._overflowing = False
+        # sha256 of logged updates a room dropped, removed from the log by its next snapshot.
+        self._discards: dict[str, set[bytes]] = {}
 
         self.healthy = True
         self.last_error: str | None = None
@@ -219,6 +222,26 @@ class Persistence:
         if self._pending_bytes > self._max_pending:
             self._shed()
 
+    def discard(self, room_id: str, updates: Sequence[bytes]) -> None:
+        """The room dropped these received updates (pending, never resolved): forget them.
+
+        Still buffered: taken out of the buffer, never written. Already in the log: the
+        room's next successful snapshot deletes them instead of carrying them forward (a
+        snapshot keeps every log record its state does not contain, and these are exactly
+        such records), so a restart does not load them again.
+        """
+        digests = {hashlib.sha256(update).digest() for update in updates}
+        buffered = self._buffers.get(room_id)
+        if buffered:
+            kept = deque(
+                item for item in buffered if hashlib.sha256(item.data).digest() not in digests
+            )
+            self._pending_bytes -= sum(len(item.data) for item in buffered) - sum(
+                len(item.data) for item in kept
+            )
+            self._buffers[room_id] = kept
+        self._discards.setdefault(room_id, set()).update(digests)
+
     def mark(self, room_id: str) -> int:
         """The room's receipt count now; see `snapshot(received=...)`."""
         return self._receipts.get(room_id, 0)
@@ -281,6 +304,8 @@ class Persistence:
         # Buffered updates are not dropped here: they still go to the log, so that if this
         # snapshot is ever found corrupt, the previous one plus the log rebuilds the room.
         compress = self._compress_over is not None and len(state) > self._compress_over
+        discards = self._discards.get(room_id, set())
+        taken = frozenset(discards)
         started = time.perf_counter()
         try:
             with trio.fail_after(self._op_timeout):
@@ -290,6 +315,7 @@ class Persistence:
                     covers_seq=covers,
                     carry=list(carry),
                     compress=compress,
+                    discard=taken,
                 )
         except trio.TooSlowError:
             message = f"snapshot of room {room_id!r} timed out after {self._op_timeout:g} s"
@@ -302,6 +328,9 @@ class Persistence:
             raise
         self._snapshot_seconds += time.perf_counter() - started
         self._snapshot_writes += 1
+        discards -= taken
+        if not discards:
+            self._discards.pop(room_id, None)
         self._floor[room_id] = max(self._floor.get(room_id, 0), covers)
         if self._shed_upto.get(room_id, 0) <= mark:
             self._shed_upto.pop(room_id, None)
@@ -326,6 +355,8 @@ class Persistence:
         """The room left memory: drop its bookkeeping (not its unwritten updates)."""
         self._logged.pop(room_id, None)
         self._floor.pop(room_id, None)
+        # Kept otherwise: the room's retiring snapshot failed, and the next one (after a
+        # reload) still removes them. The set is small: digests of dropped updates.
         if not self.unflushed(room_id):
             self._buffers.pop(room_id, None)
             self._receipts.pop(room_id, None)

@@ -52,6 +52,14 @@ class RoomHooks(Protocol):
         """Received updates of the room not yet durable."""
         ...
 
+    def discard(self, key: str, updates: Sequence[bytes]) -> None:
+        """Received updates the room dropped (pending, never resolved): not to be kept.
+
+        Those still buffered are never written; the next snapshot removes the others from
+        the log instead of carrying them forward.
+        """
+        ...
+
     def must_stay(self, key: str) -> bool:
         """Evicting the room now could lose updates (the store is failing): keep it."""
         ...
@@ -80,6 +88,9 @@ class MemoryOnly:
 
     def unflushed(self, key: str) -> int:
         return 0
+
+    def discard(self, key: str, updates: Sequence[bytes]) -> None:
+        return None
 
     def must_stay(self, key: str) -> bool:
         return False

@@ -597,7 +597,7 @@ class Room:
 
         `get_update()` leaves pending structs out, so the rebuild holds everything that
         was integrated and nothing that was dropped. The raw bytes may already be in the
-        store's log (see `_apply`): a reload holds them again, for `pending_timeout`.
+        store's log (see `_apply`): the hooks forget them, or a reload would hold them again.
         """
         if not dropped:
             return
@@ -618,6 +618,10 @@ class Room:
         self.doc = doc
         self._subscription = self.doc.observe(self._collect)
         self._applied.clear()
+        # Not kept in the store either: never written if still buffered, and removed from
+        # the log by the next snapshot (which a retiring room then takes, too).
+        self._hooks.discard(self.key, [held.update for held in dropped])
+        self._unsnapshotted += 1
         size = sum(len(held.update) for held in dropped)
         self._stats.pending_dropped_updates += len(dropped)
         self._stats.pending_dropped_bytes += size
