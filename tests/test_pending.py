@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import trio
 from pycrdt import Doc, Text
+from trio_websocket import ConnectionClosed
 
 from civicrealtime.persistence import SqliteStore
 from civicrealtime.protocol import messages
@@ -172,7 +172,6 @@ async def test_memory_is_given_back_when_the_room_is_closed(start_server: StartS
     await client.wait_for(lambda: client.closed is not None)
     await eventually(lambda: room.pending.total == 0 and len(room.doc.get_update()) == 2)
     await eventually(lambda: held - _rss() > 40 * MiB, within=10)
-    await trio.lowlevel.checkpoint()
 
 
 async def test_a_dropped_update_leaves_the_store_too(
@@ -203,3 +202,25 @@ async def test_a_dropped_update_leaves_the_store_too(
     async with SqliteStore(str(tmp_path / "realtime.sqlite3"), read_only=True) as store:
         loaded = await store.load("records:stored")
     assert update not in loaded.updates()
+
+
+async def test_the_reported_attack_with_the_default_budgets(start_server: StartServer) -> None:
+    """The report's frames (9 MiB, a fresh client on a clock never seen), default config:
+    the first one closes the sender and is dropped; nothing stays held."""
+    running = await start_server(make_config(protocol={"control_frames": True}))
+    attacker = await running.client("reported")
+    await attacker.wait_for(lambda: len(attacker.binary) >= 2)
+    room = await _room(running, "reported")
+    frame = waiting_update(9 * MiB)[1]
+    for _ in range(3):
+        if attacker.closed is not None:
+            break
+        try:
+            await _send(attacker, frame)
+        except ConnectionClosed:
+            break
+    await attacker.wait_for(lambda: attacker.closed is not None, within=20)
+    assert attacker.closed is not None and attacker.closed[0] == CloseCode.LIMIT_EXCEEDED
+    assert attacker.events("error")[0]["error"]["code"] == "PENDING_LIMIT"
+    assert room.pending.total == 0
+    assert running.service.stats.pending_closes == 1
