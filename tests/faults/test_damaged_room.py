@@ -6,6 +6,7 @@ admin snapshot then wrote a 2-byte state over the stored rows.
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from civicrealtime.app import RealtimeService
 from civicrealtime.auth import DevelopmentAuthenticator
 from civicrealtime.persistence import SqliteStore
 from civicrealtime.protocol.closecodes import CloseCode
+from civicrealtime.rooms.room import Room
 
 from ..conftest import make_config
 from ..persistence.helpers import Editor
@@ -62,6 +64,13 @@ async def test_a_room_with_only_corrupt_snapshots_is_refused_not_served_blank(
     assert "ROOM_DAMAGED" in client.closed[1]
     assert client.events("error")[0]["error"]["code"] == "ROOM_DAMAGED"
     assert not client.binary  # never a blank document in place of the real one
+
+    # Each join retries the load with a new room actor; a refused one leaves no trace.
+    for _ in range(3):
+        more = await YClient.connect(nursery, url)
+        await more.wait_for(lambda more=more: more.closed is not None)
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, Room) and o.key == "records:ledger"]
 
     async with httpx.AsyncClient(base_url=http) as c:
         health = (await c.get("/health")).json()

@@ -234,7 +234,7 @@ class RoomManager:
             handle.failed = True
             handle.damage = str(exc)
             if self.damaged.get(handle.key) != handle.damage:
-                log.error("room.damaged room=%s %s", handle.key, exc)  # noqa: TRY400
+                log.error("room.damaged room=%s %s", handle.key, handle.damage)  # noqa: TRY400
             self.damaged[handle.key] = handle.damage
         except Exception:
             self.crashes += 1

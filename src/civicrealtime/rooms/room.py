@@ -124,7 +124,17 @@ class Room:
         (4500) instead of serving a blank document. A stop request (eviction, shutdown)
         ends the loop; the last snapshot then runs shielded under the shutdown deadline.
         """
-        await self._hydrate()
+        try:
+            await self._hydrate()
+        except BaseException:
+            # A room that failed to load (store down, damaged state) is retried by the next
+            # joiner with a new Room: this one must not stay in memory (see the observer
+            # below), or a client reconnecting to a damaged room leaks one per attempt.
+            self._mailbox.close()
+            self.doc.unobserve(self._subscription)
+            self.pending.clear()
+            self.doc = Doc()
+            raise
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
