@@ -619,7 +619,9 @@ class Room:
             try:
                 apply_update(doc, held.update)
             except InvalidUpdate:
-                continue  # it was applied once already; yrs cannot refuse it now
+                # yrs took it once; should it refuse it now, it goes with the others.
+                dropped.append(held)
+                continue
             kept.append(held)
         self.pending.clear()
         for held in kept:
@@ -649,17 +651,17 @@ class Room:
         """While updates are held: forget resolved ones, drop those past `pending_timeout`."""
         timeout = self._config.rooms.pending_timeout
         while True:
-            if not self.pending:
-                await self._pending_added.wait()
-                self._pending_added = trio.Event()
-                continue
-            await trio.sleep(min(PENDING_CHECK_SECONDS, timeout))
-            self.pending.settle(self.doc.get_state())
-            expired = self.pending.older_than(trio.current_time() - timeout)
-            if expired:
-                self._drop_pending(expired, why="timeout")
-            if not self.pending and self._peak_bytes > TRIM_AFTER_BYTES:
-                # The dropped updates' memory goes back to the OS, not only to the heap.
+            await self._pending_added.wait()
+            self._pending_added = trio.Event()
+            while self.pending:
+                await trio.sleep(min(PENDING_CHECK_SECONDS, timeout))
+                self.pending.settle(self.doc.get_state())
+                expired = self.pending.older_than(trio.current_time() - timeout)
+                if expired:
+                    self._drop_pending(expired, why="timeout")
+            if self._peak_bytes - self.size_estimate > TRIM_AFTER_BYTES:
+                # Nothing held any more (resolved, expired, or dropped over a budget): the
+                # memory it took goes back to the OS, not only to the allocator.
                 self._peak_bytes = self.size_estimate
                 await trio.to_thread.run_sync(trim_memory)
 
