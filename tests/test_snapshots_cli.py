@@ -123,6 +123,8 @@ def test_inspect_rebuild_and_accept_loss_of_a_damaged_room(tmp_path: Path) -> No
         connection.execute("UPDATE realtime_snapshots SET snapshot_data = x'00'")
     connection.close()
 
+    verified = _cli(tmp_path, "snapshots", "verify")
+    assert verified.returncode == 1 and "DAMAGED records:lost" in verified.stdout
     inspected = _cli(tmp_path, "snapshots", "inspect", "records:lost")
     assert inspected.returncode == 1
     assert "CORRUPT" in inspected.stdout and "DAMAGED" in inspected.stdout

@@ -170,6 +170,9 @@ async def _verify(store: StoreBase, args: argparse.Namespace) -> int:
     records = sum(len(loaded.log) for _, loaded in results)
     for problem in problems:
         print(f"PROBLEM {problem}")
+    for room, loaded in results:
+        if loaded.damaged:
+            print(f"DAMAGED {room}: refused by the daemon (civicrealtime snapshots inspect {room})")
     print(
         f"verified {len(rooms)} rooms: {snapshots} loadable snapshots, {records} log records "
         f"after them, {len(problems)} problems (bad rows are kept, never deleted)"
