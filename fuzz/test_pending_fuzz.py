@@ -140,12 +140,16 @@ def _prepare(program: list[tuple[Any, ...]]) -> Sends:
     return sends
 
 
+async def _synced(client: YClient) -> None:
+    await client.wait_for(lambda: len(client.binary) >= 2)
+
+
 async def _run(running: RunningServer, program: Sends) -> None:
     service = running.service
     editor = await running.client("chains")
     watcher = await running.client("chains")
-    for c in (editor, watcher):
-        await c.wait_for(lambda c=c: len(c.binary) >= 2)
+    await _synced(editor)
+    await _synced(watcher)
     handle = service.rooms.get("records:chains")
     assert handle is not None
     room: Room = handle.room
