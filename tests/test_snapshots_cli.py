@@ -98,3 +98,66 @@ def test_unknown_room_and_disabled_store(tmp_path: Path) -> None:
     disabled = _cli(tmp_path, "snapshots", "list")
     assert disabled.returncode == 2
     assert "no store" in disabled.stderr
+
+
+def test_inspect_rebuild_and_accept_loss_of_a_damaged_room(tmp_path: Path) -> None:
+    (tmp_path / "rt.yml").write_text("data_dir: data\n")
+    database = tmp_path / "data" / "realtime.sqlite3"
+    doc = Doc()
+    text = doc.get("t", type=Text)
+
+    def typed(words: str) -> bytes:
+        before = doc.get_state()
+        text.insert(len(str(text)), words)
+        return doc.get_update(before)
+
+    async def write() -> None:
+        async with SqliteStore(str(database)) as store:
+            await store.append([("records:lost", typed("alpha "))])
+            await store.write_snapshot("records:lost", doc.get_update(), covers_seq=1)
+            await store.append([("records:lost", typed("beta"))])
+
+    trio.run(write)
+    connection = sqlite3.connect(database)
+    with connection:
+        connection.execute("UPDATE realtime_snapshots SET snapshot_data = x'00'")
+    connection.close()
+
+    verified = _cli(tmp_path, "snapshots", "verify")
+    assert verified.returncode == 1 and "DAMAGED records:lost" in verified.stdout
+    inspected = _cli(tmp_path, "snapshots", "inspect", "records:lost")
+    assert inspected.returncode == 1
+    assert "CORRUPT" in inspected.stdout and "DAMAGED" in inspected.stdout
+    assert "seq 2 to 2" in inspected.stdout
+    refused = _cli(tmp_path, "snapshots", "rebuild", "records:lost")
+    assert refused.returncode == 1 and "nothing written" in refused.stderr
+    compacted = _cli(tmp_path, "snapshots", "compact")
+    assert compacted.returncode == 1 and "DAMAGED records:lost" in compacted.stdout
+    unconfirmed = _cli(tmp_path, "snapshots", "accept-loss", "records:lost")
+    assert unconfirmed.returncode == 2
+    connection = sqlite3.connect(database)
+    assert connection.execute("SELECT count(*) FROM realtime_snapshots").fetchone()[0] == 1
+    connection.close()
+
+    accepted = _cli(tmp_path, "snapshots", "accept-loss", "records:lost", "--yes")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "bad rows are kept" in accepted.stdout
+    after = _cli(tmp_path, "snapshots", "inspect", "records:lost")
+    assert after.returncode == 0 and after.stdout.rstrip().endswith("OK")
+    connection = sqlite3.connect(database)
+    assert connection.execute("SELECT count(*) FROM realtime_snapshots").fetchone()[0] == 2
+    connection.close()
+
+
+def test_rebuild_writes_what_the_daemon_would_load(tmp_path: Path) -> None:
+    _prepare(tmp_path)
+    connection = sqlite3.connect(tmp_path / "data" / "realtime.sqlite3")
+    with connection:
+        connection.execute("UPDATE realtime_snapshots SET integrity_hash = 'bad'")
+    connection.close()
+    # records:b's log was truncated by its only snapshot: damaged. records:a has no snapshot.
+    assert _cli(tmp_path, "snapshots", "inspect", "records:b").returncode == 1
+    rebuilt = _cli(tmp_path, "snapshots", "rebuild", "records:a")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "from the update log" in rebuilt.stdout
+    assert _cli(tmp_path, "snapshots", "inspect", "records:a").returncode == 0

@@ -74,6 +74,12 @@ class RoomsConfig:
     # the second, updates that would grow it are refused with an error frame.
     document_warn_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=_at_least(1))
     max_document_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_at_least(1))
+    # Updates that wait for changes the room never received (pending): counted against
+    # max_document_bytes, bounded per room and per connection (a connection past its
+    # budget is closed with 4029), and dropped after pending_timeout seconds.
+    max_pending_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=_at_least(1))
+    max_pending_bytes_per_connection: int = attrs.field(default=1024 * 1024, validator=_at_least(1))
+    pending_timeout: float = attrs.field(default=30.0, validator=_positive)
 
     @property
     def grace_seconds(self) -> float:

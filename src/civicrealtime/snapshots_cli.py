@@ -18,7 +18,7 @@ import trio
 from tqdm import tqdm
 
 from .config import RealtimeConfig
-from .persistence import StoreBase, StoreError, store_for
+from .persistence import RoomDamaged, StoreBase, StoreError, store_for
 from .protocol import InvalidUpdate
 
 T = TypeVar("T")
@@ -41,6 +41,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     load.add_argument("room")
     load.add_argument("file", type=Path)
     actions.add_parser("verify", help="check every snapshot and log record (progress, summary)")
+    inspect = actions.add_parser(
+        "inspect", help="one room's rows, each verified, and whether the room can be served"
+    )
+    inspect.add_argument("room")
+    repair = actions.add_parser(
+        "rebuild",
+        help="write a new snapshot of what loads (a sound snapshot, or the whole log)",
+    )
+    repair.add_argument("room")
+    loss = actions.add_parser(
+        "accept-loss",
+        help="serve a damaged room again from what its log still holds (the rest is lost)",
+    )
+    loss.add_argument("room")
+    loss.add_argument("--yes", action="store_true", help="confirm: the lost content stays lost")
     compact = actions.add_parser("compact", help="fold update logs into new snapshots")
     compact.add_argument("rooms", nargs="*", help="rooms to compact (default: all)")
 
@@ -59,6 +74,9 @@ def run(config: RealtimeConfig, args: argparse.Namespace) -> int:
         "import": _import,
         "verify": _verify,
         "compact": _compact,
+        "inspect": _inspect,
+        "rebuild": _rebuild,
+        "accept-loss": _accept_loss,
     }[args.action]
 
     async def main() -> int:
@@ -152,6 +170,9 @@ async def _verify(store: StoreBase, args: argparse.Namespace) -> int:
     records = sum(len(loaded.log) for _, loaded in results)
     for problem in problems:
         print(f"PROBLEM {problem}")
+    for room, loaded in results:
+        if loaded.damaged:
+            print(f"DAMAGED {room}: refused by the daemon (civicrealtime snapshots inspect {room})")
     print(
         f"verified {len(rooms)} rooms: {snapshots} loadable snapshots, {records} log records "
         f"after them, {len(problems)} problems (bad rows are kept, never deleted)"
@@ -161,7 +182,102 @@ async def _verify(store: StoreBase, args: argparse.Namespace) -> int:
 
 async def _compact(store: StoreBase, args: argparse.Namespace) -> int:
     rooms = args.rooms or await store.list_rooms()
-    results = await _each(rooms, "compact", store.compact)
-    folded = [room for room, record in results if record is not None]
+
+    async def fold(room: str) -> object:
+        try:
+            return await store.compact(room)
+        except RoomDamaged as exc:
+            return exc
+
+    results = await _each(rooms, "compact", fold)
+    damaged = [room for room, outcome in results if isinstance(outcome, RoomDamaged)]
+    folded = [room for room, outcome in results if outcome is not None and room not in damaged]
+    for room in damaged:
+        print(f"DAMAGED {room}: left alone (civicrealtime snapshots inspect {room})")
     print(f"compacted {len(folded)} of {len(rooms)} rooms (the others had no log to fold)")
+    return 1 if damaged else 0
+
+
+async def _inspect(store: StoreBase, args: argparse.Namespace) -> int:
+    """Every snapshot with its verdict, the log's extent, and what the daemon will do."""
+    loaded = await store.load(args.room)
+    snapshots = await store.snapshots(args.room)
+    if not snapshots and not loaded.log and not loaded.problems:
+        print(f"no stored state for {args.room!r}", file=sys.stderr)
+        return 1
+    bad = {p.ident: p.reason for p in loaded.problems if p.what == "snapshot"}
+    print(f"room {args.room}")
+    for info in snapshots:
+        if info.id in bad:
+            verdict = f"CORRUPT ({bad[info.id]})"
+        elif loaded.snapshot is not None and info.id == loaded.snapshot.id:
+            verdict = "ok, loaded"
+        elif loaded.snapshot is not None and info.version < loaded.snapshot.version:
+            verdict = "older (not checked)"
+        else:
+            verdict = "ok"
+        print(
+            f"  snapshot v{info.version}  {_when(info.created_at)}  {info.byte_size} bytes  "
+            f"covers log to seq {info.log_seq}  {verdict}  id={info.id}"
+        )
+    if loaded.log:
+        print(
+            f"  update log after it: {len(loaded.log)} records, seq {loaded.log[0].seq} to "
+            f"{loaded.log[-1].seq}"
+        )
+    else:
+        print("  update log after it: empty")
+    for problem in loaded.problems:
+        if problem.what == "log":
+            print(f"  PROBLEM {problem}")
+    if loaded.damaged:
+        print(
+            "DAMAGED: every snapshot failed and the log does not reach back to seq 1; the "
+            "daemon refuses this room (4500 ROOM_DAMAGED). Restore the rows from a backup, "
+            f"or run `civicrealtime snapshots accept-loss {args.room} --yes` to serve what "
+            "the log holds."
+        )
+        return 1
+    if loaded.snapshot is None and bad:
+        print(
+            "REBUILDABLE: every snapshot failed, but the log reaches back to seq 1 and the "
+            "daemon rebuilds the room from it (unless a snapshot held an import alone); "
+            f"`civicrealtime snapshots rebuild {args.room}` writes that as a new snapshot."
+        )
+        return 1
+    if loaded.problems:
+        print("SERVED: bad rows are skipped; the room loads from the rows that verify.")
+        return 1
+    print("OK")
+    return 0
+
+
+async def _rebuild(store: StoreBase, args: argparse.Namespace) -> int:
+    try:
+        loaded, record = await store.rebuild_room(args.room)
+    except RoomDamaged as exc:
+        print(f"{exc}\nnothing written", file=sys.stderr)
+        return 1
+    source = f"snapshot v{loaded.snapshot.version}" if loaded.snapshot else "the update log"
+    print(
+        f"rebuilt {args.room} from {source} and {len(loaded.log)} log records: snapshot "
+        f"v{record.version}, {record.byte_size} bytes (bad rows kept: {len(loaded.problems)})"
+    )
+    return 0
+
+
+async def _accept_loss(store: StoreBase, args: argparse.Namespace) -> int:
+    if not args.yes:
+        print(
+            "accept-loss makes the daemon serve what the log still holds; the content only "
+            "the corrupt snapshots held stays lost. Run `inspect` first, then add --yes.",
+            file=sys.stderr,
+        )
+        return 2
+    loaded, record = await store.rebuild_room(args.room, accept_loss=True)
+    print(
+        f"{args.room}: snapshot v{record.version} of what the log held ({record.byte_size} "
+        f"bytes, from {len(loaded.log)} log records) is now the room's state; the "
+        f"{len(loaded.problems)} bad rows are kept"
+    )
     return 0

@@ -46,6 +46,12 @@ class Stats:
     awareness_refused: Counter[str] = attrs.Factory(Counter)
     room_crashes: int = 0
     on_snapshot_failures: int = 0
+    # Pending updates (waiting for changes never received) dropped: past a budget, or
+    # unresolved after rooms.pending_timeout; and connections closed for them.
+    pending_dropped_updates: int = 0
+    pending_dropped_bytes: int = 0
+    pending_closes: int = 0
+    last_pending_drop_at: float | None = None
     # trio.current_time() of the last room crash; /health reports it for a while.
     last_room_crash_at: float | None = None
     hydration_seconds: Summary = attrs.Factory(Summary)

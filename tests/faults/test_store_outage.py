@@ -11,6 +11,7 @@ clients get the same documents.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,21 @@ async def _health(running: RunningServer) -> dict[str, Any]:
     return answer
 
 
+async def _ready(running: RunningServer) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.service.http_port}") as c:
+        response = await c.get("/ready")
+    return {"status": response.status_code, **response.json()}
+
+
+class Warnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 async def test_store_read_only_mid_session_then_back(nursery: trio.Nursery, tmp_path: Path) -> None:
     path = tmp_path / "realtime.sqlite3"
     config = make_config(
@@ -78,6 +94,8 @@ async def test_store_read_only_mid_session_then_back(nursery: trio.Nursery, tmp_
     persistence = running.service.persistence
     assert persistence is not None
     phase = {"name": "before"}
+    warnings = Warnings()
+    logging.getLogger("civicrealtime").addHandler(warnings)
     with catch_tracebacks() as caught, trio.fail_after(60):
         editors = {room: await running.client(room) for room in ROOMS}
         watchers = {room: await running.client(room) for room in ROOMS}
@@ -108,6 +126,10 @@ async def test_store_read_only_mid_session_then_back(nursery: trio.Nursery, tmp_
             health = await _health(running)
             assert health["status"] == "degraded"
             assert any("store failing" in reason for reason in health["reasons"])
+            # Failing writes keep the node ready (docs/operations.md): /ready says why.
+            ready = await _ready(running)
+            assert ready["status"] == 200 and ready["ready"] is True
+            assert "readonly" in ready["store_writes"]
             await trio.sleep(0.5)
             # Editing went on, and everybody kept receiving.
             for room in ROOMS:
@@ -122,6 +144,11 @@ async def test_store_read_only_mid_session_then_back(nursery: trio.Nursery, tmp_
             phase["name"] = "after"
             store.read_only_now = False
             await eventually(lambda: persistence.healthy, within=15)
+            # Hundreds of failed writes, a few lines: the first failure, one per room's
+            # first failed snapshot, and (past a minute) summaries. It was ~2 per update.
+            logging.getLogger("civicrealtime").removeHandler(warnings)
+            assert persistence.statistics().failures >= 4
+            assert len(warnings.lines) <= 1 + len(ROOMS), warnings.lines
             await trio.sleep(0.2)
             stop_editing.set()
 

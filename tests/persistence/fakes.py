@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 import trio
 
@@ -56,6 +57,7 @@ class FakeStore:
         covers_seq: int,
         carry: Sequence[bytes] = (),
         compress: bool = False,
+        discard: AbstractSet[bytes] = frozenset(),
     ) -> SnapshotRecord:
         await self._enter()
         self.snapshot_calls.append(
@@ -64,6 +66,7 @@ class FakeStore:
                 "covers_seq": covers_seq,
                 "carry": list(carry),
                 "compress": compress,
+                "discard": set(discard),
             }
         )
         snaps = self.snaps.setdefault(room_id, [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -304,3 +305,20 @@ async def test_revocations_file_entries_are_checked(tmp_path: Path, item: object
             await store.load_revocations()
     finally:
         await store.close()
+
+
+async def test_discarded_pending_updates_are_deleted_not_moved(make_store: MakeStore) -> None:
+    store = await make_store()
+    editor, stray = Editor(), Editor()
+    stray.type("never ")
+    dropped = stray.type("resolved")  # waits for "never ", which is never stored
+    kept_pending = Editor()
+    kept_pending.type("other ")
+    kept = kept_pending.type("base")
+    await store.append([("r", editor.type("one")), ("r", dropped), ("r", kept)])
+    await store.write_snapshot(
+        "r", editor.state(), covers_seq=3, discard=frozenset({sha256(dropped).digest()})
+    )
+    data = [record.data for record in (await store.load("r")).log]
+    assert dropped not in data
+    assert kept in data  # pending, not discarded: carried behind the snapshot as before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +264,67 @@ async def test_with_sqlite_everything_survives_a_restart(tmp_path: Path) -> None
         persistence = Persistence(store)
         for room, editor in editors.items():
             assert text_of(await persistence.load(room)) == str(editor)
+
+
+async def test_a_long_outage_is_logged_as_a_few_summary_lines(
+    autojump_clock: trio.testing.MockClock,
+    running: Any,
+    fake: FakeStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A full disk for ten minutes, an update and a snapshot attempt every 0.1 s.
+
+    Before: one WARNING per failed append and per failed snapshot (thousands of lines).
+    Now: the first failure at once, one summary per minute, one recovery line.
+    """
+    persistence, _ = running
+    editor = Editor()
+    caplog.set_level(logging.INFO, logger="civicrealtime.persistence")
+    fake.failing = True
+    for _ in range(6000):
+        persistence.received("r", editor.type("x"))
+        with pytest.raises(StoreError):
+            await persistence.snapshot("r", b"\x00\x00")
+        await trio.sleep(0.1)
+    assert persistence.statistics().failures > 6000
+    assert persistence.failing_seconds >= 599
+    fake.failing = False
+    await trio.sleep(2)
+    assert persistence.healthy
+    lines = [r for r in caplog.records if r.name == "civicrealtime.persistence"]
+    loud = [r for r in lines if r.levelno >= logging.WARNING]
+    assert loud[0].levelno == logging.ERROR and "persistence.degraded" in loud[0].message
+    summaries = [r.message for r in loud[1:]]
+    assert 9 <= len(summaries) <= 11, summaries
+    assert all(s.startswith("persistence.still_failing failures=") for s in summaries)
+    counted = sum(int(s.split("failures=")[1].split()[0]) for s in summaries)
+    recovered = [r.message for r in lines if "persistence.recovered" in r.message]
+    assert len(recovered) == 1
+    total = int(recovered[0].split("failures=")[1].split()[0])
+    assert total == persistence.statistics().failures
+    assert 1 + counted <= total  # failures after the last summary are only in the total
+    assert persistence.failing_seconds == 0.0
+
+
+async def test_discarded_updates_are_never_written_and_leave_the_log(
+    autojump_clock: trio.testing.MockClock, running: Any, fake: FakeStore
+) -> None:
+    persistence, _ = running
+    editor = Editor()
+    logged = editor.type("logged ")
+    persistence.received("r", logged)
+    await trio.sleep(0.15)  # flushed
+    buffered = editor.type("buffered")
+    persistence.received("r", buffered)
+    persistence.discard("r", [logged, buffered])
+    assert persistence.unflushed("r") == 0
+    assert persistence.statistics().pending_bytes == 0
+    await trio.sleep(0.15)
+    assert fake.everything("r") == [logged]  # the buffered one was never written
+    await persistence.snapshot("r", b"\x00\x00")
+    assert fake.snapshot_calls[-1]["discard"] == {
+        sha256(logged).digest(),
+        sha256(buffered).digest(),
+    }
+    await persistence.snapshot("r", b"\x00\x00")
+    assert fake.snapshot_calls[-1]["discard"] == set()  # forgotten once a snapshot took them

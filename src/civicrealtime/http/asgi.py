@@ -133,6 +133,20 @@ class OpsApp:
         cluster = service.cluster_health()
         if cluster is not None:
             reasons.append(cluster)
+        damaged = sorted(service.rooms.damaged)
+        if damaged:
+            reasons.append(
+                f"{len(damaged)} rooms refused: their stored state is damaged "
+                f"(civicrealtime snapshots inspect ROOM): {', '.join(damaged[:5])}"
+            )
+        room_stats = service.rooms.statistics()
+        dropped = stats.last_pending_drop_at
+        if dropped is not None and trio.current_time() - dropped < CRASH_MEMORY_SECONDS:
+            reasons.append(
+                f"updates waiting for changes never received were dropped "
+                f"{trio.current_time() - dropped:.0f} s ago ({stats.pending_dropped_bytes} "
+                f"bytes in all)"
+            )
         crash = stats.last_room_crash_at
         if crash is not None and trio.current_time() - crash < CRASH_MEMORY_SECONDS:
             reasons.append(f"a room crashed {trio.current_time() - crash:.0f} s ago")
@@ -146,8 +160,10 @@ class OpsApp:
                 "version": __version__,
                 "reasons": reasons,
                 "connections": len(service.server.connections),
-                "rooms": service.rooms.statistics().live,
+                "rooms": room_stats.live,
                 "event_loop_lag_seconds": round(stats.loop_lag_seconds, 4),
+                "damaged_rooms": damaged,
+                "pending_bytes": room_stats.pending_bytes,
             },
         )
 
@@ -158,7 +174,15 @@ class OpsApp:
         problem = await service.store_reachable()
         if problem is not None:
             return _json(503, {"ready": False, "reason": problem})
-        return _json(200, {"ready": True})
+        body: dict[str, Any] = {"ready": True}
+        persistence = service.persistence
+        if persistence is not None and not persistence.healthy:
+            # Failing writes alone keep the node ready (docs/operations.md, readiness):
+            # its rooms go on, buffered, and every node shares the store anyway.
+            body["store_writes"] = (
+                f"failing for {persistence.failing_seconds:.0f} s: {persistence.last_error}"
+            )
+        return _json(200, body)
 
     # -- admin -------------------------------------------------------------------------------
 

@@ -67,6 +67,8 @@ class DaemonCollector(Collector):
         # them all, `rooms.empty` those without members (in their grace period).
         g.add_metric(["live"], rooms.live - rooms.empty)
         g.add_metric(["empty"], rooms.empty)
+        # Refused because their stored state is damaged (not in memory; docs/persistence.md).
+        g.add_metric(["damaged"], rooms.damaged)
         yield g
         yield _labelled(
             P + "messages_received", "Frames received, by type", "type", s.messages_received
@@ -106,6 +108,19 @@ class DaemonCollector(Collector):
             s.awareness_refused,
         )
         yield CounterMetricFamily(P + "room_crashes", "Room actors that failed", s.room_crashes)
+        yield GaugeMetricFamily(
+            P + "pending_bytes",
+            "Updates held for changes the room never received, bytes",
+            rooms.pending_bytes,
+        )
+        yield CounterMetricFamily(
+            P + "pending_dropped_updates",
+            "Held updates dropped (over budget, or unresolved after pending_timeout)",
+            s.pending_dropped_updates,
+        )
+        yield CounterMetricFamily(
+            P + "pending_dropped_bytes", "Bytes of held updates dropped", s.pending_dropped_bytes
+        )
         h = HistogramMetricFamily(P + "hydration_seconds", "Time to load a room")
         cumulative = 0
         buckets = []

@@ -7,6 +7,7 @@ filesystem.py) implement `Store` (store.py). See docs/persistence.md.
 from .basestore import StoreBase
 from .errors import (
     CorruptRecord,
+    RoomDamaged,
     StoreBusy,
     StoreError,
     StoreFull,
@@ -40,6 +41,7 @@ __all__ = [
     "Persistence",
     "PersistenceStats",
     "Problem",
+    "RoomDamaged",
     "SnapshotInfo",
     "SnapshotRecord",
     "SqliteStore",

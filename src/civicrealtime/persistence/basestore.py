@@ -9,11 +9,13 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from types import TracebackType
 
 import trio
 
 from ..auth.revocation import Revocation
+from .errors import RoomDamaged, StoreError
 from .rebuild import merged_state, rebuild
 from .records import SnapshotInfo, SnapshotRecord, now_ms
 from .store import DEFAULT_KEEP, Loaded, VerifyReport
@@ -56,6 +58,7 @@ class StoreBase(abc.ABC):
         covers_seq: int,
         carry: Sequence[bytes] = (),
         compress: bool = False,
+        discard: AbstractSet[bytes] = frozenset(),
     ) -> SnapshotRecord: ...
 
     @abc.abstractmethod
@@ -107,10 +110,10 @@ class StoreBase(abc.ABC):
 
         A merge, not a replacement: a CRDT room cannot forget what its clients still hold,
         and merging never loses stored data. To replace a room, delete its rows first.
-        Raises `InvalidUpdate` when `state` is not a valid update, `StoreError` on failure.
+        Raises `InvalidUpdate` when `state` is not a valid update, `StoreError` on failure,
+        `RoomDamaged` for a damaged room (a merge would hide the damage).
         """
-        loaded = await self.load(room_id)
-        self._report(loaded)
+        loaded = await self._load_sound(room_id)
         rebuilt = await trio.to_thread.run_sync(rebuild, [*loaded.updates(), state])
         return await self.write_snapshot(
             room_id,
@@ -124,17 +127,54 @@ class StoreBase(abc.ABC):
         """Fold the log into a new snapshot. None when the room has no log after its snapshot.
 
         Updates still waiting for a missing dependency stay in the log (write_snapshot
-        keeps what the new state does not contain). Raises `StoreError`, or
-        `InvalidUpdate` when a stored update cannot be applied (then nothing is written).
+        keeps what the new state does not contain). Raises `StoreError` (`RoomDamaged`
+        for a damaged room), or `InvalidUpdate` when a stored update cannot be applied
+        (then nothing is written).
         """
-        loaded = await self.load(room_id)
-        self._report(loaded)
+        loaded = await self._load_sound(room_id)
         if not loaded.log:
             return None
         rebuilt = await trio.to_thread.run_sync(rebuild, loaded.updates())
         return await self.write_snapshot(
             room_id, rebuilt.state, covers_seq=loaded.covered_seq, compress=compress
         )
+
+    async def rebuild_room(
+        self, room_id: str, *, accept_loss: bool = False, compress: bool = False
+    ) -> tuple[Loaded, SnapshotRecord]:
+        """Write a new snapshot of what loads (the newest sound snapshot, or the log alone).
+
+        For a room that loads with problems, this makes the repair the daemon does at each
+        load durable. A damaged room (`Loaded.damaged`) raises `RoomDamaged` unless
+        `accept_loss`: then what the log still holds becomes the room's state, and updates
+        that depend on the lost content stay in the log, pending. The bad rows are kept.
+        """
+        loaded = await self.load(room_id)
+        self._report(loaded)
+        if loaded.damaged and not accept_loss:
+            raise RoomDamaged(f"{self.description}: {loaded.damage()}")
+        if loaded.snapshot is None and not loaded.log and not loaded.problems:
+            raise StoreError(f"{self.description}: no stored state for room {room_id!r}")
+        rebuilt = await trio.to_thread.run_sync(rebuild, loaded.updates())
+        record = await self.write_snapshot(
+            room_id, rebuilt.state, covers_seq=loaded.covered_seq, compress=compress
+        )
+        if accept_loss and loaded.damaged:
+            log.warning(
+                "persistence.loss_accepted store=%s room=%s state_bytes=%d pending=%d",
+                self.description,
+                room_id,
+                len(rebuilt.state),
+                len(rebuilt.pending),
+            )
+        return loaded, record
+
+    async def _load_sound(self, room_id: str) -> Loaded:
+        loaded = await self.load(room_id)
+        self._report(loaded)
+        if loaded.damaged:
+            raise RoomDamaged(f"{self.description}: {loaded.damage()}")
+        return loaded
 
     def _report(self, loaded: Loaded) -> None:
         for problem in loaded.problems:

@@ -34,6 +34,15 @@ class StoreTimeout(StoreError):
     """The operation did not finish within its deadline and was interrupted."""
 
 
+class RoomDamaged(StoreError):
+    """Every snapshot of the room failed verification and the log cannot replace them.
+
+    Serving what is left would show a blank (or partial) document, and its next snapshot
+    would be written over the real data; an operator decides instead
+    (`civicrealtime snapshots inspect|rebuild|accept-loss ROOM`).
+    """
+
+
 CorruptionKind = Literal[
     "hash", "format", "compression", "decompress", "size", "checksum", "metadata", "torn"
 ]

@@ -32,7 +32,9 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import suppress
+from hashlib import sha256
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -145,13 +147,17 @@ class FilesystemStore(StoreBase):
         covers_seq: int,
         carry: Sequence[bytes] = (),
         compress: bool = False,
+        discard: AbstractSet[bytes] = frozenset(),
     ) -> SnapshotRecord:
         """See `Store.write_snapshot`. Raises `StoreError`. The steps are ordered so that a
         crash or cancellation between them leaves a loadable room (at worst a log that is
         longer than needed)."""
         extra = tuple(carry)
+        dropped = frozenset(discard)
         return await self._call(
-            lambda: self._write_snapshot(room_id, state, covers_seq, extra, compress)
+            lambda: self._write_snapshot(
+                room_id, state, covers_seq, extra, compress, discard=dropped
+            )
         )
 
     async def sweep(self, older_than_ms: int, live_rooms: set[str]) -> int:
@@ -489,6 +495,8 @@ class FilesystemStore(StoreBase):
         covers_seq: int,
         carry: tuple[bytes, ...],
         compress: bool,
+        *,
+        discard: frozenset[bytes] = frozenset(),
     ) -> SnapshotRecord:
         self._writable()
         coverage = Coverage(state)  # also rejects a state that is not an update
@@ -516,10 +524,18 @@ class FilesystemStore(StoreBase):
         parsed, buf = self._read_log(room_id)
         # As in the SQL stores: records the state does not contain move to the end of the
         # log, and the log is cut only up to the oldest kept snapshot.
+        # Dropped by the room (pending, never resolved): deleted, never carried forward.
+        dropped = {
+            r.seq
+            for r in parsed.records
+            if discard and r.seq <= covers_seq and sha256(r.data).digest() in discard
+        }
         moved = [
-            r.data for r in parsed.records if r.seq <= covers_seq and not coverage.contains(r.data)
+            r.data
+            for r in parsed.records
+            if r.seq <= covers_seq and r.seq not in dropped and not coverage.contains(r.data)
         ]
-        keep = [r for r in parsed.records if r.seq > cutoff]
+        keep = [r for r in parsed.records if r.seq > cutoff and r.seq not in dropped]
         last = max(self._last(room_id), parsed.last_seq, covers_seq)
         created = self._now_ms()
         reappend = [*moved, *carry]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..rooms.hooks import SnapshotFailed
-from .errors import StoreError
+from ..rooms.hooks import SnapshotFailed, StateDamaged
+from .errors import RoomDamaged, StoreError
 from .writer import Persistence
 
 
@@ -16,7 +16,10 @@ class PersistedRooms:
         self.persistence = persistence
 
     async def load(self, key: str) -> Sequence[bytes]:
-        return await self.persistence.load(key)
+        try:
+            return await self.persistence.load(key)
+        except RoomDamaged as exc:
+            raise StateDamaged(str(exc)) from exc
 
     def received(self, key: str, update: bytes) -> None:
         self.persistence.received(key, update)
@@ -32,6 +35,9 @@ class PersistedRooms:
 
     def unflushed(self, key: str) -> int:
         return self.persistence.unflushed(key)
+
+    def discard(self, key: str, updates: Sequence[bytes]) -> None:
+        self.persistence.discard(key, updates)
 
     def must_stay(self, key: str) -> bool:
         return self.persistence.must_stay(key)

@@ -11,8 +11,10 @@ import abc
 import logging
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import AbstractContextManager
 from functools import partial
+from hashlib import sha256
 from typing import Any, Protocol, TypeVar
 
 from ..auth.revocation import Revocation
@@ -117,10 +119,12 @@ class SqlStore(StoreBase):
         covers_seq: int,
         carry: Sequence[bytes] = (),
         compress: bool = False,
+        discard: AbstractSet[bytes] = frozenset(),
     ) -> SnapshotRecord:
         """See `Store.write_snapshot`: one transaction. Raises `StoreError`; cancellation
         interrupts it, and then it may or may not have committed."""
         extra = tuple(carry)
+        dropped = frozenset(discard)
         return await self._call(
             True,
             lambda tx: self._write_snapshot(
@@ -130,6 +134,7 @@ class SqlStore(StoreBase):
                 covers_seq=covers_seq,
                 carry=extra,
                 compress=compress,
+                discard=dropped,
             ),
         )
 
@@ -300,6 +305,7 @@ class SqlStore(StoreBase):
         covers_seq: int,
         carry: tuple[bytes, ...],
         compress: bool,
+        discard: frozenset[bytes] = frozenset(),
     ) -> SnapshotRecord:
         self._lock_room(tx, room_id)
         (previous,) = tx.rows(
@@ -340,8 +346,15 @@ class SqlStore(StoreBase):
         # Updates the new state does not contain (waiting for a dependency) would no longer
         # be loaded once behind the snapshot's log_seq: they move to the end of the log.
         coverage = Coverage(state)
-        moved = [r.data for r in covered if not coverage.contains(r.data)]
+        # Dropped by the room (pending, never resolved): deleted, never carried forward.
+        dropped = [r for r in covered if discard and sha256(r.data).digest() in discard]
+        moved = [r.data for r in covered if r not in dropped and not coverage.contains(r.data)]
         self._delete_log(tx, room_id, cutoff, [r for r in covered if r.seq <= cutoff])
+        if dropped:
+            tx.run_many(
+                f"DELETE FROM {UPDATE_LOG} WHERE room_id = ? AND seq = ?",
+                [(room_id, r.seq) for r in dropped if r.seq > cutoff],
+            )
         reappend = [*moved, *carry]
         if reappend:
             first = self._last_seq(tx, room_id) + 1

@@ -13,6 +13,7 @@ because applying a Yjs update twice changes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Literal, Protocol
 
 import attrs
@@ -51,6 +52,31 @@ class Loaded:
         """The highest log seq the loaded updates contain."""
         base = self.snapshot.log_seq if self.snapshot is not None else 0
         return max(base, self.log[-1].seq) if self.log else base
+
+    @property
+    def damaged(self) -> bool:
+        """Snapshots exist, none verified, and the log does not rebuild the room alone.
+
+        The log reaches back far enough when it still starts at seq 1: nothing was ever
+        truncated, so it holds every update the snapshots were made of. Once truncated (the
+        first snapshot cuts the log up to its `log_seq`), the records left depend on
+        content only the snapshots held: applied alone they are all pending, a blank
+        document. What the log cannot show is a state that only ever lived in a snapshot
+        (an `import`, or updates shed while the store failed); `inspect` lists the sizes.
+        """
+        if self.snapshot is not None or not any(p.what == "snapshot" for p in self.problems):
+            return False
+        return not (self.log and self.log[0].seq == 1)
+
+    def damage(self) -> str:
+        """What `damaged` found, for log lines and errors."""
+        failed = sum(1 for p in self.problems if p.what == "snapshot")
+        start = f"starts at seq {self.log[0].seq}" if self.log else "is empty"
+        return (
+            f"room {self.room_id!r}: all {failed} snapshots failed verification and the "
+            f"update log {start}, so it cannot rebuild the room; refusing to serve it blank "
+            f"(see `civicrealtime snapshots inspect {self.room_id}`)"
+        )
 
     def updates(self) -> list[bytes]:
         head = [self.state] if self.state is not None else []
@@ -111,6 +137,7 @@ class Store(Protocol):
         covers_seq: int,
         carry: Sequence[bytes] = (),
         compress: bool = False,
+        discard: AbstractSet[bytes] = frozenset(),
     ) -> SnapshotRecord:
         """Store a snapshot containing every log record up to `covers_seq`, in one transaction.
 
@@ -118,7 +145,9 @@ class Store(Protocol):
         to the oldest kept snapshot's `log_seq`, so that any kept snapshot plus the log
         still rebuilds the room. Log records whose content is not in `state` (updates still
         waiting for a missing dependency) and rows that fail verification are never
-        truncated. `carry` holds raw updates to re-append after the truncation.
+        truncated. `carry` holds raw updates to re-append after the truncation. Log records
+        up to `covers_seq` whose sha256 digest is in `discard` (updates the room dropped,
+        see `Persistence.discard`) are deleted rather than kept.
         """
         ...
 

@@ -24,6 +24,7 @@ dropped (they are in the state) rather than flushed first.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import deque
@@ -32,7 +33,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from .errors import StoreError, StoreTimeout
+from .errors import RoomDamaged, StoreError, StoreTimeout
 from .store import Loaded, Store
 
 log = logging.getLogger("civicrealtime.persistence")
@@ -41,6 +42,8 @@ MiB = 1024 * 1024
 # (receipt, seq) pairs remembered per room to map a snapshot's coverage to log seqs.
 # Older pairs fall off; coverage then errs on the safe side (a longer log).
 HISTORY = 4096
+# While the store keeps failing, one summary line per this many seconds, not one per try.
+FAILURE_LOG_INTERVAL = 60.0
 
 
 @attrs.frozen(kw_only=True)
@@ -49,6 +52,7 @@ class PersistenceStats:
     updates_written: int
     snapshot_writes: int
     failures: int  # failed appends and snapshots
+    failing_seconds: float  # how long the store has been failing (0 when healthy)
     log_failures: int
     snapshot_failures: int
     log_seconds: float  # time spent in successful appends
@@ -100,6 +104,8 @@ class Persistence:
         self._shed_upto: dict[str, int] = {}  # highest receipt shed, per room
         self._shed_counts: dict[str, int] = {}
         self._overflowing = False
+        # sha256 of logged updates a room dropped, removed from the log by its next snapshot.
+        self._discards: dict[str, set[bytes]] = {}
 
         self.healthy = True
         self.last_error: str | None = None
@@ -114,6 +120,12 @@ class Persistence:
         self._corrupt_rows = 0
         self._shed_total = 0
         self._last_flush_ms: float | None = None
+        # The current outage: when it began, its failures, and those not yet logged.
+        self._failing_since: float | None = None
+        self._episode_failures = 0
+        self._unlogged_failures = 0
+        self._last_failure_line = 0.0
+        self.failure_log_interval = FAILURE_LOG_INTERVAL
 
     # -- the flusher -------------------------------------------------------------------------
 
@@ -210,6 +222,26 @@ class Persistence:
         if self._pending_bytes > self._max_pending:
             self._shed()
 
+    def discard(self, room_id: str, updates: Sequence[bytes]) -> None:
+        """The room dropped these received updates (pending, never resolved): forget them.
+
+        Still buffered: taken out of the buffer, never written. Already in the log: the
+        room's next successful snapshot deletes them instead of carrying them forward (a
+        snapshot keeps every log record its state does not contain, and these are exactly
+        such records), so a restart does not load them again.
+        """
+        digests = {hashlib.sha256(update).digest() for update in updates}
+        buffered = self._buffers.get(room_id)
+        if buffered:
+            kept = deque(
+                item for item in buffered if hashlib.sha256(item.data).digest() not in digests
+            )
+            self._pending_bytes -= sum(len(item.data) for item in buffered) - sum(
+                len(item.data) for item in kept
+            )
+            self._buffers[room_id] = kept
+        self._discards.setdefault(room_id, set()).update(digests)
+
     def mark(self, room_id: str) -> int:
         """The room's receipt count now; see `snapshot(received=...)`."""
         return self._receipts.get(room_id, 0)
@@ -236,6 +268,9 @@ class Persistence:
                 f"{self._op_timeout:g} s"
             ) from None
         self._report(loaded)
+        if loaded.damaged:
+            # Never served blank, and so never snapshotted over the damaged rows.
+            raise RoomDamaged(f"{self.store.description}: {loaded.damage()}")
         self._floor[room_id] = max(self._floor.get(room_id, 0), loaded.covered_seq)
         buffered = [item.data for item in self._buffers.get(room_id, ())]
         return [*loaded.updates(), *buffered]
@@ -269,6 +304,8 @@ class Persistence:
         # Buffered updates are not dropped here: they still go to the log, so that if this
         # snapshot is ever found corrupt, the previous one plus the log rebuilds the room.
         compress = self._compress_over is not None and len(state) > self._compress_over
+        discards = self._discards.get(room_id, set())
+        taken = frozenset(discards)
         started = time.perf_counter()
         try:
             with trio.fail_after(self._op_timeout):
@@ -278,6 +315,7 @@ class Persistence:
                     covers_seq=covers,
                     carry=list(carry),
                     compress=compress,
+                    discard=taken,
                 )
         except trio.TooSlowError:
             message = f"snapshot of room {room_id!r} timed out after {self._op_timeout:g} s"
@@ -290,6 +328,9 @@ class Persistence:
             raise
         self._snapshot_seconds += time.perf_counter() - started
         self._snapshot_writes += 1
+        discards -= taken
+        if not discards:
+            self._discards.pop(room_id, None)
         self._floor[room_id] = max(self._floor.get(room_id, 0), covers)
         if self._shed_upto.get(room_id, 0) <= mark:
             self._shed_upto.pop(room_id, None)
@@ -314,6 +355,8 @@ class Persistence:
         """The room left memory: drop its bookkeeping (not its unwritten updates)."""
         self._logged.pop(room_id, None)
         self._floor.pop(room_id, None)
+        # Kept otherwise: the room's retiring snapshot failed, and the next one (after a
+        # reload) still removes them. The set is small: digests of dropped updates.
         if not self.unflushed(room_id):
             self._buffers.pop(room_id, None)
             self._receipts.pop(room_id, None)
@@ -324,6 +367,7 @@ class Persistence:
             updates_written=self._updates_written,
             snapshot_writes=self._snapshot_writes,
             failures=self._failures,
+            failing_seconds=self.failing_seconds,
             log_failures=self._log_failures,
             snapshot_failures=self._snapshot_failures,
             log_seconds=self._log_seconds,
@@ -384,18 +428,57 @@ class Persistence:
             else:
                 log.warning(message, *args)
 
+    @property
+    def failing_seconds(self) -> float:
+        """How long the store has been failing, 0 while it works."""
+        if self._failing_since is None:
+            return 0.0
+        return trio.current_time() - self._failing_since
+
     def _failed(self, message: str) -> None:
+        """One failed write. Logged at once when it starts an outage, then summarised.
+
+        A full disk fails every flush and every snapshot attempt: one line each buried the
+        log (about two per update). The first failure is an ERROR at once; later ones are
+        counted and logged as one WARNING per `failure_log_interval`, and the recovery
+        line says how many there were in all.
+        """
         self._failures += 1
+        now = trio.current_time()
         if self.healthy:
+            self._failing_since = now
+            self._episode_failures = 1
+            self._unlogged_failures = 0
+            self._last_failure_line = now
             log.error("persistence.degraded %s", message)
         else:
-            log.warning("persistence.retry_failed %s", message)
+            self._episode_failures += 1
+            self._unlogged_failures += 1
+            if now - self._last_failure_line >= self.failure_log_interval:
+                log.warning(
+                    "persistence.still_failing failures=%d in the last %.0f s "
+                    "(%d since %.0f s ago) last_error=%s",
+                    self._unlogged_failures,
+                    now - self._last_failure_line,
+                    self._episode_failures,
+                    now - (self._failing_since or now),
+                    message,
+                )
+                self._unlogged_failures = 0
+                self._last_failure_line = now
         self.healthy = False
         self.last_error = message
 
     def _succeeded(self) -> None:
         if not self.healthy:
-            log.info("persistence.recovered after=%r", self.last_error)
+            log.info(
+                "persistence.recovered failures=%d over %.1f s last_error=%s",
+                self._episode_failures,
+                self.failing_seconds,
+                self.last_error,
+            )
+            self._failing_since = None
+            self._episode_failures = self._unlogged_failures = 0
         self.healthy = True
         if self._overflowing and self._pending_bytes <= self._max_pending // 2:
             self._overflowing = False

@@ -14,6 +14,10 @@ class SnapshotFailed(Exception):
     """A snapshot could not be written; the updates stay in the log, so nothing is lost."""
 
 
+class StateDamaged(Exception):
+    """The room's stored state is damaged: refuse joiners until an operator decides."""
+
+
 class RoomHooks(Protocol):
     # False: no snapshot timers, nothing to flush before eviction.
     persistent: bool
@@ -48,6 +52,14 @@ class RoomHooks(Protocol):
         """Received updates of the room not yet durable."""
         ...
 
+    def discard(self, key: str, updates: Sequence[bytes]) -> None:
+        """Received updates the room dropped (pending, never resolved): not to be kept.
+
+        Those still buffered are never written; the next snapshot removes the others from
+        the log instead of carrying them forward.
+        """
+        ...
+
     def must_stay(self, key: str) -> bool:
         """Evicting the room now could lose updates (the store is failing): keep it."""
         ...
@@ -76,6 +88,9 @@ class MemoryOnly:
 
     def unflushed(self, key: str) -> int:
         return 0
+
+    def discard(self, key: str, updates: Sequence[bytes]) -> None:
+        return None
 
     def must_stay(self, key: str) -> bool:
         return False

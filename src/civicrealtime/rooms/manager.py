@@ -18,7 +18,7 @@ import trio
 from ..config import RealtimeConfig
 from ..protocol import CloseCode
 from ..stats import Stats
-from .hooks import MemoryOnly, RoomHooks
+from .hooks import MemoryOnly, RoomHooks, StateDamaged
 from .messages import RoomMessage
 from .relay import NoRelay, RoomRelay
 from .room import CLOSED_BY_ADMIN, CRASHED, EVICTED, SHUTDOWN, CloseRequestReason, Room
@@ -47,6 +47,8 @@ class RoomHandle:
     ready: trio.Event = attrs.Factory(trio.Event)
     stopped: trio.Event = attrs.Factory(trio.Event)
     failed: bool = False
+    # Why the room refused to load its damaged state (StateDamaged), if it did.
+    damage: str | None = None
     # Connections that acquired this room and have not yet been delivered to its mailbox.
     pending_joins: int = 0
     last_used: float = 0.0
@@ -71,6 +73,8 @@ class RoomStats:
     empty: int
     crashed: int
     connections: int
+    damaged: int = 0
+    pending_bytes: int = 0  # updates held for changes never received (rooms/pending.py)
 
 
 class RoomManager:
@@ -92,6 +96,8 @@ class RoomManager:
         self._retiring: dict[str, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
         self.crashes = 0
+        # Rooms whose stored state is damaged (key: why), until one loads again.
+        self.damaged: dict[str, str] = {}
 
     def __iter__(self) -> Iterator[RoomHandle]:
         return iter(list(self._rooms.values()))
@@ -106,6 +112,8 @@ class RoomManager:
             empty=sum(1 for h in rooms if not h.room.members),
             crashed=self.crashes,
             connections=sum(h.members for h in rooms),
+            damaged=len(self.damaged),
+            pending_bytes=sum(h.room.pending.total for h in rooms),
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -134,6 +142,13 @@ class RoomManager:
         except BaseException:
             handle.pending_joins -= 1
             raise
+        if handle.damage is not None:
+            handle.pending_joins -= 1
+            raise RoomUnavailable(
+                "ROOM_DAMAGED",
+                "the room's stored state is damaged; an operator must repair it",
+                CloseCode.ROOM_FAILED,
+            )
         if handle.failed or handle.room.stopping_reason is not None:
             handle.pending_joins -= 1
             raise RoomUnavailable("ROOM_UNAVAILABLE", "room failed to load", CloseCode.ROOM_FAILED)
@@ -211,8 +226,16 @@ class RoomManager:
         try:
             if predecessor is not None:
                 await predecessor.wait()
-            await room.run(task_status=_ReadyStatus(handle))
+            await room.run(task_status=_ReadyStatus(handle, self.damaged))
             log.info("room.evicted room=%s", handle.key)
+        except StateDamaged as exc:
+            # Not a crash: the room refuses to serve (and so to snapshot) what is left of
+            # its state. Every joiner retries the load, so a repair is picked up at once.
+            handle.failed = True
+            handle.damage = str(exc)
+            if self.damaged.get(handle.key) != handle.damage:
+                log.error("room.damaged room=%s %s", handle.key, handle.damage)  # noqa: TRY400
+            self.damaged[handle.key] = handle.damage
         except Exception:
             self.crashes += 1
             self._stats.room_crashes += 1
@@ -263,8 +286,11 @@ class RoomManager:
 class _ReadyStatus:
     """A task_status that marks the handle ready; the room calls `started()` after loading."""
 
-    def __init__(self, handle: RoomHandle) -> None:
+    def __init__(self, handle: RoomHandle, damaged: dict[str, str]) -> None:
         self._handle = handle
+        self._damaged = damaged
 
     def started(self, value: None = None) -> None:
+        if self._damaged.pop(self._handle.key, None) is not None:
+            log.info("room.repaired room=%s", self._handle.key)
         self._handle.ready.set()

@@ -19,6 +19,7 @@ import trio
 from pycrdt import Doc, TransactionEvent
 
 from ..config import RealtimeConfig
+from ..memory import trim_memory
 from ..protocol import (
     AwarenessReceived,
     AwarenessStates,
@@ -47,6 +48,7 @@ from ..stats import Stats
 from .hooks import RoomHooks, SnapshotFailed
 from .member import Member
 from .messages import FromClient, FromNode, Join, Leave, NodeGone, RoomMessage, TakeSnapshot
+from .pending import Held, PendingUpdates, waits
 from .relay import NoRelay, RoomRelay
 from .types import RoomType
 
@@ -55,6 +57,13 @@ log = logging.getLogger("civicrealtime.room")
 EMPTY_UPDATE = b"\x00\x00"
 # Loop time the mailbox loop may spend on queued messages before it lets other tasks run.
 MAILBOX_SLICE_SECONDS = 0.01
+# Seconds between snapshot attempts of a room whose snapshots keep failing, at most.
+SNAPSHOT_RETRY_MAX = 30.0
+# While updates are pending, how often the room looks for resolved and expired ones.
+PENDING_CHECK_SECONDS = 1.0
+# A room that held more than this (document or pending) gives the freed heap back to the
+# OS when it leaves memory: glibc keeps freed pages, and RSS stayed up after the room.
+TRIM_AFTER_BYTES = 1024 * 1024
 
 
 class Room:
@@ -86,6 +95,7 @@ class Room:
         self._unsnapshotted = 0
         self._snapshot_wanted = trio.Event()
         self.snapshots_taken = 0
+        self._snapshot_failures = 0  # in a row
         self._mailbox = mailbox
         self._on_empty = on_empty
         self._on_join = on_join
@@ -109,6 +119,10 @@ class Room:
         # Encoded size, estimated: exact at load, then grown by each applied change.
         self.size_estimate = 0
         self._size_warned = False
+        # Updates waiting inside pycrdt for changes never received (rooms/pending.py).
+        self.pending = PendingUpdates()
+        self._pending_added = trio.Event()
+        self._peak_bytes = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -119,7 +133,17 @@ class Room:
         (4500) instead of serving a blank document. A stop request (eviction, shutdown)
         ends the loop; the last snapshot then runs shielded under the shutdown deadline.
         """
-        await self._hydrate()
+        try:
+            await self._hydrate()
+        except BaseException:
+            # A room that failed to load (store down, damaged state) is retried by the next
+            # joiner with a new Room: this one must not stay in memory (see the observer
+            # below), or a client reconnecting to a damaged room leaks one per attempt.
+            self._mailbox.close()
+            self.doc.unobserve(self._subscription)
+            self.pending.clear()
+            self.doc = Doc()
+            raise
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -131,6 +155,7 @@ class Room:
                     nursery.start_soon(self._sweep_stale)
                 if self._hooks.persistent and self._config.snapshots.enabled:
                     nursery.start_soon(self._snapshotter)
+                nursery.start_soon(self._watch_pending)
                 with self._stop_scope:
                     async for message in self._mailbox:
                         self._handle(message)
@@ -155,6 +180,8 @@ class Room:
             self.doc.unobserve(self._subscription)
             with trio.CancelScope(shield=True), trio.move_on_after(self._config.shutdown_timeout):
                 await self._retire()
+            with trio.CancelScope(shield=True):
+                await self._release()
 
     async def _hydrate(self) -> None:
         """Stored state, else the room type's seed; exactly once, before anyone syncs."""
@@ -169,6 +196,7 @@ class Room:
             except InvalidUpdate as exc:
                 log.warning("room.bad_stored_update room=%s error=%s", self.key, exc)
         self._applied.clear()
+        self._hold_stored(stored)
         seeded = False
         if not stored and self.doc.get_update() == EMPTY_UPDATE:
             # A room with history is never re-seeded: duplicated content after a restart
@@ -192,6 +220,19 @@ class Room:
             load_seconds * 1000,
             self.size_estimate,
         )
+
+    async def _release(self) -> None:
+        """The room is gone: free its document now, and the heap it used.
+
+        The Room object can outlive its actor (handles, members' references), so the big
+        document is swapped for an empty one here rather than left to the collector.
+        """
+        held = max(self._peak_bytes, self.size_estimate + self.pending.total)
+        self.pending.clear()
+        self.doc = Doc()
+        self._applied.clear()
+        if held > TRIM_AFTER_BYTES:
+            await trio.to_thread.run_sync(trim_memory)
 
     async def _retire(self) -> None:
         """The last snapshot before the room leaves memory (eviction or shutdown)."""
@@ -218,6 +259,10 @@ class Room:
                 await self._snapshot_wanted.wait()
             if self._unsnapshotted:
                 await self._take_snapshot(why="trigger")
+            if self._snapshot_failures:
+                # A failing store (full disk) is not retried at every update past
+                # max_updates: each try costs a full-state write and a log line.
+                await trio.sleep(min(SNAPSHOT_RETRY_MAX, 2 ** (self._snapshot_failures - 1)))
 
     async def _take_snapshot(self, *, why: str) -> None:
         # State and mark are captured together, with no checkpoint in between: the
@@ -237,8 +282,14 @@ class Room:
             await self._hooks.snapshot(self.key, state, received=mark)
         except SnapshotFailed as exc:
             self._unsnapshotted += taken
-            log.warning("snapshot.failed room=%s why=%s error=%s", self.key, why, exc)
+            self._snapshot_failures += 1
+            if self._snapshot_failures == 1:
+                # Later failures of the streak are in the store's summary lines.
+                log.warning("snapshot.failed room=%s why=%s error=%s", self.key, why, exc)
             return
+        if self._snapshot_failures:
+            log.info("snapshot.recovered room=%s failures=%d", self.key, self._snapshot_failures)
+            self._snapshot_failures = 0
         self.snapshots_taken += 1
         self.size_estimate = len(state)
         self._relay.snapshot_written(self.key)
@@ -531,9 +582,14 @@ class Room:
 
     def _apply(self, member: Member, update: bytes) -> None:
         limit = self._config.rooms.max_document_bytes
-        if self.size_estimate + len(update) > limit:
+        # Pending updates count: yrs holds them in memory though get_state() omits them.
+        if self.size_estimate + self.pending.total + len(update) > limit:
             log.warning(
-                "document.too_large room=%s size=%d limit=%d", self.key, self.size_estimate, limit
+                "document.too_large room=%s size=%d pending=%d limit=%d",
+                self.key,
+                self.size_estimate,
+                self.pending.total,
+                limit,
             )
             self._send_error(
                 member, "DOCUMENT_TOO_LARGE", f"the document reached its limit of {limit} bytes"
@@ -548,6 +604,7 @@ class Room:
         # The observer collected what the transaction actually changed: duplicates and
         # empty step 2 answers change nothing and are not relayed.
         changed = False
+        grown = 0
         for applied in self._applied:
             if applied == EMPTY_UPDATE:
                 continue
@@ -555,9 +612,20 @@ class Room:
             self.updates_applied += 1
             self._stats.updates_applied += 1
             self.size_estimate += len(applied)
+            grown += len(applied)
             self._broadcast(WireFrame(encode_sync_update(applied)), exclude=member)
         self._applied.clear()
-        if changed or self._is_pending(update):
+        held = False
+        if self.pending or len(update) > 2:
+            state_vector = self.doc.get_state()
+            if self.pending and grown > len(update):
+                # More came out than went in: held updates were integrated just now.
+                self.pending.settle(state_vector)
+            if waits(update, state_vector):
+                if not self._hold(member, update):
+                    return
+                held = True
+        if changed or held:
             # The raw update, as received: one whose dependencies are missing waits inside
             # pycrdt and is absent from get_update(), so only the raw bytes keep it.
             self._hooks.received(self.key, update)
@@ -583,6 +651,8 @@ class Room:
                     self.size_estimate += len(applied)
                     self._broadcast(encode_sync_update(applied), exclude=None)
             self._applied.clear()
+            if waits(update, self.doc.get_state()):
+                self._hold(None, update)
             # The origin node logs it; this node's snapshots include it through the doc.
             self._unsnapshotted += 1
             if self._unsnapshotted >= self._config.snapshots.max_updates:
@@ -615,11 +685,124 @@ class Room:
                 if removals is not None:
                     self._relay.local_awareness(self.key, encode_awareness(removals))
 
-    def _is_pending(self, update: bytes) -> bool:
-        try:
-            return adds_structs(update, decode_state_vector(self.doc.get_state()))
-        except InvalidUpdate:
-            return False
+    # -- pending updates ---------------------------------------------------------------------
+
+    def _hold(self, member: Member | None, update: bytes) -> bool:
+        """Charge an update that waits inside the document; False when it was dropped.
+
+        Past the connection's or the room's budget, the sender's held updates are dropped
+        (a rebuild of the document) and the sender is closed with 4029: a y-websocket
+        client reconnects and syncs, which sends what was missing, if it has it.
+        """
+        rooms = self._config.rooms
+        owner = member.conn_id if member is not None else None
+        self.pending.add(Held(update, owner, trio.current_time()))
+        self._peak_bytes = max(self._peak_bytes, self.size_estimate + self.pending.total)
+        self._pending_added.set()
+        over_connection = (
+            member is not None and self.pending.of(owner) > rooms.max_pending_bytes_per_connection
+        )
+        if not over_connection and self.pending.total <= rooms.max_pending_bytes:
+            return True
+        # Maybe some are resolved by now; only what still waits is held against the budget.
+        self.pending.settle(self.doc.get_state())
+        over_connection = (
+            member is not None and self.pending.of(owner) > rooms.max_pending_bytes_per_connection
+        )
+        if not over_connection and self.pending.total <= rooms.max_pending_bytes:
+            return True
+        self._drop_pending(
+            [held for held in self.pending.held if held.owner == owner],
+            why="connection_budget" if over_connection else "room_budget",
+        )
+        if member is not None:
+            self._stats.pending_closes += 1
+            self._send_error(
+                member,
+                "PENDING_LIMIT",
+                "too many changes that depend on changes the server never received",
+            )
+            member.outbound.close(
+                CloseCode.LIMIT_EXCEEDED, close_reason("PENDING_LIMIT"), flush=True
+            )
+        return False
+
+    def _hold_stored(self, stored: list[bytes]) -> None:
+        """After a load: stored updates that still wait are held (and bounded) like others."""
+        if not stored:
+            return
+        state_vector = self.doc.get_state()
+        for update in stored:
+            if waits(update, state_vector):
+                self.pending.add(Held(update, None, trio.current_time()))
+        if self.pending:
+            self._pending_added.set()
+            log.info("room.pending_loaded room=%s bytes=%d", self.key, self.pending.total)
+        if self.pending.total > self._config.rooms.max_pending_bytes:
+            self._drop_pending(list(self.pending.held), why="load_budget")
+
+    def _drop_pending(self, dropped: list[Held], *, why: str) -> None:
+        """Forget held updates: rebuild the document from its state plus those kept.
+
+        `get_update()` leaves pending structs out, so the rebuild holds everything that
+        was integrated and nothing that was dropped. The raw bytes may already be in the
+        store's log (see `_apply`): the hooks forget them, or a reload would hold them again.
+        """
+        if not dropped:
+            return
+        self.pending.remove(dropped)
+        doc: Doc[Any] = Doc()
+        apply_update(doc, self.doc.get_update())
+        kept: list[Held] = []
+        for held in self.pending.held:
+            try:
+                apply_update(doc, held.update)
+            except InvalidUpdate:
+                # yrs took it once; should it refuse it now, it goes with the others.
+                dropped.append(held)
+                continue
+            kept.append(held)
+        self.pending.clear()
+        for held in kept:
+            self.pending.add(held)
+        self.doc.unobserve(self._subscription)
+        self.doc = doc
+        self._subscription = self.doc.observe(self._collect)
+        self._applied.clear()
+        # Not kept in the store either: never written if still buffered, and removed from
+        # the log by the next snapshot (which a retiring room then takes, too).
+        self._hooks.discard(self.key, [held.update for held in dropped])
+        self._unsnapshotted += 1
+        size = sum(len(held.update) for held in dropped)
+        self._stats.pending_dropped_updates += len(dropped)
+        self._stats.pending_dropped_bytes += size
+        self._stats.last_pending_drop_at = trio.current_time()
+        log.warning(
+            "room.pending_dropped room=%s why=%s updates=%d bytes=%d still_held=%d",
+            self.key,
+            why,
+            len(dropped),
+            size,
+            self.pending.total,
+        )
+
+    async def _watch_pending(self) -> None:
+        """While updates are held: forget resolved ones, drop those past `pending_timeout`."""
+        timeout = self._config.rooms.pending_timeout
+        while True:
+            await self._pending_added.wait()
+            self._pending_added = trio.Event()
+            while self.pending:
+                await trio.sleep(min(PENDING_CHECK_SECONDS, timeout))
+                self.pending.settle(self.doc.get_state())
+                expired = self.pending.older_than(trio.current_time() - timeout)
+                if expired:
+                    self._drop_pending(expired, why="timeout")
+            if self._peak_bytes - self.size_estimate > TRIM_AFTER_BYTES:
+                # Nothing held any more (resolved, expired, or dropped over a budget): the
+                # memory it took goes back to the OS, not only to the allocator.
+                self._peak_bytes = self.size_estimate
+                await trio.to_thread.run_sync(trim_memory)
 
     def _collect(self, event: TransactionEvent) -> None:
         self._applied.append(event.update)
