@@ -228,7 +228,11 @@ async def test_admin_token_revocation_falls_back_to_max_token_lifetime(
     identity = Identity(user_id="mallory", token_id="t")
     monkeypatch.setattr(revocation_module.time, "time", lambda: now + 2 * 86400)
     assert running.service.revocations.is_revoked(identity)
-    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 3 * 86400 + 60)
+    # A token the issuer minted just now, its clock 30 s (the leeway) ahead, lasting the
+    # longest accepted (max_token_lifetime + leeway) is still valid here: keep its id.
+    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 3 * 86400 + 59)
+    assert running.service.revocations.is_revoked(identity)
+    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 3 * 86400 + 120)
     assert not running.service.revocations.is_revoked(identity)
 
 

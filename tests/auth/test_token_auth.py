@@ -129,6 +129,16 @@ async def test_a_token_longer_than_max_token_lifetime_is_refused() -> None:
     assert (await auth.authenticate(request_with(hour))).user_id == "alice"
 
 
+async def test_max_token_lifetime_refuses_a_token_without_iat() -> None:
+    """Without `iat`, `exp - now` is all there is, and it shrinks as the token ages: a
+    30-day token passed a 1-day limit on its 29th day, after a token-id revocation kept
+    for `max_token_lifetime` had been forgotten."""
+    no_iat = jwt.encode(claims(iat=None, exp=int(time.time()) + 600), SECRET, algorithm="HS256")
+    assert "iat" in await rejected(hmac_auth(max_token_lifetime=86400), no_iat)
+    # Without the limit, `iat` stays optional.
+    assert (await hmac_auth().authenticate(request_with(no_iat))).user_id == "alice"
+
+
 async def test_not_yet_valid() -> None:
     token = jwt.encode(claims(nbf=int(time.time()) + 600), SECRET, algorithm="HS256")
     assert "ImmatureSignatureError" in await rejected(hmac_auth(), token)

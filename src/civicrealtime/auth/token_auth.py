@@ -96,7 +96,15 @@ class TokenAuthenticator:
             )
         longest = self._config.max_token_lifetime
         if longest is not None:
-            lifetime = expires_at - (identity.issued_at if identity.issued_at is not None else now)
+            if identity.issued_at is None:
+                # Without `iat`, only `exp - now` could be measured, and it shrinks as the
+                # token ages: a 30-day token would pass a 1-day limit on its 29th day, after
+                # a revocation of its id kept for the limit had been forgotten.
+                raise AuthRejected(
+                    "AUTH_FAILED",
+                    "token has no iat: auth.max_token_lifetime needs it to bound the lifetime",
+                )
+            lifetime = expires_at - identity.issued_at
             if lifetime > longest + self._config.leeway:
                 raise AuthRejected(
                     "AUTH_FAILED",
