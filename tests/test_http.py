@@ -198,9 +198,16 @@ async def test_admin_token_revocation_lasts_until_the_tokens_expiry(
             headers=admin_headers(),
             json={"token_id": "x", "expires_at": "next week"},
         )
+        # A JSON integer too large for a float: a 400, not a 500 with a traceback.
+        huge = await client.post(
+            "/admin/revoke",
+            headers=admin_headers(),
+            json={"token_id": "x", "expires_at": 10**400},
+        )
     assert [r.status_code for r in (week, forever, from_session)] == [200, 200, 200]
     assert from_session.json()["connections_closed"] == 1
     assert bad.status_code == 400
+    assert huge.status_code == 400, huge.text
     revocations = running.service.revocations
 
     def revoked(token_id: str) -> bool:
