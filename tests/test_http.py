@@ -407,6 +407,29 @@ async def test_demo_token_carries_the_configured_issuer_and_audience(
     await viewer.wait_for(lambda: len(viewer.binary) >= 2)
 
 
+@pytest.mark.parametrize(
+    "auth",
+    [
+        # demo.token_ttl (600 s by default) is longer than the daemon accepts.
+        {"max_token_lifetime": 120},
+        # HS256 is not among the accepted algorithms.
+        {"algorithms": ["HS384"]},
+    ],
+)
+async def test_the_daemon_accepts_its_own_demo_token(
+    start_server: StartServer, auth: dict[str, Any]
+) -> None:
+    running = await start(start_server, auth=auth)
+    async with http(running) as client:
+        minted = await client.post("/demo/token", json={"name": "Ada", "role": "public"})
+    body = minted.json()
+    viewer = await running.client("demo", token=body["token"])
+    await viewer.wait_for(lambda: viewer.closed is not None or len(viewer.binary) >= 2)
+    assert viewer.closed is None, viewer.closed
+    claims = jwt.decode(body["token"], options={"verify_signature": False})
+    assert body["expires_in"] == claims["exp"] - claims["iat"]
+
+
 async def _post_declaring(port: int, path: str, length: int, body_bytes: int) -> bytes:
     """POST with `Content-Length: length`, sending up to `body_bytes` while reading."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)

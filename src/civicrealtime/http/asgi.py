@@ -246,7 +246,7 @@ class OpsApp:
                 200,
                 {
                     "token": token,
-                    "expires_in": self._service.config.demo.token_ttl,
+                    "expires_in": self._service.demo_token_ttl,
                     "ws_url": self._service.public_ws_url(host),
                 },
             )
