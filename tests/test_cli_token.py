@@ -55,6 +55,20 @@ def test_a_role_from_the_configured_roles_is_accepted(
     assert cli.main(["token", "--user", "eve", "--role", "editor"]) == 2
 
 
+def test_a_ttl_beyond_max_token_lifetime_is_refused(
+    daemon_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The daemon would refuse such a token: say so instead of printing it."""
+    (daemon_dir / ".system-data" / "realtime.yml").write_text(
+        "realtime:\n  auth:\n    max_token_lifetime: 3600\n"
+    )
+    assert cli.main(["token", "--user", "eve", "--role", "editor", "--ttl", "86400"]) == 2
+    captured = capsys.readouterr()
+    assert "max_token_lifetime" in captured.err
+    assert captured.out == ""
+    assert cli.main(["token", "--user", "eve", "--role", "editor", "--ttl", "3600"]) == 0
+
+
 @pytest.mark.parametrize("ttl", ["-5", "0"])
 def test_a_non_positive_ttl_is_refused(
     daemon_dir: Path, capsys: pytest.CaptureFixture[str], ttl: str

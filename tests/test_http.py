@@ -198,9 +198,16 @@ async def test_admin_token_revocation_lasts_until_the_tokens_expiry(
             headers=admin_headers(),
             json={"token_id": "x", "expires_at": "next week"},
         )
+        # A JSON integer too large for a float: a 400, not a 500 with a traceback.
+        huge = await client.post(
+            "/admin/revoke",
+            headers=admin_headers(),
+            json={"token_id": "x", "expires_at": 10**400},
+        )
     assert [r.status_code for r in (week, forever, from_session)] == [200, 200, 200]
     assert from_session.json()["connections_closed"] == 1
     assert bad.status_code == 400
+    assert huge.status_code == 400, huge.text
     revocations = running.service.revocations
 
     def revoked(token_id: str) -> bool:
@@ -228,7 +235,11 @@ async def test_admin_token_revocation_falls_back_to_max_token_lifetime(
     identity = Identity(user_id="mallory", token_id="t")
     monkeypatch.setattr(revocation_module.time, "time", lambda: now + 2 * 86400)
     assert running.service.revocations.is_revoked(identity)
-    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 3 * 86400 + 60)
+    # A token the issuer minted just now, its clock 30 s (the leeway) ahead, lasting the
+    # longest accepted (max_token_lifetime + leeway) is still valid here: keep its id.
+    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 3 * 86400 + 59)
+    assert running.service.revocations.is_revoked(identity)
+    monkeypatch.setattr(revocation_module.time, "time", lambda: now + 3 * 86400 + 120)
     assert not running.service.revocations.is_revoked(identity)
 
 
@@ -394,6 +405,29 @@ async def test_demo_token_carries_the_configured_issuer_and_audience(
     # The daemon, configured with them, accepts its own demo token.
     viewer = await running.client("demo", token=token)
     await viewer.wait_for(lambda: len(viewer.binary) >= 2)
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        # demo.token_ttl (600 s by default) is longer than the daemon accepts.
+        {"max_token_lifetime": 120},
+        # HS256 is not among the accepted algorithms.
+        {"algorithms": ["HS384"]},
+    ],
+)
+async def test_the_daemon_accepts_its_own_demo_token(
+    start_server: StartServer, auth: dict[str, Any]
+) -> None:
+    running = await start(start_server, auth=auth)
+    async with http(running) as client:
+        minted = await client.post("/demo/token", json={"name": "Ada", "role": "public"})
+    body = minted.json()
+    viewer = await running.client("demo", token=body["token"])
+    await viewer.wait_for(lambda: viewer.closed is not None or len(viewer.binary) >= 2)
+    assert viewer.closed is None, viewer.closed
+    claims = jwt.decode(body["token"], options={"verify_signature": False})
+    assert body["expires_in"] == claims["exp"] - claims["iat"]
 
 
 async def _post_declaring(port: int, path: str, length: int, body_bytes: int) -> bytes:

@@ -142,3 +142,32 @@ def test_a_traceback_is_indented_so_it_cannot_start_a_record() -> None:
     assert all(line.startswith("  ") for line in lines[1:])
     assert not any(re.match(r"\d{4}-", line) for line in lines[1:])
     assert sys.exc_info() == (None, None, None)
+
+
+# A logfmt reader: `key=value` with the value bare or double-quoted, other words skipped.
+# Quotes count only at the start of a value or a word, as logfmt readers treat them.
+_LOGFMT_TOKEN = re.compile(r'([^\s="]+)=("(?:[^"\\]|\\.)*"|\S*)|"(?:[^"\\]|\\.)*"|\S+')
+
+
+def logfmt_keys(line: str) -> set[str]:
+    return {m.group(1) for m in _LOGFMT_TOKEN.finditer(line) if m.group(1) is not None}
+
+
+def test_prose_inside_punctuation_cannot_forge_a_field() -> None:
+    """A store error naming a client's room, in parentheses inside the message: the quotes
+    open mid-word, where a logfmt reader does not honour them, so `user=root` inside was
+    read as a field of its own."""
+    msg = (
+        "persistence.overflow pending_bytes=%d room=%s: the store is failing (%s); the room "
+        "keeps these updates"
+    )
+    error = "snapshot of room 'records:x user=root' failed: disk full"
+    line = text(msg, 1, "records:x", error)
+    assert logfmt_keys(line) == {"pending_bytes", "room"}, line
+    assert as_json(msg, 1, "records:x", error)["message"] == (
+        f"the store is failing ({error}); the room keeps these updates"
+    )
+    # A quoted value that starts a word is one token already: its `=` stays readable.
+    assert text("config.invalid %s", "rt.yml: bad user=root").endswith(
+        'config.invalid "rt.yml: bad user=root"'
+    )

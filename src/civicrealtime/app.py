@@ -546,18 +546,28 @@ class RealtimeService:
     def close_room(self, key: str) -> bool:
         return self.rooms.close(key)
 
+    @property
+    def demo_token_ttl(self) -> int:
+        """demo.token_ttl, cut to auth.max_token_lifetime: a longer token would be refused."""
+        longest = self.config.auth.max_token_lifetime
+        ttl = self.config.demo.token_ttl
+        return ttl if longest is None else max(1, min(ttl, int(longest)))
+
     def demo_token(self, name: str, role: str) -> str:
+        """A token this daemon accepts: its lifetime, algorithm, issuer and audience."""
         if self.hmac_secret is None:
             return name  # development mode: the token is the user id
+        auth = self.config.auth
         return mint_token(
             self.hmac_secret,
             user=f"demo-{secrets.token_hex(4)}",
             name=name,
             role=role,
             rooms=("records:*",),
-            ttl_seconds=self.config.demo.token_ttl,
-            issuer=self.config.auth.issuer,
-            audience=self.config.auth.audience,
+            ttl_seconds=self.demo_token_ttl,
+            algorithm=next((a for a in auth.effective_algorithms if a.startswith("HS")), "HS256"),
+            issuer=auth.issuer,
+            audience=auth.audience,
         )
 
     def public_ws_url(self, request_host: str) -> str:

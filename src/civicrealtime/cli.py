@@ -69,7 +69,10 @@ def _parser() -> argparse.ArgumentParser:
         "--permission", action="append", default=[], help="extra permission; repeatable"
     )
     token.add_argument(
-        "--ttl", type=int, default=3600, help="seconds until it expires, > 0 (default 3600)"
+        "--ttl",
+        type=int,
+        default=3600,
+        help="seconds until it expires, > 0 and at most auth.max_token_lifetime (default 3600)",
     )
     snapshots_cli.add_parser(commands)
     records_cli.add_parser(commands)
@@ -128,6 +131,14 @@ def _token(args: argparse.Namespace) -> int:
     if args.role is not None and args.role not in auth.roles:
         print(
             f"unknown role {args.role!r}: auth.roles in {where} defines {roles}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    longest = auth.max_token_lifetime
+    if longest is not None and args.ttl > longest:
+        print(
+            f"--ttl {args.ttl} is longer than auth.max_token_lifetime ({longest:g} s) in "
+            f"{where}: the daemon would refuse the token",
             file=sys.stderr,
         )
         return EXIT_CONFIG

@@ -261,8 +261,9 @@ class AuthConfig:
     issuer: str | None = None
     audience: str | None = None
     # The longest lifetime (exp - iat) of a token this daemon accepts, seconds; longer
-    # ones are refused. A revocation by token id whose expiry is unknown is kept this
-    # long. null: no limit, and such a revocation is kept for ever.
+    # ones, and ones without iat or exp (whose lifetime is unknown), are refused. A revocation by
+    # token id whose expiry is unknown is kept this long plus twice the leeway. null: no
+    # limit, and such a revocation is kept for ever.
     max_token_lifetime: float | None = attrs.field(default=None, validator=_at_least(1))
     # Deprecated `?token=` in the URL (it ends up in proxy logs). Off unless set.
     allow_query_token: bool = False

@@ -9,7 +9,8 @@ forge a second log line.
 - JSON: every field keeps its type (numbers and booleans stay numbers and booleans).
 - Text: a value holding whitespace, `=`, quotes, a backslash, control or formatting
   characters (ANSI escapes, bidi overrides) is double-quoted with backslash escapes, as
-  logfmt does; timestamps are UTC and end in `Z`.
+  logfmt does; timestamps are UTC and end in `Z`. Quoted prose that does not start a word
+  (`(%s)`) has its `=` escaped too: a logfmt reader honours quotes only at a word's start.
 - In both, a value longer than `MAX_VALUE_CHARS` is cut, with a marker saying how much.
 
 Literal `key=value` text in a format string (`why=max_rooms`) is written by us, so it is
@@ -89,12 +90,18 @@ def quote_value(value: str) -> str:
     return '"' + "".join(_escape_char(ch) for ch in value) + '"'
 
 
-def _free_text(value: str) -> str:
+def _free_text(value: str, *, word_start: bool = True) -> str:
     """Prose inside the message: spaces are fine; anything that could fake a field or a
-    line is quoted as a field value is."""
+    line is quoted as a field value is.
+
+    Quotes hold a value together only where a word starts: after `(` or `:` a logfmt
+    reader splits the quoted text at its spaces, and a `key=value` inside becomes a field.
+    There `=` is escaped too (`\\x3d`), so that no word of it reads as a field.
+    """
     value = truncate(value)
     if not value.isprintable() or any(ch in '="\\' for ch in value):
-        return quote_value(value)
+        quoted = quote_value(value)
+        return quoted if word_start else quoted.replace("=", "\\x3d")
     return value
 
 
@@ -165,7 +172,9 @@ def parse_record(record: logging.LogRecord) -> Event:
             # A trailing space would run into the next literal field: drop it.
             skeleton.append(before.rstrip(" ") + (" " if before.endswith(" ") else ""))
         else:
-            text.append(literal + _free_text(rendered))
+            before_value = "".join(text) + literal
+            word_start = not before_value or before_value[-1].isspace()
+            text.append(literal + _free_text(rendered, word_start=word_start))
             skeleton.append(literal + _SENTINEL.format(len(free)))
             free.append(truncate(rendered))
     if index != len(values):

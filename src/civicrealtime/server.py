@@ -371,7 +371,8 @@ class RealtimeServer:
         This is the in-memory part only: `RealtimeService.revoke` also stores it and tells
         the other nodes. `relayed`: another node revoked it (at `revoked_at`, its clock).
         A token id is refused until `token_expires_at`, else until the expiry of a live
-        session holding it, else for `auth.max_token_lifetime`, else for ever.
+        session holding it, else for `auth.max_token_lifetime` (plus twice the leeway), else
+        for ever.
         """
         if user_id is None and token_id is None:
             raise ValueError("revoke needs a user id or a token id")
@@ -403,8 +404,12 @@ class RealtimeServer:
         ]
         if known:
             return max(e for e in known if e is not None)
-        longest = self._config.auth.max_token_lifetime
-        return time.time() + longest if longest is not None else None
+        auth = self._config.auth
+        if auth.max_token_lifetime is None:
+            return None
+        # The longest-lived token still valid: issued now by a clock up to the leeway ahead
+        # (`iat` may be that far in the future), lasting max_token_lifetime + leeway.
+        return time.time() + auth.max_token_lifetime + 2 * auth.leeway
 
     def close_revoked(self, reason: str) -> int:
         """Close every live session the revocations now refuse; how many were closed."""

@@ -129,6 +129,16 @@ async def test_a_token_longer_than_max_token_lifetime_is_refused() -> None:
     assert (await auth.authenticate(request_with(hour))).user_id == "alice"
 
 
+async def test_max_token_lifetime_refuses_a_token_without_iat() -> None:
+    """Without `iat`, `exp - now` is all there is, and it shrinks as the token ages: a
+    30-day token passed a 1-day limit on its 29th day, after a token-id revocation kept
+    for `max_token_lifetime` had been forgotten."""
+    no_iat = jwt.encode(claims(iat=None, exp=int(time.time()) + 600), SECRET, algorithm="HS256")
+    assert "iat" in await rejected(hmac_auth(max_token_lifetime=86400), no_iat)
+    # Without the limit, `iat` stays optional.
+    assert (await hmac_auth().authenticate(request_with(no_iat))).user_id == "alice"
+
+
 async def test_not_yet_valid() -> None:
     token = jwt.encode(claims(nbf=int(time.time()) + 600), SECRET, algorithm="HS256")
     assert "ImmatureSignatureError" in await rejected(hmac_auth(), token)
@@ -269,9 +279,9 @@ async def test_unreachable_jwks_url_fails_closed() -> None:
     assert "last fetch failed" in await rejected(auth, token)
 
 
-def introspecting(stub: Stub, cache_seconds: float = 60) -> TokenAuthenticator:
+def introspecting(stub: Stub, cache_seconds: float = 60, **config: Any) -> TokenAuthenticator:
     return TokenAuthenticator(
-        AuthConfig(introspection_url=stub.url),
+        AuthConfig(introspection_url=stub.url, **config),
         hmac_secret=SECRET,
         keys=None,
         introspector=Introspector(stub.url, cache_seconds=cache_seconds, timeout=2),
@@ -310,6 +320,19 @@ async def test_introspection_failures_refuse(status: int, body: Any, detail: str
     with http_stub() as stub:
         stub.status, stub.body = status, body
         assert detail in await rejected(introspecting(stub), "opaque-session-123")
+
+
+async def test_max_token_lifetime_refuses_a_session_without_exp() -> None:
+    """An introspected session without `exp` has no bounded lifetime: a revocation of its
+    id, kept for `max_token_lifetime`, would be forgotten while the session still works."""
+    with http_stub() as stub:
+        stub.body = {"active": True, "sub": "clerk-7", "role": "clerk", "iat": time.time()}
+        detail = await rejected(introspecting(stub, max_token_lifetime=3600), "opaque-1")
+        assert "exp" in detail
+        # Without the limit, `exp` stays optional for an introspected session.
+        assert (await introspecting(stub).authenticate(request_with("opaque-1"))).user_id == (
+            "clerk-7"
+        )
 
 
 async def test_introspection_unreachable_fails_closed() -> None:

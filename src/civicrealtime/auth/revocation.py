@@ -1,8 +1,9 @@
 """Revoked sessions: by token id until the token would have expired, or by user.
 
 A token id is remembered until the token's own expiry when it is known (the admin call
-can give it; a live session with that id tells it), else for `auth.max_token_lifetime`,
-else for ever: forgetting it any earlier would let a long-lived token work again.
+can give it; a live session with that id tells it), else for `auth.max_token_lifetime`
+(plus twice the leeway), else for ever: forgetting it any earlier would let a long-lived
+token work again.
 
 Revoking a user refuses every token of theirs issued before the revocation (tokens carry
 `iat`); a token without `iat` cannot prove it is newer, so it is refused too until it

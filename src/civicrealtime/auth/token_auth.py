@@ -85,10 +85,8 @@ class TokenAuthenticator:
         client would reconnect in a loop until the leeway ran out.
         """
         expires_at = identity.expires_at
-        if expires_at is None:
-            return
         now = time.time()
-        if expires_at <= now:
+        if expires_at is not None and expires_at <= now:
             raise AuthRejected(
                 "AUTH_FAILED",
                 f"ExpiredSignatureError: expired {now - expires_at:.0f} s ago",
@@ -96,7 +94,17 @@ class TokenAuthenticator:
             )
         longest = self._config.max_token_lifetime
         if longest is not None:
-            lifetime = expires_at - (identity.issued_at if identity.issued_at is not None else now)
+            if expires_at is None or identity.issued_at is None:
+                # Without `exp` (an introspected session) the lifetime is unbounded; without
+                # `iat` only `exp - now` could be measured, and it shrinks as the token ages:
+                # a 30-day token would pass a 1-day limit on its 29th day. Either way a
+                # revocation of its id, kept for the limit, would be forgotten too early.
+                missing = "exp" if expires_at is None else "iat"
+                raise AuthRejected(
+                    "AUTH_FAILED",
+                    f"token has no {missing}: auth.max_token_lifetime needs exp and iat",
+                )
+            lifetime = expires_at - identity.issued_at
             if lifetime > longest + self._config.leeway:
                 raise AuthRejected(
                     "AUTH_FAILED",

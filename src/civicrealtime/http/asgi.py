@@ -239,22 +239,16 @@ class OpsApp:
             body = await _json_body(receive)
             user_id, token_id = body.get("user_id"), body.get("token_id")
             reason = body.get("reason") or "revoked by an administrator"
-            expires_at = body.get("expires_at")
             if not isinstance(reason, str) or not (
                 isinstance(user_id, str) or isinstance(token_id, str)
             ):
                 raise HttpError(400, 'expected {"user_id" or "token_id": "...", "reason": "..."}')
-            if expires_at is not None and (
-                isinstance(expires_at, bool)
-                or not isinstance(expires_at, int | float)
-                or not math.isfinite(expires_at)
-            ):
-                raise HttpError(400, '"expires_at": the token\'s exp, in unix seconds')
+            expires_at = _unix_seconds(body.get("expires_at"))
             outcome = await service.revoke(
                 user_id=user_id if isinstance(user_id, str) else None,
                 token_id=token_id if isinstance(token_id, str) else None,
                 reason=reason[:100],
-                token_expires_at=float(expires_at) if expires_at is not None else None,
+                token_expires_at=expires_at,
             )
             return _json(outcome.status, outcome.body)
         raise HttpError(404, "no such admin endpoint")
@@ -276,7 +270,7 @@ class OpsApp:
                 200,
                 {
                     "token": token,
-                    "expires_in": self._service.config.demo.token_ttl,
+                    "expires_in": self._service.demo_token_ttl,
                     "ws_url": self._service.public_ws_url(host),
                 },
             )
@@ -318,6 +312,20 @@ class OpsApp:
         content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip()
         if content_type.lower() != "application/json":
             raise HttpError(415, "expected Content-Type: application/json")
+
+
+def _unix_seconds(value: object) -> float | None:
+    """An optional time in unix seconds from a JSON body, or 400."""
+    if value is None:
+        return None
+    try:
+        # float() of a JSON integer of hundreds of digits raises OverflowError.
+        seconds = float(value) if isinstance(value, int | float) else math.nan
+    except OverflowError:
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds):
+        raise HttpError(400, '"expires_at": the token\'s exp, in unix seconds')
+    return seconds
 
 
 def _check_declared_length(scope: Scope) -> None:
