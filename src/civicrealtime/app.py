@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import jwt
 import trio
 import trio.lowlevel
 
@@ -186,6 +187,7 @@ def build_authenticator(
         if auth.public_key_file:
             setting = "auth.public_key_file"
             keys = StaticKey(Path(auth.public_key_file))
+            _check_public_key(Path(auth.public_key_file), auth.effective_algorithms)
         elif auth.jwks_file:
             setting = "auth.jwks_file"
             keys = JwksFile(Path(auth.jwks_file))
@@ -238,6 +240,27 @@ def build_authenticator(
         revocations=revocations,
     )
     return authenticator, secret
+
+
+def _check_public_key(path: Path, algorithms: tuple[str, ...]) -> None:
+    """A PEM no configured algorithm can use fails at start, not at every connection.
+
+    StaticKey prepares keys on first use, when a bad file would only show as refused tokens.
+    """
+    pem = path.read_bytes()
+    problems = []
+    for algorithm in algorithms:
+        try:
+            jwt.get_algorithm_by_name(algorithm).prepare_key(pem)
+        except (jwt.InvalidKeyError, ValueError, TypeError, NotImplementedError) as exc:
+            problems.append(f"{algorithm}: {exc}")
+        else:
+            return
+    raise AuthSetupError(
+        f"auth: the public key file {path} holds no key usable with auth.algorithms "
+        f"({'; '.join(problems)}); change auth.public_key_file to a PEM public key, or "
+        "auth.algorithms"
+    )
 
 
 @attrs.frozen
