@@ -482,7 +482,7 @@ class RealtimeService:
         else:
             return
         raise StoreSetupError(
-            f"cluster.enabled needs a store shared by every node, and {problem}: set "
+            f"cluster: cluster.enabled needs a store shared by every node, and {problem}: set "
             "snapshots.database_url to a postgresql:// URL (docs/scaling.md)",
             exit_code=EXIT_CONFIG,
         )
