@@ -155,11 +155,12 @@ def lock(session: nox.Session) -> None:
         "python", "-m", "pip", "freeze", "--all", "--exclude-editable", silent=True
     )
     assert isinstance(frozen, str)
-    # Only `name==version` lines: pip may print warnings into the same output.
-    pin = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==\S+$")
+    # Only `name==version` lines: pip may print warnings into the same output. Neither pip
+    # nor the project itself belongs in the constraints.
+    pin = re.compile(r"^(?!pip==|civicrealtime==)[A-Za-z0-9][A-Za-z0-9._-]*==\S+$")
     pins = sorted(
-        (line for line in frozen.splitlines() if pin.match(line) and not line.startswith("pip==")),
-        key=str.lower,
+        (line for line in frozen.splitlines() if pin.match(line)),
+        key=lambda line: line.split("==")[0].lower(),  # as pip freeze orders them
     )
     path = Path("constraints.txt")
     header = [line for line in path.read_text().splitlines() if line.startswith("#")]
