@@ -43,7 +43,7 @@ def _config_option(parser: argparse.ArgumentParser, default: object) -> None:
     )
 
 
-class _SubcommandHelp(argparse.ArgumentParser):
+class _SubcommandParser(argparse.ArgumentParser):
     """Every subcommand takes `--config` too, so that `serve --config x.yml` works."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     _config_option(parser, None)
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     commands = parser.add_subparsers(
-        dest="command", metavar="COMMAND", parser_class=_SubcommandHelp
+        dest="command", metavar="COMMAND", parser_class=_SubcommandParser
     )
     commands.add_parser("serve", help="run the daemon (the default)")
     check = commands.add_parser(
