@@ -1,16 +1,24 @@
-"""Sessions: `nox -s tests` (the whole suite, as CI runs it), lint, typecheck, serve."""
+"""Sessions: `nox -s tests` (the whole suite, as CI runs it), lint, typecheck, serve, lock.
+
+Every session runs on the Python that runs nox (3.11 to 3.13: Debian 12 has 3.11, Ubuntu
+24.04 3.12), in its own virtualenv under .nox/, and installs the exact versions of
+constraints.txt. See the README for running nox itself from a venv.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
-PYTHON = ["3.11", "3.12", "3.13"]
+# The tested working set (pip -c): pyproject.toml has the ranges, this the versions.
+CONSTRAINTS = ("-c", "constraints.txt")
 
 
 def _install_js(session: nox.Session) -> None:
@@ -43,10 +51,10 @@ def _install_browser(session: nox.Session) -> None:
         session.warn("no /usr/bin/chromium: the browser tests will be skipped")
 
 
-@nox.session(python=PYTHON[0])
+@nox.session
 def tests(session: nox.Session) -> None:
     """Unit, integration and JavaScript interop tests."""
-    session.install("-e", ".[test]")
+    session.install(*CONSTRAINTS, "-e", ".[test]")
     _install_js(session)
     _install_browser(session)
     # nginx, systemd-analyze and promtool for the deployment tests, when root with apt-get.
@@ -55,13 +63,13 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "tests", "fuzz", *session.posargs)
 
 
-@nox.session(python=PYTHON[0])
+@nox.session
 def fuzz(session: nox.Session) -> None:
     """Property-based fuzzing with a large budget: `nox -s fuzz -- 10000` (examples).
 
     Arguments after the budget go to pytest (`nox -s fuzz -- 10000 -s` prints the summaries).
     """
-    session.install("-e", ".[test]")
+    session.install(*CONSTRAINTS, "-e", ".[test]")
     budget = session.posargs[0] if session.posargs else "1000"
     extra = session.posargs[1:]
     session.run(
@@ -69,30 +77,30 @@ def fuzz(session: nox.Session) -> None:
     )
 
 
-@nox.session(python=PYTHON[0])
+@nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff==0.17.6")
+    session.install(*CONSTRAINTS, "ruff")
     session.run("ruff", "check", "src", "tests", "fuzz", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "fuzz", "noxfile.py")
 
 
-@nox.session(python=PYTHON[0])
+@nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[dev]")
+    session.install(*CONSTRAINTS, "-e", ".[dev]")
     session.run("mypy")
 
 
-@nox.session(python=PYTHON[0])
+@nox.session
 def serve(session: nox.Session) -> None:
     """Run the daemon from a fresh environment (the README's first command)."""
-    session.install("-e", ".")
+    session.install(*CONSTRAINTS, "-e", ".[progress]")
     session.run("python", "-m", "civicrealtime", *session.posargs)
 
 
-@nox.session(python=PYTHON[0])
+@nox.session
 def bench(session: nox.Session) -> None:
     """The benchmark against the peers (docs/benchmarks.md): `nox -s bench -- --quick`."""
-    session.install("-e", ".", "py-spy==0.4.3")
+    session.install(*CONSTRAINTS, "-e", ".", "py-spy==0.4.3")
     for prefix in ("bench/node", "bench/peers/node"):
         session.run("npm", "ci", "--prefix", prefix, "--no-audit", "--no-fund", external=True)
     # The Python peer lives in its own venv: it is never a dependency of the project.
@@ -121,12 +129,40 @@ def bench(session: nox.Session) -> None:
     )
 
 
-@nox.session(python=PYTHON[0])
+@nox.session
 def soak(session: nox.Session) -> None:
     """Soak benchmark, not a test: `nox -s soak -- --minutes 10` (1,000 connections, 100 rooms).
 
     Needs Node.js (ws and yjs from tests/js); see bench/soak.py and docs/soak.md.
     """
-    session.install("-e", ".")
+    session.install(*CONSTRAINTS, "-e", ".")
     _install_js(session)
     session.run("python", "bench/soak.py", *session.posargs)
+
+
+@nox.session
+def lock(session: nox.Session) -> None:
+    """Write constraints.txt afresh: the newest versions pyproject.toml's ranges allow.
+
+    `nox -s lock`, then `nox -s tests lint typecheck`, then commit pyproject.toml and
+    constraints.txt together (docs/operations.md, "Upgrading the dependencies").
+    """
+    session.install("--upgrade", "--upgrade-strategy", "eager", "pip")
+    session.install(
+        "--upgrade", "--upgrade-strategy", "eager", "setuptools>=77", "nox", "-e", ".[test,dev]"
+    )
+    frozen = session.run(
+        "python", "-m", "pip", "freeze", "--all", "--exclude-editable", silent=True
+    )
+    assert isinstance(frozen, str)
+    # Only `name==version` lines: pip may print warnings into the same output. Neither pip
+    # nor the project itself belongs in the constraints.
+    pin = re.compile(r"^(?!pip==|civicrealtime==)[A-Za-z0-9][A-Za-z0-9._-]*==\S+$")
+    pins = sorted(
+        (line for line in frozen.splitlines() if pin.match(line)),
+        key=lambda line: line.split("==")[0].lower(),  # as pip freeze orders them
+    )
+    path = Path("constraints.txt")
+    header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    path.write_text("\n".join([*header, *pins]) + "\n")
+    session.log(f"constraints.txt: {len(pins)} packages")

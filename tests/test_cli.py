@@ -83,3 +83,77 @@ def test_daemon_serves_on_defaults_then_stops_on_sigterm(tmp_path: Path) -> None
     assert "using embedded defaults" in log
     assert f"port={port}" in log
     assert "server.stopped" in log
+
+
+def test_version(tmp_path: Path) -> None:
+    from civicrealtime.version import VERSION  # noqa: PLC0415
+
+    result = _run(["--version"], tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"civicrealtime {VERSION}"
+
+
+def test_config_is_accepted_after_the_subcommand_too(tmp_path: Path) -> None:
+    path = tmp_path / "rt.yml"
+    path.write_text("enabled: false\nport: 3999\n")
+    served = _run(["serve", "--config", str(path)], tmp_path)
+    assert served.returncode == 0, served.stderr
+    assert "enabled=false" in served.stderr
+    checked = _run(["check-config", "--config", str(path)], tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "port: 3999" in checked.stdout
+    # After a nested action too, and the later one wins, as with any option.
+    listed = _run(
+        ["--config", "elsewhere.yml", "snapshots", "list", "--config", str(path)], tmp_path
+    )
+    assert listed.returncode == 0, listed.stderr
+
+
+def test_yaml_syntax_error_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "rt.yml"
+    path.write_text("realtime:\n  port: 3001\n  host: [oops\n")
+    result = _run(["check-config", str(path)], tmp_path)
+    assert result.returncode == 2
+    assert f'in "{path}", line' in result.stderr
+    assert "<unicode string>" not in result.stderr
+
+
+def test_a_missing_records_directory_is_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-data"
+    path = tmp_path / "rt.yml"
+    path.write_text(f"records:\n  data_dir: {missing}\n")
+    checked = _run(["check-config", str(path)], tmp_path)
+    assert checked.returncode != 0
+    assert f"{missing} does not exist" in checked.stderr
+    assert "records.data_dir" in checked.stderr
+    listed = _run(["--config", str(path), "records", "list"], tmp_path)
+    assert listed.returncode == 2
+    assert "0 records" not in listed.stdout
+    assert f"records.data_dir {missing} is not a directory" in listed.stderr
+
+
+def test_records_list_has_column_headers(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    record = data / "records" / "bylaw" / "2026" / "bylaw-2026-001.md"
+    record.parent.mkdir(parents=True)
+    record.write_text("---\ntitle: Parking\ntype: bylaw\n---\n\n# Parking\n")
+    path = tmp_path / "rt.yml"
+    path.write_text(f"records:\n  data_dir: {data}\n")
+    listed = _run(["--config", str(path), "records", "list"], tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()[:2]
+    assert header.split() == ["id", "type", "title"]
+    assert row.split() == ["bylaw-2026-001", "bylaw", "Parking"]
+
+
+def test_export_and_import_arguments_have_help(tmp_path: Path) -> None:
+    for action in ("export", "import"):
+        result = _run(["snapshots", action, "--help"], tmp_path)
+        assert result.returncode == 0
+        arguments = result.stdout.split("positional arguments:")[1]
+        room, file = (
+            next(line for line in arguments.splitlines() if line.strip().startswith(name))
+            for name in ("room", "file")
+        )
+        assert "records:abc123" in room
+        assert len(file.split()) > 1, file  # `file` followed by its description

@@ -161,3 +161,35 @@ def test_rebuild_writes_what_the_daemon_would_load(tmp_path: Path) -> None:
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "from the update log" in rebuilt.stdout
     assert _cli(tmp_path, "snapshots", "inspect", "records:a").returncode == 0
+
+
+def test_export_of_an_unknown_room_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    _prepare(tmp_path)
+    exported = _cli(tmp_path, "snapshots", "export", "records:doesnotexist", "f.bin")
+    assert exported.returncode == 1
+    assert "no stored state for 'records:doesnotexist'" in exported.stderr
+    assert not (tmp_path / "f.bin").exists()
+
+
+def test_verify_and_compact_work_without_tqdm(tmp_path: Path) -> None:
+    """tqdm is the optional [progress] extra: without it there is no bar, the rest works."""
+    _prepare(tmp_path)
+    # A fresh interpreter where `import tqdm` fails, as in an install without the extra.
+    without_tqdm = (
+        "import sys; sys.modules['tqdm'] = None; from civicrealtime.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    outputs = []
+    for action in ("verify", "compact"):
+        result = subprocess.run(
+            [sys.executable, "-c", without_tqdm, "--config", "rt.yml", "snapshots", action],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    assert "verified 2 rooms" in outputs[0]
+    assert "compacted 2 of 2 rooms" in outputs[1]

@@ -8,17 +8,21 @@ it.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import logging
 import os
 import secrets
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import jwt
 import trio
 import trio.lowlevel
 
@@ -30,6 +34,7 @@ from .auth.revocation import Revocations
 from .auth.secrets import SecretError, resolve_secret
 from .auth.token_auth import TokenAuthenticator
 from .config import RealtimeConfig
+from .extras import import_extra
 from .http import OpsApp, serve_http
 from .loopmonitor import measure_loop_lag
 from .persistence import Persistence, Store, StoreError, store_for
@@ -54,12 +59,109 @@ log = logging.getLogger("civicrealtime")
 STORE_CALL_TIMEOUT = 30.0
 
 
-class StoreSetupError(Exception):
+# The daemon's exit codes (docs/operations.md, "Exit codes"): a supervisor or an operator
+# tells from the code alone which kind of thing to fix.
+EXIT_FAILURE = 1  # an unexpected error (the log has the traceback) or a runtime failure
+EXIT_CONFIG = 2  # the configuration is invalid, or needs an optional dependency not installed
+EXIT_LISTEN = 3  # a port cannot be listened on (in use, privileged, not an address of ours)
+EXIT_FILE = 4  # a file or directory cannot be read or written (permissions, missing)
+EXIT_STORE = 5  # the store cannot be opened or read (PostgreSQL down, SQLite file unusable)
+
+
+class StartupError(Exception):
+    """The daemon cannot start. The message is one line: what (the component), where (the
+    address or path), the OS error, and the setting or variable to change."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        # Driver messages (psycopg's) span lines; a start-up failure is one log line.
+        super().__init__(" ".join(message.split()))
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ListenError(StartupError):
+    """A listening port cannot be opened."""
+
+    exit_code = EXIT_LISTEN
+
+
+class FileSetupError(StartupError):
+    """A file or directory the configuration names cannot be used."""
+
+    exit_code = EXIT_FILE
+
+
+class StoreSetupError(StartupError):
     """The configured store cannot be opened at start."""
 
+    exit_code = EXIT_STORE
 
-class AuthSetupError(Exception):
+
+class AuthSetupError(StartupError):
     """The configured credentials cannot be used (missing file, bad key, short secret)."""
+
+    exit_code = EXIT_CONFIG
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`[Errno 98] Address already in use (EADDRINUSE)`: the text and the name to search."""
+    if exc.errno is None:
+        return str(exc)
+    name = errno.errorcode.get(exc.errno, "")
+    return f"[Errno {exc.errno}] {exc.strerror}" + (f" ({name})" if name else "")
+
+
+def _os_error_of(group: BaseExceptionGroup[BaseException]) -> OSError | None:
+    """The first OSError of a group holding nothing else (a listener failing in a nursery)."""
+    matched, rest = group.split(OSError)
+    if matched is None or rest is not None:
+        return None
+    leaf: BaseException = matched
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf if isinstance(leaf, OSError) else None
+
+
+def _listen_advice(error: OSError, port: int, port_setting: str, host_setting: str) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return f"another process holds it: stop it, or set {port_setting} to a free port"
+    if error.errno == errno.EACCES and 0 < port < 1024:
+        return (
+            f"ports below 1024 need root or CAP_NET_BIND_SERVICE: set {port_setting} to 1024 "
+            "or above (and put nginx in front), or grant the capability"
+        )
+    if error.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(
+        error, socket.gaierror
+    ):
+        return f"set {host_setting} to an address of this machine"
+    return f"change {port_setting} or {host_setting}"
+
+
+async def _listening(
+    component: str,
+    host: str,
+    port: int,
+    settings: tuple[str, str],
+    start: Callable[[], Awaitable[int]],
+) -> int:
+    """`start()` a listener; a failure to bind becomes one ListenError line."""
+    try:
+        return await start()
+    except OSError as exc:
+        error = exc
+    except BaseExceptionGroup as group:
+        found = _os_error_of(group)
+        if found is None:
+            raise
+        error = found
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    port_setting, host_setting = settings
+    raise ListenError(
+        f"{component}: cannot listen on {address}: {describe_os_error(error)}; "
+        f"{_listen_advice(error, port, port_setting, host_setting)}"
+    ) from error
 
 
 def build_authenticator(
@@ -80,12 +182,17 @@ def build_authenticator(
         return DevelopmentAuthenticator(), None
     secret: bytes | None = None
     keys: KeyProvider | None = None
+    setting = "auth.secret_file (or $CIVICREALTIME_JWT_SECRET)"
     try:
         if auth.public_key_file:
+            setting = "auth.public_key_file"
             keys = StaticKey(Path(auth.public_key_file))
+            _check_public_key(Path(auth.public_key_file), auth.effective_algorithms)
         elif auth.jwks_file:
+            setting = "auth.jwks_file"
             keys = JwksFile(Path(auth.jwks_file))
         elif auth.jwks_url:
+            setting = "auth.jwks_url"
             keys = JwksUrl(
                 auth.jwks_url, cache_seconds=auth.jwks_cache_seconds, timeout=auth.fetch_timeout
             )
@@ -102,7 +209,22 @@ def build_authenticator(
             else:
                 log.info("auth.secret source=%s", found.source)
     except (KeyError_, SecretError) as exc:
-        raise AuthSetupError(str(exc)) from None
+        # Raised `from None`, the OS error is still the context: a file we may not read is
+        # a file problem (exit 4), a key we cannot use a configuration one (exit 2).
+        cause = exc.__context__
+        if isinstance(cause, OSError):
+            name = errno.errorcode.get(cause.errno or 0, "OSError")
+            raise FileSetupError(
+                f"auth: {exc} ({name}); fix the file or its permissions, or change {setting}"
+            ) from None
+        raise AuthSetupError(f"auth: {exc}; change {setting}") from None
+    except OSError as exc:
+        # Creating <data_dir>/jwt-secret: the data directory is not ours to write.
+        raise FileSetupError(
+            f"auth: cannot create the generated secret in {exc.filename or config.data_dir}: "
+            f"{describe_os_error(exc)}; make data_dir ({config.data_dir}) writable by this "
+            "user, or change data_dir, auth.secret_file or $CIVICREALTIME_JWT_SECRET"
+        ) from None
     introspector = None
     if auth.introspection_url:
         introspector = Introspector(
@@ -118,6 +240,27 @@ def build_authenticator(
         revocations=revocations,
     )
     return authenticator, secret
+
+
+def _check_public_key(path: Path, algorithms: tuple[str, ...]) -> None:
+    """A PEM no configured algorithm can use fails at start, not at every connection.
+
+    StaticKey prepares keys on first use, when a bad file would only show as refused tokens.
+    """
+    pem = path.read_bytes()
+    problems = []
+    for algorithm in algorithms:
+        try:
+            jwt.get_algorithm_by_name(algorithm).prepare_key(pem)
+        except (jwt.InvalidKeyError, ValueError, TypeError, NotImplementedError) as exc:
+            problems.append(f"{algorithm}: {exc}")
+        else:
+            return
+    raise AuthSetupError(
+        f"auth: the public key file {path} holds no key usable with auth.algorithms "
+        f"({'; '.join(problems)}); change auth.public_key_file to a PEM public key, or "
+        "auth.algorithms"
+    )
 
 
 @attrs.frozen
@@ -175,10 +318,14 @@ class RealtimeService:
         # Several nodes sharing rooms through Redis (docs/scaling.md); never touched when off.
         self.cluster: ClusterService | None = None
         if config.cluster.enabled:
-            # Imported here: the Redis client loads only when clustering is on.
-            from .cluster import ClusterService  # noqa: PLC0415
-
-            self.cluster = ClusterService(config, load_stored=self._load_stored)
+            # Imported here: the Redis client (the [cluster] extra) loads only when it is on.
+            cluster = import_extra(
+                "civicrealtime.cluster",
+                setting="cluster.enabled",
+                feature="clustering through Redis",
+                extra="cluster",
+            )
+            self.cluster = cluster.ClusterService(config, load_stored=self._load_stored)
         self.rooms = RoomManager(config, self.room_types, self.stats, hooks, relay=self.cluster)
         # A caller's own authenticator shares the caller's list (`TokenAuthenticator` takes
         # one), so that revocations made here, and those restored from the store, apply.
@@ -248,6 +395,7 @@ class RealtimeService:
         `shutdown_timeout` seconds to retire, then cancel what is left.
         """
         try:
+            check_paths(self.config)
             if self.cluster is not None:
                 self._check_shared_store()
             if self.persistence is not None:
@@ -271,16 +419,30 @@ class RealtimeService:
                     if self.persistence is not None:
                         root.start_soon(self._restore_when_tailing, self.persistence.store)
                 await root.start(self.rooms.run)
-                if self.config.http.enabled:
-                    self.http_port = await root.start(
-                        serve_http,
-                        OpsApp(self),
-                        self.config.http.host,
-                        self.config.http.port,
-                        self._http_shutdown,
+                http = self.config.http
+                if http.enabled:
+                    self.http_port = await _listening(
+                        "operations port",
+                        http.host,
+                        http.port,
+                        ("http.port (or $CIVICREALTIME_HTTP_PORT)", "http.host"),
+                        partial(
+                            root.start,
+                            serve_http,
+                            OpsApp(self),
+                            http.host,
+                            http.port,
+                            self._http_shutdown,
+                        ),
                     )
                 async with trio.open_nursery() as connections:
-                    self.port = await root.start(self.server.run, connections)
+                    self.port = await _listening(
+                        "WebSocket port",
+                        self.config.host,
+                        self.config.port,
+                        ("port (or $CIVICREALTIME_PORT)", "host (or $CIVICREALTIME_HOST)"),
+                        partial(root.start, self.server.run, connections),
+                    )
                     self.listening = True
                     task_status.started(self.port)
                     await self._shutdown.wait()
@@ -320,8 +482,9 @@ class RealtimeService:
         else:
             return
         raise StoreSetupError(
-            f"cluster.enabled needs a store shared by every node, and {problem}: set "
-            "snapshots.database_url to a postgresql:// URL (docs/scaling.md)"
+            f"cluster: cluster.enabled needs a store shared by every node, and {problem}: set "
+            "snapshots.database_url to a postgresql:// URL (docs/scaling.md)",
+            exit_code=EXIT_CONFIG,
         )
 
     async def _load_stored(self, key: str) -> list[bytes]:
@@ -370,7 +533,12 @@ class RealtimeService:
             with trio.fail_after(30):
                 await store.open()
         except (StoreError, trio.TooSlowError) as exc:
-            raise StoreSetupError(f"cannot open the store {store.description}: {exc}") from None
+            why = str(exc) or "no answer within 30 s"
+            # The store's message often starts with its own description: say it once.
+            why = why.removeprefix(f"{store.description}: ")
+            raise StoreSetupError(
+                f"store: cannot open {store.description}: {why}; {_store_advice(self.config)}"
+            ) from None
         log.info("store.opened store=%s", store.description)
 
     async def _sweep_old_snapshots(self, store: Store) -> None:
@@ -579,13 +747,44 @@ class RealtimeService:
         return f"ws://{host}:{self.port}{self.config.path}"
 
 
+def _store_advice(config: RealtimeConfig) -> str:
+    location = config.snapshots.location(config.data_dir)
+    if location.startswith(("postgresql://", "postgres://")):
+        return "start PostgreSQL or fix snapshots.database_url"
+    if location.startswith("filesystem:"):
+        return (
+            "make the directory writable by this user, or change snapshots.directory (or data_dir)"
+        )
+    return (
+        "make the file and its directory writable by this user, or change "
+        "snapshots.database_url (or data_dir)"
+    )
+
+
+def check_paths(config: RealtimeConfig) -> None:
+    """Directories the configuration names that must exist before start (FileSetupError)."""
+    records = config.records.data_dir
+    if records and not Path(records).is_dir():
+        what = "is not a directory" if Path(records).exists() else "does not exist"
+        raise FileSetupError(
+            f"records: the data directory {records} {what}; change records.data_dir to a "
+            "CivicPress data directory (or null to serve records rooms without one)"
+        )
+
+
 def _read_admin_token(path: str | None) -> str | None:
     if path is None:
         return None
     try:
         token = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise AuthSetupError(f"cannot read http.admin_token_file {path}: {exc.strerror}") from None
+        raise FileSetupError(
+            f"operations port: cannot read the admin token file {path}: "
+            f"{describe_os_error(exc)}; fix its permissions or change http.admin_token_file"
+        ) from None
     if len(token) < 16:
-        raise AuthSetupError(f"the admin token in {path} is shorter than 16 characters")
+        raise AuthSetupError(
+            f"operations port: the admin token in {path} is shorter than 16 characters; "
+            "write a longer one or change http.admin_token_file"
+        )
     return token

@@ -9,34 +9,62 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import trio
 
 from . import config as config_module
 from . import records_cli, snapshots_cli
-from .app import AuthSetupError, RealtimeService, StoreSetupError
+from .app import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    RealtimeService,
+    StartupError,
+    check_paths,
+    describe_os_error,
+)
 from .auth.minting import mint_token
 from .auth.secrets import ENV_SECRET, SecretError, resolve_secret
 from .config import ConfigError, LoadedConfig
+from .extras import MissingExtra
 from .logs import configure
+from .version import VERSION
 
 log = logging.getLogger("civicrealtime")
 
-EXIT_CONFIG = 2
+
+def _config_option(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default,
+        help=f"configuration file (default: ${config_module.ENV_CONFIG} or "
+        f"{config_module.DEFAULT_CONFIG_PATH})",
+    )
+
+
+class _SubcommandParser(argparse.ArgumentParser):
+    """Every subcommand takes `--config` too, so that `serve --config x.yml` works."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand without it keeps the value given before the subcommand.
+        _config_option(self, argparse.SUPPRESS)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="civicrealtime",
         description="CivicPress realtime daemon: collaborative Yjs rooms over y-websocket.",
+        epilog="Exit codes: 0 fine, 1 unexpected error, 2 invalid configuration, 3 a port "
+        "cannot be listened on, 4 a file or directory cannot be used, 5 the store cannot be "
+        "opened (docs/operations.md).",
     )
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help=f"configuration file (default: ${config_module.ENV_CONFIG} or "
-        f"{config_module.DEFAULT_CONFIG_PATH})",
+    _config_option(parser, None)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_SubcommandParser
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("serve", help="run the daemon (the default)")
     check = commands.add_parser(
         "check-config", help="validate a configuration file and print the effective settings"
@@ -89,20 +117,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.path or args.config)
     if args.command == "token":
         return _token(args)
-    if args.command == "snapshots":
+    if args.command in ("snapshots", "records"):
         try:
             loaded = _load(args.config)
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             return EXIT_CONFIG
-        return snapshots_cli.run(loaded.config, args)
-    if args.command == "records":
         try:
-            loaded = _load(args.config)
-        except ConfigError as exc:
+            if args.command == "snapshots":
+                return snapshots_cli.run(loaded.config, args)
+            return records_cli.run(loaded.config, args)
+        except MissingExtra as exc:
             print(exc, file=sys.stderr)
             return EXIT_CONFIG
-        return records_cli.run(loaded.config, args)
     return _serve(args.config)
 
 
@@ -195,6 +222,12 @@ def _check_config(path: str | None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        # What the daemon would refuse at start, said before it is started.
+        check_paths(loaded.config)
+    except StartupError as exc:
+        print(f"invalid configuration in {loaded.source}:\n  - {exc}", file=sys.stderr)
+        return exc.exit_code
     where = loaded.source if loaded.found else f"{loaded.source} (not found: embedded defaults)"
     print(f"# configuration from {where}: valid")
     print(config_module.dump_yaml(loaded.config), end="")
@@ -222,20 +255,39 @@ def _serve(path: str | None) -> int:
         return 0
     try:
         service = RealtimeService(loaded.config)
-    except AuthSetupError as exc:
-        log.error("auth.invalid %s", exc)  # noqa: TRY400 - a configuration problem, not a bug
+    except MissingExtra as exc:
+        log.error("config.missing_dependency %s", exc)  # noqa: TRY400 - not a bug to trace
         return EXIT_CONFIG
-    failures: list[str] = []
+    except StartupError as exc:
+        log.error("startup.failed %s", exc)  # noqa: TRY400 - the line says it all
+        return exc.exit_code
+    failures: list[tuple[str, int]] = []
     try:
         trio.run(_run_daemon, service)
-    except* StoreSetupError as group:
-        failures += [f"store.unavailable {exc}" for exc in group.exceptions]
+    except* StartupError as group:
+        failures += [(f"startup.failed {e}", e.exit_code) for e in _leaves(group, StartupError)]
     except* OSError as group:
-        # Typically the port is taken or the host is not ours: say it in one line.
-        failures += [f"server.failed {exc}" for exc in group.exceptions]
-    for failure in failures:
-        log.error("%s", failure)
-    return 1 if failures else 0
+        # Not at start (those are StartupError): a runtime failure, one line each.
+        failures += [
+            (f"server.failed {describe_os_error(e)}", EXIT_FAILURE) for e in _leaves(group, OSError)
+        ]
+    for line, _ in failures:
+        log.error("%s", line)
+    return failures[0][1] if failures else 0
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def _leaves(group: BaseExceptionGroup[E], kind: type[E]) -> list[E]:
+    """The exceptions of a (nested) group, in order."""
+    found: list[E] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found += _leaves(exc, kind)
+        elif isinstance(exc, kind):
+            found.append(exc)
+    return found
 
 
 async def _run_daemon(service: RealtimeService) -> None:

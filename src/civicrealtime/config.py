@@ -640,6 +640,11 @@ def load(
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
+        if isinstance(exc, yaml.MarkedYAMLError):
+            # PyYAML names a string source "<unicode string>"; the file is what to open.
+            for mark in (exc.context_mark, exc.problem_mark):
+                if mark is not None:
+                    mark.name = str(path)
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
     config = structure(raw, str(path))
     return LoadedConfig(config=apply_environment(config, env), source=path, found=True)

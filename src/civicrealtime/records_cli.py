@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -15,7 +16,7 @@ from .protocol import InvalidUpdate, apply_update
 from .records import RecordError, RecordIndex, parse_markdown, read_fragment, write_markdown
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     records = commands.add_parser(
         "records",
         help="list the records of records.data_dir, or show one as the server serialises it",
@@ -45,10 +46,16 @@ def _index(config: RealtimeConfig) -> RecordIndex | None:
 
 
 def _list(config: RealtimeConfig) -> int:
+    data_dir = config.records.data_dir
+    if data_dir and not Path(data_dir).is_dir():
+        # An index of a missing directory is empty: "0 records" would hide the typo.
+        print(f"records.data_dir {data_dir} is not a directory", file=sys.stderr)
+        return 2
     index = _index(config)
     if index is None:
         print("records.data_dir is not set", file=sys.stderr)
         return 2
+    print(f"{'id':32}  {'type':12}  title")
     for record_id in index.ids():
         try:
             record = index.read(record_id)

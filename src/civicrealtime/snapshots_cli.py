@@ -12,10 +12,9 @@ import datetime
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
-from tqdm import tqdm
 
 from .config import RealtimeConfig
 from .persistence import RoomDamaged, StoreBase, StoreError, store_for
@@ -24,7 +23,7 @@ from .protocol import InvalidUpdate
 T = TypeVar("T")
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     snapshots = commands.add_parser(
         "snapshots",
         help="inspect, export, import, verify and compact stored rooms",
@@ -34,12 +33,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions.add_parser("list", help="every stored room with its snapshots")
     show = actions.add_parser("show", help="one room's snapshots and log")
     show.add_argument("room", help="room key, e.g. records:abc123")
-    export = actions.add_parser("export", help="write a room's full state (a Yjs update) to FILE")
-    export.add_argument("room")
-    export.add_argument("file", type=Path)
-    load = actions.add_parser("import", help="merge a Yjs update from FILE into a room")
-    load.add_argument("room")
-    load.add_argument("file", type=Path)
+    export = actions.add_parser(
+        "export",
+        help="write a room's full state (a Yjs update) to FILE",
+        description="Write the stored state of ROOM (snapshot and update log merged) to FILE "
+        "as one Yjs update. A room with no stored state is an error (exit 1), and FILE is "
+        "then not written.",
+    )
+    export.add_argument("room", help="stored room key, e.g. records:abc123 (see `list`)")
+    export.add_argument("file", type=Path, help="file to write (replaced if it exists)")
+    load = actions.add_parser(
+        "import",
+        help="merge a Yjs update from FILE into a room",
+        description="Merge the Yjs update in FILE (as written by `export`) into ROOM and store "
+        "the result as a new snapshot. A merge, never a replacement: nothing stored is lost.",
+    )
+    load.add_argument("room", help="room key to merge into, e.g. records:abc123 (created if new)")
+    load.add_argument("file", type=Path, help="a Yjs update, e.g. from `snapshots export`")
     actions.add_parser("verify", help="check every snapshot and log record (progress, summary)")
     inspect = actions.add_parser(
         "inspect", help="one room's rows, each verified, and whether the room can be served"
@@ -136,6 +146,11 @@ async def _show(store: StoreBase, args: argparse.Namespace) -> int:
 
 
 async def _export(store: StoreBase, args: argparse.Namespace) -> int:
+    # An unknown room merges to an empty update (2 bytes): refuse it rather than write a
+    # file that looks like a backup and holds nothing.
+    if not await store.snapshots(args.room) and not (await store.load(args.room)).log:
+        print(f"no stored state for {args.room!r}: nothing written", file=sys.stderr)
+        return 1
     state = await store.export_state(args.room)
     await trio.Path(args.file).write_bytes(state)
     print(f"wrote {len(state)} bytes of {args.room} to {args.file}")
@@ -155,6 +170,13 @@ async def _each(
     rooms: list[str], label: str, work: Callable[[str], Awaitable[T]]
 ) -> list[tuple[str, T]]:
     results = []
+    try:
+        from tqdm import tqdm  # noqa: PLC0415 - the optional [progress] extra
+    except ModuleNotFoundError:
+        # No progress bar without tqdm; the summary line that follows says the same.
+        for room in rooms:
+            results.append((room, await work(room)))
+        return results
     with tqdm(total=len(rooms), desc=label, unit="room", file=sys.stderr, leave=True) as bar:
         for room in rooms:
             results.append((room, await work(room)))

@@ -70,8 +70,8 @@ def test_unit_runs_the_daemon_as_documented() -> None:
     assert unit["ReadWritePaths"] == ["/var/lib/civicrealtime"]
     assert unit["EnvironmentFile"] == ["/etc/civicrealtime/civicrealtime.env"]
     assert unit["Restart"] == ["on-failure"]
-    # An invalid configuration exits 2; restarting it in a loop helps nobody.
-    assert unit["RestartPreventExitStatus"] == ["2"]
+    # An invalid configuration exits 2, an unusable file 4; restarting in a loop helps nobody.
+    assert unit["RestartPreventExitStatus"] == ["2 4"]
     assert unit["KillSignal"] == ["SIGTERM"]
     # systemd must not SIGKILL the daemon while it closes connections with 4503.
     defaults = RealtimeConfig()

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 import trio
 
-from .._version import __version__
+from ..version import VERSION
 from ..auth import AuthRejected, UpgradeRequest
 from ..auth.permissions import ALL
 from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
@@ -157,7 +157,7 @@ class OpsApp:
             503 if failing else 200,
             {
                 "status": status,
-                "version": __version__,
+                "version": VERSION,
                 "reasons": reasons,
                 "connections": len(service.server.connections),
                 "rooms": room_stats.live,

@@ -22,7 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .._version import __version__
+from ..version import VERSION
 from ..rooms import RoomManager
 from ..server import RealtimeServer
 from ..stats import Stats
@@ -148,7 +148,7 @@ class DaemonCollector(Collector):
 def build_labels() -> dict[str, str]:
     """What this process runs: the release and the versions that decide its behaviour."""
     return {
-        "version": __version__,
+        "version": VERSION,
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "pycrdt": _installed("pycrdt"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..extras import import_extra
 from .basestore import StoreBase
 from .filesystem import FilesystemStore
 from .sqlite import SqliteStore
@@ -10,12 +11,19 @@ from .store import DEFAULT_KEEP
 
 def store_for(location: str, *, keep: int = DEFAULT_KEEP) -> StoreBase:
     """`postgresql://…` (or `postgres://…`): PostgreSQL; `filesystem:DIR`: the filesystem
-    layout under DIR; `sqlite:PATH` or a bare path: SQLite. The store is not opened."""
-    if location.startswith(("postgresql://", "postgres://")):
-        # Imported here so that psycopg loads only when PostgreSQL is used.
-        from .postgres import PostgresStore  # noqa: PLC0415
+    layout under DIR; `sqlite:PATH` or a bare path: SQLite. The store is not opened.
 
-        return PostgresStore(location, keep=keep)
+    Raises MissingExtra for PostgreSQL without psycopg installed."""
+    if location.startswith(("postgresql://", "postgres://")):
+        # Imported here so that psycopg (the [postgres] extra) loads only when it is used.
+        postgres = import_extra(
+            "civicrealtime.persistence.postgres",
+            setting="snapshots.database_url",
+            feature="PostgreSQL",
+            extra="postgres",
+        )
+        store: StoreBase = postgres.PostgresStore(location, keep=keep)
+        return store
     if location.startswith("filesystem:"):
         return FilesystemStore(location.removeprefix("filesystem:"), keep=keep)
     return SqliteStore(location.removeprefix("sqlite:"), keep=keep)

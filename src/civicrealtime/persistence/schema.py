@@ -23,7 +23,7 @@ import json
 import logging
 from pathlib import Path
 
-from .._version import __version__
+from ..version import VERSION
 from .errors import StoreError
 
 # Bump when the stored layout changes, with a migration step from the previous version.
@@ -33,7 +33,7 @@ SCHEMA_TABLE = "realtime_schema"
 # record-side tables of CivicPress could keep theirs beside it.
 SCHEMA_NAME = "realtime"
 SCHEMA_FILE = "schema.json"
-WRITTEN_BY = f"civicrealtime {__version__}"
+WRITTEN_BY = f"civicrealtime {VERSION}"
 
 log = logging.getLogger("civicrealtime.persistence")
 
