@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from civicrealtime.version import VERSION
 from civicrealtime.rooms import MemoryOnly, RoomType, RoomTypeRegistry
+from civicrealtime.version import VERSION
 
 from .conftest import RunningServer, StartServer
 from .polling import eventually

@@ -20,9 +20,9 @@ from urllib.parse import unquote
 
 import trio
 
-from ..version import VERSION
 from ..auth import AuthRejected, UpgradeRequest
 from ..auth.permissions import ALL
+from ..version import VERSION
 from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
 
 if TYPE_CHECKING:

@@ -22,10 +22,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from ..version import VERSION
 from ..rooms import RoomManager
 from ..server import RealtimeServer
 from ..stats import Stats
+from ..version import VERSION
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 P = "civicrealtime_"
