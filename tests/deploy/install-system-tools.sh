@@ -3,7 +3,7 @@
 #   nginx (/usr/sbin/nginx)           tests/deploy/test_nginx.py
 #   systemd (/usr/bin/systemd-analyze) tests/deploy/test_systemd.py
 #   prometheus (/usr/bin/promtool)    tests/deploy/test_monitoring.py (about 20 MB)
-# Only as root with apt-get; otherwise, or when both are present, it does nothing.
+# Only as root with apt-get; otherwise, or when all are present, it does nothing.
 # It never fails the run: a missing tool makes its test skip with a reason instead.
 # Idempotent and quiet (one line when it installs something or cannot).
 
@@ -50,7 +50,10 @@ done
 case " $want " in
     *" prometheus "*)
         if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-            systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1
+            # One unit a call: systemctl fails as a whole when one of several is missing.
+            for unit in prometheus prometheus-node-exporter; do
+                systemctl disable --now "$unit" >/dev/null 2>&1
+            done
         fi
         ;;
 esac
