@@ -82,6 +82,14 @@ class Reader:
         self._pos += length
         return self._data[start : self._pos]
 
+    def read_bytes(self, length: int) -> bytes:
+        """Exactly `length` raw bytes."""
+        if length > self.remaining:
+            raise MalformedMessage(f"needs {length} bytes, {self.remaining} left in the frame")
+        start = self._pos
+        self._pos += length
+        return self._data[start : self._pos]
+
     def read_var_string(self) -> str:
         raw = self.read_var_bytes()
         try:
