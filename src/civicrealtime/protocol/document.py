@@ -136,14 +136,15 @@ class YDocument:
             self._apply_raw(doc, state)
             for raw, _ in pending:
                 self._apply_raw(doc, raw)
-        subscription = self._observe(doc) if doc is not self._doc else None
+        replaced = doc is not self._doc
+        subscription = self._observe(doc) if replaced else None
         try:
             self._apply_raw(doc, update)
         except InvalidUpdate:
             if subscription is not None:
                 doc.unobserve(subscription)
             raise
-        if subscription is not None:
+        if replaced:
             self.close()
             self._doc, self._subscription = doc, subscription
             self._pending = pending
