@@ -18,15 +18,21 @@ function expected (update) {
   const points = new Set()
   const reach = {}
   const kinds = new Set()
+  const spans = {}
+  const needs = {}
+  let hasSkip = false
+  const need = (id) => { needs[id.client] = Math.max(needs[id.client] ?? 0, id.clock + 1) }
   const grow = (client, clock) => { reach[client] = Math.max(reach[client] ?? 0, clock) }
   for (const s of structs) {
     const { client, clock } = s.id
     kinds.add(s.constructor.name === 'Item' ? s.content.constructor.name : s.constructor.name)
-    if (s.constructor.name === 'Skip') continue
+    spans[client] = [Math.min(spans[client]?.[0] ?? clock, clock), clock + s.length]
+    if (s.constructor.name === 'Skip') { hasSkip = true; continue }
     grow(client, clock + s.length)
     if (s.constructor.name !== 'Item') continue
-    if (s.origin) points.add(`${s.origin.client},${s.origin.clock + 1}`)
-    if (s.rightOrigin) points.add(`${s.rightOrigin.client},${s.rightOrigin.clock}`)
+    if (s.origin) { points.add(`${s.origin.client},${s.origin.clock + 1}`); need(s.origin) }
+    if (s.rightOrigin) { points.add(`${s.rightOrigin.client},${s.rightOrigin.clock}`); need(s.rightOrigin) }
+    if (s.parent && s.parent.client !== undefined) need(s.parent) // an item id, not a root name
     if (s.content instanceof Y.ContentString) strings.push([client, clock, s.content.str])
   }
   for (const [client, items] of ds.clients) {
@@ -40,6 +46,9 @@ function expected (update) {
     strings,
     split_points: [...points].map((p) => p.split(',').map(Number)).sort((a, b) => a[0] - b[0] || a[1] - b[1]),
     reach,
+    structs: spans,
+    needs,
+    has_skip: hasSkip,
     kinds: [...kinds].sort()
   }
 }
@@ -79,6 +88,22 @@ const d = newDoc(4)
 Y.applyUpdate(d, cases.two_emoji)
 cases.delete_inside_pairs = captured(d, () => d.getText('text').delete(2, 4))
 const deleteText = d.getText('text').toString()
+
+// The same story in a records room (y-prosemirror's shape: fragment > paragraph > text).
+const pa = newDoc(8)
+const pb = newDoc(9)
+cases.xml_typed = captured(pa, () => {
+  const paragraph = new Y.XmlElement('paragraph')
+  pa.getXmlFragment('default').insert(0, [paragraph])
+  const text = new Y.XmlText()
+  paragraph.insert(0, [text])
+  text.insert(0, 'Avis 😀 public')
+})
+Y.applyUpdate(pb, cases.xml_typed)
+cases.xml_insert_inside_pair = captured(pb, () => {
+  pb.getXmlFragment('default').get(0).get(0).insert(6, 'é')
+})
+Y.applyUpdate(pa, cases.xml_insert_inside_pair)
 
 // Every content type and struct kind.
 const e = newDoc(5)
@@ -138,7 +163,13 @@ cases.skip = (() => {
 cases.empty = Y.encodeStateAsUpdate(new Y.Doc())
 
 // What the editors hold after each two-step story: A then B, and C then D.
-const out = { editors_text: editorsText, delete_text: deleteText, cases: {} }
+// xml_editor_state: everything editor A holds at the end of the records story.
+const out = {
+  editors_text: editorsText,
+  delete_text: deleteText,
+  xml_editor_state: hex(Y.encodeStateAsUpdate(pa)),
+  cases: {}
+}
 for (const [name, update] of Object.entries(cases)) {
   out.cases[name] = { update: hex(update), ...expected(update) }
 }

@@ -15,12 +15,13 @@ from typing import Any
 
 import pycrdt
 import pytest
-from pycrdt import Doc, Text
+from pycrdt import Doc, Text, XmlFragment
 
 from civicrealtime.persistence.rebuild import rebuild
 from civicrealtime.protocol.document import YDocument
 from civicrealtime.protocol.updates import InvalidUpdate
 from civicrealtime.protocol.varint import encode_var_string, encode_var_uint
+from civicrealtime.records import read_fragment, write_markdown
 
 GOLDEN: dict[str, Any] = json.loads(
     (Path(__file__).parent / "data" / "yjs_structs.json").read_text(encoding="utf-8")
@@ -178,3 +179,17 @@ def test_random_editing_matches_yjs(seed: int) -> None:
     assert document.splits_contained > 0  # the story did split characters
     assert text_of(document.doc) == story["text"]
     assert _node("decode", stdin=document.doc.get_update().hex()) == {"text": story["text"]}
+
+
+def test_draft_markdown_is_the_editors_markdown() -> None:
+    """A records room: the Markdown of the server's document is that of the editors' own."""
+    document = YDocument()
+    document.apply(update("xml_typed"))
+    assert document.apply(update("xml_insert_inside_pair")) == 1
+    editors: Doc[Any] = Doc()
+    editors.apply_update(bytes.fromhex(GOLDEN["xml_editor_state"]))
+
+    def markdown(doc: Doc[Any]) -> str:
+        return write_markdown(read_fragment(doc.get("default", type=XmlFragment)))
+
+    assert markdown(document.doc) == markdown(editors) == "Avis \ufffdé\ufffd public\n"

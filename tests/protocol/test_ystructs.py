@@ -36,6 +36,9 @@ def test_reads_what_yjs_reads(name: str) -> None:
     assert [[s.client, s.clock, s.text] for s in layout.strings] == case["strings"]
     assert sorted(map(list, layout.split_points)) == case["split_points"]
     assert {str(client): clock for client, clock in layout.reach.items()} == case["reach"]
+    assert {str(c): list(span) for c, span in layout.structs.items()} == case["structs"]
+    assert {str(client): clock for client, clock in layout.needs.items()} == case["needs"]
+    assert layout.has_skip == case["has_skip"]
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

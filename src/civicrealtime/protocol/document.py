@@ -64,6 +64,9 @@ class YDocument:
         # Updates whose structs or deletions wait for missing dependencies, with their
         # layouts: yrs keeps them out of `get_update()`, so a rebuild re-applies them.
         self._pending: list[tuple[bytes, UpdateLayout]] = []
+        # A lower bound of the document's state vector (states only grow): an update that
+        # surely integrates against it needs no `get_state()`, a transaction in pycrdt.
+        self._known: dict[int, int] = {}
         self.splits_contained = 0
 
     @property
@@ -160,7 +163,10 @@ class YDocument:
 
     def _track_pending(self, update: bytes, layout: UpdateLayout) -> None:
         """Keep `update` if part of it waits; drop the pending ones now integrated."""
+        if not self._pending and _surely_integrated(layout, self._known):
+            return
         state = decode_state_vector(self._doc.get_state())
+        self._known = state
         self._pending = [(raw, lay) for raw, lay in self._pending if not _integrated(lay, state)]
         if not _integrated(layout, state):
             self._pending.append((update, layout))
@@ -177,6 +183,34 @@ class YDocument:
             on_change(event.update)
 
         return doc.observe(changed)
+
+
+def _surely_integrated(layout: UpdateLayout, known: dict[int, int]) -> bool:
+    """Whether nothing in `layout`'s update can wait, judged from `known` alone.
+
+    Sufficient, not necessary: each client's structs start within the known state, and
+    every id they reference and every range they delete is known or carried. When true,
+    `known` is advanced past the update's structs.
+    """
+    if layout.has_skip:
+        return False
+    structs = layout.structs
+    for client, (first, _) in structs.items():
+        if first > known.get(client, 0):
+            return False
+
+    def reached(client: int) -> int:
+        span = structs.get(client)
+        return max(known.get(client, 0), span[1] if span is not None else 0)
+
+    if any(clock > reached(client) for client, clock in layout.needs.items()):
+        return False
+    if any(clock > reached(client) for client, clock in layout.reach.items()):
+        return False
+    for client, (_, past) in structs.items():
+        if past > known.get(client, 0):
+            known[client] = past
+    return True
 
 
 def _integrated(layout: UpdateLayout, state: dict[int, int]) -> bool:

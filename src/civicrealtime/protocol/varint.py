@@ -55,6 +55,10 @@ class Reader:
 
     def read_var_uint(self) -> int:
         data, pos = self._data, self._pos
+        # Most var-uints in an update (counts, small clocks, content refs) fit one byte.
+        if pos < len(data) and data[pos] < 0x80:
+            self._pos = pos + 1
+            return data[pos]
         result = 0
         shift = 0
         for count in range(_MAX_VAR_UINT_BYTES):

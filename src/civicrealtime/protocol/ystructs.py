@@ -85,6 +85,11 @@ class UpdateLayout:
     # {client: clock past the last struct or deleted range}: the state a document needs
     # for all of the update to be integrated (anything beyond waits, pending).
     reach: dict[int, int]
+    # {client: (first clock, clock past the last struct)} of the structs carried.
+    structs: dict[int, tuple[int, int]]
+    # {client: clock past the last id referenced} by origins, right origins and parents.
+    needs: dict[int, int]
+    has_skip: bool
 
 
 def utf16_length(text: str) -> int:
@@ -100,6 +105,9 @@ def read_layout(update: bytes) -> UpdateLayout:
     strings: list[StringItem] = []
     points: set[tuple[int, int]] = set()
     reach: dict[int, int] = {}
+    spans: dict[int, tuple[int, int]] = {}
+    needs: dict[int, int] = {}
+    has_skip = False
     clients = reader.read_var_uint()
     if clients > len(update):
         raise MalformedMessage(f"update claims {clients} clients in {len(update)} bytes")
@@ -108,16 +116,25 @@ def read_layout(update: bytes) -> UpdateLayout:
         if structs > reader.remaining:
             raise MalformedMessage(f"update claims {structs} structs past its end")
         client = reader.read_var_uint()
-        clock = reader.read_var_uint()
+        clock = first = reader.read_var_uint()
         for _ in range(structs):
-            length = _read_struct(reader, client, clock, strings, points)
+            length = _read_struct(reader, client, clock, strings, points, needs)
             if length < 0:
                 clock -= length  # a Skip: clocks this update does not carry
+                has_skip = True
             else:
                 clock += length
                 reach[client] = max(reach.get(client, 0), clock)
+        spans[client] = (min(first, spans.get(client, (first, 0))[0]), clock)
     _read_delete_set(reader, points, reach)
-    return UpdateLayout(strings=tuple(strings), split_points=frozenset(points), reach=reach)
+    return UpdateLayout(
+        strings=tuple(strings),
+        split_points=frozenset(points),
+        reach=reach,
+        structs=spans,
+        needs=needs,
+        has_skip=has_skip,
+    )
 
 
 def _read_struct(
@@ -126,6 +143,7 @@ def _read_struct(
     clock: int,
     strings: list[StringItem],
     points: set[tuple[int, int]],
+    needs: dict[int, int],
 ) -> int:
     """Read one struct; return its length in clocks (negated for a Skip)."""
     info = _read_byte(reader)
@@ -136,16 +154,21 @@ def _read_struct(
         return -reader.read_var_uint()
     if info & _BIT8:
         origin_client = reader.read_var_uint()
-        points.add((origin_client, reader.read_var_uint() + 1))
+        past = reader.read_var_uint() + 1
+        points.add((origin_client, past))
+        needs[origin_client] = max(needs.get(origin_client, 0), past)
     if info & _BIT7:
         right_client = reader.read_var_uint()
-        points.add((right_client, reader.read_var_uint()))
+        right = reader.read_var_uint()
+        points.add((right_client, right))
+        needs[right_client] = max(needs.get(right_client, 0), right + 1)
     if not info & (_BIT8 | _BIT7):
         if reader.read_var_uint() == 1:
             reader.read_var_bytes()  # a root type's name
         else:
-            reader.read_var_uint()  # the parent item's id
-            reader.read_var_uint()
+            parent_client = reader.read_var_uint()  # the parent item's id
+            past = reader.read_var_uint() + 1
+            needs[parent_client] = max(needs.get(parent_client, 0), past)
         if info & _BIT6:
             reader.read_var_bytes()
     return _read_content(reader, ref, client, clock, strings)
