@@ -99,14 +99,23 @@ def utf16_length(text: str) -> int:
     return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
 
 
+class _Found:
+    """What the struct readers collect while walking one update."""
+
+    __slots__ = ("needs", "points", "strings")
+
+    def __init__(self) -> None:
+        self.strings: list[StringItem] = []
+        self.points: set[tuple[int, int]] = set()
+        self.needs: dict[int, int] = {}
+
+
 def read_layout(update: bytes) -> UpdateLayout:
     """Decode a v1 update's structs and delete set; raise `MalformedMessage` if malformed."""
     reader = Reader(update)
-    strings: list[StringItem] = []
-    points: set[tuple[int, int]] = set()
+    found = _Found()
     reach: dict[int, int] = {}
     spans: dict[int, tuple[int, int]] = {}
-    needs: dict[int, int] = {}
     has_skip = False
     clients = reader.read_var_uint()
     if clients > len(update):
@@ -118,7 +127,7 @@ def read_layout(update: bytes) -> UpdateLayout:
         client = reader.read_var_uint()
         clock = first = reader.read_var_uint()
         for _ in range(structs):
-            length = _read_struct(reader, client, clock, strings, points, needs)
+            length = _read_struct(reader, client, clock, found)
             if length < 0:
                 clock -= length  # a Skip: clocks this update does not carry
                 has_skip = True
@@ -126,13 +135,13 @@ def read_layout(update: bytes) -> UpdateLayout:
                 clock += length
                 reach[client] = max(reach.get(client, 0), clock)
         spans[client] = (min(first, spans.get(client, (first, 0))[0]), clock)
-    _read_delete_set(reader, points, reach)
+    _read_delete_set(reader, found.points, reach)
     return UpdateLayout(
-        strings=tuple(strings),
-        split_points=frozenset(points),
+        strings=tuple(found.strings),
+        split_points=frozenset(found.points),
         reach=reach,
         structs=spans,
-        needs=needs,
+        needs=found.needs,
         has_skip=has_skip,
     )
 
@@ -141,11 +150,10 @@ def _read_struct(
     reader: Reader,
     client: int,
     clock: int,
-    strings: list[StringItem],
-    points: set[tuple[int, int]],
-    needs: dict[int, int],
+    found: _Found,
 ) -> int:
     """Read one struct; return its length in clocks (negated for a Skip)."""
+    points, needs = found.points, found.needs
     info = _read_byte(reader)
     ref = info & _CONTENT
     if ref == GC:
@@ -171,7 +179,7 @@ def _read_struct(
             needs[parent_client] = max(needs.get(parent_client, 0), past)
         if info & _BIT6:
             reader.read_var_bytes()
-    return _read_content(reader, ref, client, clock, strings)
+    return _read_content(reader, ref, client, clock, found.strings)
 
 
 def _read_content(
