@@ -1,15 +1,18 @@
 #!/usr/bin/env node
 // Yjs as the oracle for characters outside the BMP, without a server.
 //
-//   node split_sim.mjs gen --seed N [--clients 3] [--ops 300]
-//     Simulated editors type and delete concurrently (text over emoji, flags, skin tones,
-//     ZWJ sequences, accents, at any UTF-16 offset, inside surrogate pairs included).
+//   node split_sim.mjs gen --seed N [--clients 3] [--ops 300] [--format]
+//     Simulated editors type, delete (and with --format, format) concurrently (text over emoji, flags, skin
+//     tones, ZWJ sequences, accents, at any UTF-16 offset, inside surrogate pairs included).
 //     Their updates reach a "server" log in arrival order; every editor applies the log.
-//     Prints JSON {updates: [hex, ...] (server arrival order), text (what editors converge
-//     on)}; fails if the editors disagree.
+//     Prints JSON {updates: [hex, ...] (server arrival order), text and delta (text with
+//     formatting) of a joiner that applied the log, editors_agree}. Without --format the
+//     editors' texts must agree (exit 1 otherwise). With it they may not: Yjs 13.6 editors
+//     formatting ranges that start or end inside a pair can keep a character one of them
+//     replaced; the joiner is then the reference for what the server must serve.
 //   node split_sim.mjs decode < hex
-//     Applies one update (a server's state) to a fresh Y.Doc and prints JSON {text} or
-//     {error}; the check a late joiner makes.
+//     Applies one update (a server's state) to a fresh Y.Doc and prints JSON {text, delta}
+//     or {error}; the check a late joiner makes.
 //
 // Exit codes: 0 success, 1 editors diverged, 2 usage error.
 import * as Y from 'yjs'
@@ -38,6 +41,7 @@ function gen (args) {
   const randInt = (n) => Math.floor(rng() * n)
   const nClients = option(args, '--clients', 3)
   const nOps = option(args, '--ops', 300)
+  const withFormat = args.includes('--format')
   const log = []
   const clients = []
   for (let i = 0; i < nClients; i++) {
@@ -63,9 +67,14 @@ function gen (args) {
     const client = clients[randInt(nClients)]
     const text = client.doc.getText('text')
     const length = text.length // UTF-16 code units: offsets may fall inside a pair
-    if (length > 0 && rng() < 0.3) {
+    const dice = rng()
+    if (length > 0 && dice < 0.3) {
       const at = randInt(length)
       text.delete(at, 1 + randInt(Math.min(4, length - at)))
+    } else if (withFormat && length > 0 && dice < 0.4) {
+      // Formatting splits items at both ends of the range, inside pairs too.
+      const at = randInt(length)
+      text.format(at, 1 + randInt(Math.min(6, length - at)), { bold: rng() < 0.5 ? true : null })
     } else {
       let piece = ''
       for (let n = 1 + randInt(3); n > 0; n--) piece += PIECES[randInt(PIECES.length)]
@@ -76,14 +85,21 @@ function gen (args) {
   }
   for (const c of clients) flush(c)
   for (const c of clients) deliver(c)
+  const joined = new Y.Doc()
+  for (const entry of log) Y.applyUpdate(joined, entry.update)
   const texts = clients.map((c) => c.doc.getText('text').toString())
-  if (new Set(texts).size !== 1) {
+  if (!withFormat && new Set(texts).size !== 1) {
     console.error('editors diverged:', JSON.stringify(texts))
     process.exit(1)
   }
   console.log(JSON.stringify({
     updates: log.map((e) => Buffer.from(e.update).toString('hex')),
-    text: texts[0]
+    text: joined.getText('text').toString(),
+    editors_agree: new Set(texts).size === 1,
+    // Editors may disagree on formatting after concurrent format() calls (Yjs cleans up
+    // formatting in local transactions); a joiner applying the log in order is the
+    // reference for what the server serves.
+    delta: joined.getText('text').toDelta()
   }))
 }
 
@@ -96,7 +112,7 @@ function decode () {
     console.log(JSON.stringify({ error: String(err && err.message ? err.message : err) }))
     return
   }
-  console.log(JSON.stringify({ text: doc.getText('text').toString() }))
+  console.log(JSON.stringify({ text: doc.getText('text').toString(), delta: doc.getText('text').toDelta() }))
 }
 
 const [mode, ...rest] = process.argv.slice(2)
