@@ -73,6 +73,11 @@ class YDocument:
     def doc(self) -> Doc[Any]:
         return self._doc
 
+    @property
+    def waiting(self) -> int:
+        """How many applied updates still wait, whole or in part, for their dependencies."""
+        return len(self._pending)
+
     def close(self) -> None:
         """Drop the observer: pycrdt holds it from Rust, a cycle the GC cannot see."""
         if self._subscription is not None:
