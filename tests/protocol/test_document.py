@@ -20,8 +20,9 @@ from pycrdt import Doc, Text
 
 from civicrealtime.persistence.rebuild import rebuild
 from civicrealtime.protocol.document import YDocument
-from civicrealtime.protocol.updates import InvalidUpdate
+from civicrealtime.protocol.updates import InvalidUpdate, decode_state_vector
 from civicrealtime.protocol.varint import encode_var_string, encode_var_uint
+from civicrealtime.protocol.ystructs import read_layout
 
 GOLDEN: dict[str, Any] = json.loads(
     (Path(__file__).parent / "data" / "yjs_structs.json").read_text(encoding="utf-8")
@@ -201,9 +202,15 @@ def test_updates_out_of_order_end_as_yjs(seed: int) -> None:
         order[start : start + 6] = window
     document = YDocument()
     waited = 0
+    reaches: list[dict[int, int]] = []
     for index in order:
         document.apply(updates[index])
         waited = max(waited, document.waiting)
+        # Every update yrs has not fully integrated is among those the document keeps.
+        reaches.append(read_layout(updates[index]).reach)
+        state = decode_state_vector(document.doc.get_state())
+        uncovered = [r for r in reaches if any(state.get(c, 0) < k for c, k in r.items())]
+        assert document.waiting >= len(uncovered)
     assert waited > 3  # the shuffle did make updates wait
     assert document.waiting == 0
     served = _node("decode", stdin=document.doc.get_update().hex())
