@@ -142,7 +142,22 @@ def test_precheck_accepts_real_updates(doc_and_states: tuple[Doc, list[bytes]]) 
     replica = Doc()
     apply_update(replica, full)
     assert replica.get_state() == doc.get_state()
-    assert replica.get_update() == full
+    # Not byte equality: yrs squashes adjacent items of one client when it integrates them,
+    # so a replica may encode the same content in fewer structs (seen: 3 against 4).
+    assert content(replica) == content(doc)
+    again = Doc()
+    apply_update(again, replica.get_update())
+    assert content(again) == content(doc)
+
+
+def content(doc: Doc) -> tuple[object, ...]:
+    """Everything a peer sees of the roots `edit` uses, formatting included."""
+    return (
+        doc.get("text", type=Text).diff(),
+        doc.get("map", type=Map).to_py(),
+        doc.get("array", type=Array).to_py(),
+        str(doc.get("xml", type=XmlFragment)),
+    )
 
 
 @PYCRDT

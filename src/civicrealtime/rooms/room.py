@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Doc
 
 from ..config import RealtimeConfig
 from ..memory import trim_memory
@@ -29,12 +29,12 @@ from ..protocol import (
     QueryAwarenessReceived,
     SyncStep1Received,
     UpdateReceived,
-    apply_update,
     close_reason,
     diff_update,
 )
 from ..protocol import control as control_frames
 from ..protocol.awareness import AwarenessEntry, decode_awareness_update
+from ..protocol.document import YDocument
 from ..protocol.messages import (
     encode_awareness,
     encode_permission_denied,
@@ -99,7 +99,6 @@ class Room:
         self._mailbox = mailbox
         self._on_empty = on_empty
         self._on_join = on_join
-        self.doc: Doc[Any] = Doc()
         presence = config.awareness
         self.awareness = AwarenessStates(
             max_states=presence.max_room_states,
@@ -109,8 +108,9 @@ class Room:
         # The local member that owns each awareness client id (see `_screen_awareness`).
         self._awareness_owners: dict[int, Member] = {}
         self.members: dict[int, Member] = {}
+        # What each transaction changed, collected by the document's observer.
         self._applied: list[bytes] = []
-        self._subscription = self.doc.observe(self._collect)
+        self.document = YDocument(label=key, on_change=self._applied.append)
         self._grace_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._stop_scope = trio.CancelScope()
@@ -140,9 +140,8 @@ class Room:
             # joiner with a new Room: this one must not stay in memory (see the observer
             # below), or a client reconnecting to a damaged room leaks one per attempt.
             self._mailbox.close()
-            self.doc.unobserve(self._subscription)
             self.pending.clear()
-            self.doc = Doc()
+            self.document.reset()
             raise
         try:
             async with trio.open_nursery() as nursery:
@@ -177,7 +176,7 @@ class Room:
             self._mailbox.close()
             # pycrdt holds the observer from Rust, a cycle the garbage collector cannot see:
             # without this, every evicted room stayed in memory.
-            self.doc.unobserve(self._subscription)
+            self.document.close()
             with trio.CancelScope(shield=True), trio.move_on_after(self._config.shutdown_timeout):
                 await self._retire()
             with trio.CancelScope(shield=True):
@@ -192,7 +191,7 @@ class Room:
             stored += await self._relay.opened(self.key, self._mailbox_sender.clone())
         for update in stored:
             try:
-                apply_update(self.doc, update)
+                self._apply_to_document(update)
             except InvalidUpdate as exc:
                 log.warning("room.bad_stored_update room=%s error=%s", self.key, exc)
         self._applied.clear()
@@ -203,6 +202,8 @@ class Room:
             # is the classic failure of servers that seed whenever the document looks empty.
             await self._type.seed(self.room_id, self.doc)
             seeded = self.doc.get_update() != EMPTY_UPDATE
+            # The seed was written into the Doc directly, not through `apply`.
+            self.document.reindex()
             if seeded:
                 # The seed is the room's first state: persist it like an edit.
                 for update in self._applied:
@@ -229,7 +230,7 @@ class Room:
         """
         held = max(self._peak_bytes, self.size_estimate + self.pending.total)
         self.pending.clear()
-        self.doc = Doc()
+        self.document.reset()
         self._applied.clear()
         if held > TRIM_AFTER_BYTES:
             await trio.to_thread.run_sync(trim_memory)
@@ -596,7 +597,7 @@ class Room:
             )
             return
         try:
-            apply_update(self.doc, update)
+            self._apply_to_document(update)
         except InvalidUpdate as exc:
             self._applied.clear()
             self._reject(member, str(exc))
@@ -641,7 +642,7 @@ class Room:
         """Apply another node's traffic and fan it out locally; never publish it again."""
         if update is not None:
             try:
-                apply_update(self.doc, update)
+                self._apply_to_document(update)
             except InvalidUpdate as exc:
                 self._applied.clear()
                 log.warning("node.bad_update room=%s node=%s error=%s", self.key, node, exc)
@@ -751,24 +752,16 @@ class Room:
         if not dropped:
             return
         self.pending.remove(dropped)
-        doc: Doc[Any] = Doc()
-        apply_update(doc, self.doc.get_update())
-        kept: list[Held] = []
-        for held in self.pending.held:
-            try:
-                apply_update(doc, held.update)
-            except InvalidUpdate:
+        held_now = list(self.pending.held)
+        refused = self.document.rebuild(held.update for held in held_now)
+        self._applied.clear()
+        self.pending.clear()
+        for held in held_now:
+            if held.update in refused:
                 # yrs took it once; should it refuse it now, it goes with the others.
                 dropped.append(held)
-                continue
-            kept.append(held)
-        self.pending.clear()
-        for held in kept:
-            self.pending.add(held)
-        self.doc.unobserve(self._subscription)
-        self.doc = doc
-        self._subscription = self.doc.observe(self._collect)
-        self._applied.clear()
+            else:
+                self.pending.add(held)
         # Not kept in the store either: never written if still buffered, and removed from
         # the log by the next snapshot (which a retiring room then takes, too).
         self._hooks.discard(self.key, [held.update for held in dropped])
@@ -804,8 +797,17 @@ class Room:
                 self._peak_bytes = self.size_estimate
                 await trio.to_thread.run_sync(trim_memory)
 
-    def _collect(self, event: TransactionEvent) -> None:
-        self._applied.append(event.update)
+    @property
+    def doc(self) -> Doc[Any]:
+        """The room's pycrdt document: read it when used, a contained split replaces it."""
+        return self.document.doc
+
+    def _apply_to_document(self, update: bytes) -> None:
+        """Apply through `YDocument`, which splits characters as Yjs does; count it."""
+        contained = self.document.apply(update)
+        if contained:
+            self._stats.text_splits += contained
+            log.warning("text.split room=%s characters=%d", self.key, contained)
 
     def _broadcast(self, frame: bytes | WireFrame, exclude: Member | None) -> None:
         # One encoding, the same bytes object queued for every member.
