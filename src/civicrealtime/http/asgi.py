@@ -20,6 +20,7 @@ import trio
 from .._version import __version__
 from ..auth import AuthRejected, UpgradeRequest
 from ..auth.permissions import ALL
+from . import content
 from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ class OpsApp:
         if path == "/metrics" and method == "GET":
             body = exposition(self._metrics)
             return 200, [(b"content-type", CONTENT_TYPE.encode())], body
+        if content.is_content_route(path):
+            return await content.handle(self._service, scope, receive)
         if path.startswith("/admin/"):
             await self._authorize_admin(scope)
             return await self._admin(method, path[len("/admin/") :], receive)

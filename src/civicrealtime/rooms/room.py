@@ -46,7 +46,17 @@ from ..protocol.wire import WireFrame
 from ..stats import Stats
 from .hooks import RoomHooks, SnapshotFailed
 from .member import Member
-from .messages import FromClient, FromNode, Join, Leave, NodeGone, RoomMessage, TakeSnapshot
+from .messages import (
+    EditResult,
+    FromClient,
+    FromNode,
+    Join,
+    Leave,
+    NodeGone,
+    RoomMessage,
+    ServerEdit,
+    TakeSnapshot,
+)
 from .relay import NoRelay, RoomRelay
 from .types import RoomType
 
@@ -284,6 +294,8 @@ class Room:
             case TakeSnapshot(reply=reply):
                 if self._nursery is not None:
                     self._nursery.start_soon(self._admin_snapshot, reply)
+            case ServerEdit():
+                self._server_edit(message)
 
     def _join(self, member: Member) -> None:
         self.members[member.conn_id] = member
@@ -436,6 +448,41 @@ class Room:
         if not self._size_warned and self.size_estimate > self._config.rooms.document_warn_bytes:
             self._size_warned = True
             log.warning("document.large room=%s size=%d", self.key, self.size_estimate)
+
+    def _server_edit(self, message: ServerEdit) -> None:
+        """An edit made on the server (API, file watcher): kept and fanned out like a client's."""
+        try:
+            message.edit(self.doc)
+        except Exception as exc:
+            # The edit validates before it changes anything; should it fail midway, what it
+            # changed is still broadcast below, so no member diverges from the document.
+            log.exception("edit.failed room=%s actor=%s", self.key, message.actor)
+            error: str | None = f"{type(exc).__name__}: {exc}"
+        else:
+            error = None
+        changes = [u for u in self._applied if u != EMPTY_UPDATE]
+        self._applied.clear()
+        for update in changes:
+            self.updates_applied += 1
+            self._stats.updates_applied += 1
+            self.size_estimate += len(update)
+            self._broadcast(WireFrame(encode_sync_update(update)), exclude=None)
+            self._hooks.received(self.key, update)
+            self._relay.local_update(self.key, update)
+            self._unsnapshotted += 1
+        if changes and self._unsnapshotted >= self._config.snapshots.max_updates:
+            self._snapshot_wanted.set()
+        log.info(
+            "edit.applied room=%s actor=%s updates=%d bytes=%d",
+            self.key,
+            message.actor,
+            len(changes),
+            sum(len(u) for u in changes),
+        )
+        with message.reply:
+            message.reply.send_nowait(
+                EditResult(updates=len(changes), size=sum(len(u) for u in changes), error=error)
+            )
 
     def _from_node(self, node: str, update: bytes | None, awareness: bytes | None) -> None:
         """Apply another node's traffic and fan it out locally; never publish it again."""

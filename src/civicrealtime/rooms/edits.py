@@ -1,0 +1,58 @@
+"""Server-side edits and reads of a room, with or without anyone connected.
+
+The room is reached like a join reaches it: the manager loads it if it is not live (stored
+state, else its seed), so a read never answers blank over stored data and an edit is never
+lost to a room loading meanwhile. The edit itself travels through the room's mailbox
+(`ServerEdit`): the room remains the only code that changes its document. A room loaded
+only for this goes away again after its grace period, snapshotted like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import trio
+from pycrdt import Doc
+
+from .manager import RoomManager
+from .messages import EditResult, ServerEdit
+
+T = TypeVar("T")
+
+
+class RoomGone(Exception):
+    """The room stopped (evicted, shut down) before it answered."""
+
+
+async def edit_room(
+    manager: RoomManager,
+    key: str,
+    room_type: str,
+    *,
+    actor: str,
+    edit: Callable[[Doc[Any]], None],
+) -> EditResult:
+    """Run `edit` in the room's task; raises `RoomUnavailable` or `RoomGone`."""
+    handle = await manager.acquire(key, room_type)
+    try:
+        reply, answer = trio.open_memory_channel[EditResult](1)
+        try:
+            await handle.mailbox.send(ServerEdit(actor=actor, edit=edit, reply=reply))
+            with answer:
+                return await answer.receive()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
+            raise RoomGone(key) from None
+    finally:
+        manager.release_pending(handle)
+
+
+async def read_room(
+    manager: RoomManager, key: str, room_type: str, read: Callable[[Doc[Any]], T]
+) -> T:
+    """`read(doc)` on the room's loaded document, synchronously (no change, no await)."""
+    handle = await manager.acquire(key, room_type)
+    try:
+        return read(handle.room.doc)
+    finally:
+        manager.release_pending(handle)
