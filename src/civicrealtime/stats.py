@@ -42,6 +42,9 @@ class Stats:
     slow_consumer_closes: int = 0
     room_crashes: int = 0
     on_snapshot_failures: int = 0
+    # Published record files merged into their rooms, and those that could not be read.
+    record_file_merges: int = 0
+    record_file_failures: int = 0
     # trio.current_time() of the last room crash; /health reports it for a while.
     last_room_crash_at: float | None = None
     hydration_seconds: Summary = attrs.Factory(Summary)

@@ -124,6 +124,9 @@ class OpsApp:
         cluster = service.cluster_health()
         if cluster is not None:
             reasons.append(cluster)
+        watched = service.watcher.health() if service.watcher is not None else None
+        if watched is not None:
+            reasons.append(watched)
         crash = stats.last_room_crash_at
         if crash is not None and trio.current_time() - crash < CRASH_MEMORY_SECONDS:
             reasons.append(f"a room crashed {trio.current_time() - crash:.0f} s ago")

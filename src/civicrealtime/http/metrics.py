@@ -100,6 +100,16 @@ class DaemonCollector(Collector):
             s.slow_consumer_closes,
         )
         yield CounterMetricFamily(P + "room_crashes", "Room actors that failed", s.room_crashes)
+        yield CounterMetricFamily(
+            P + "record_file_merges",
+            "Changes of published record files merged into their rooms",
+            s.record_file_merges,
+        )
+        yield CounterMetricFamily(
+            P + "record_file_failures",
+            "Changed published record files that could not be read (nothing merged)",
+            s.record_file_failures,
+        )
         h = HistogramMetricFamily(P + "hydration_seconds", "Time to load a room")
         cumulative = 0
         buckets = []

@@ -280,8 +280,10 @@ class Merge:
 def merge_blocks(base: Sequence[Node], ours: Sequence[Node], theirs: Sequence[Node]) -> Merge:
     """`ours` with the block changes that turned `base` into `theirs`.
 
-    A region the file changed is taken from `theirs` when the editors left it as in `base`;
-    when they changed it too, their version stays (a conflict), so no typing is lost.
+    Block by block: a block the file changed (or deleted) is taken from `theirs` when the
+    editors left it as in `base`; when they changed or deleted it too, their version stays
+    (a conflict), so no typing is lost. Blocks the file added go after the nearest block
+    before them that the editors kept.
     """
     base, ours, theirs = tuple(base), tuple(ours), tuple(theirs)
     if base == theirs:
@@ -291,29 +293,34 @@ def merge_blocks(base: Sequence[Node], ours: Sequence[Node], theirs: Sequence[No
         for k in range(block.size):
             mapped[block.a + k] = block.b + k
 
-    def left_edge(i: int) -> int:
+    def after_kept(i: int) -> int:
+        """Where, in `ours`, goes what the file put before `base[i]`."""
         for k in range(i - 1, -1, -1):
             if k in mapped:
                 return mapped[k] + 1
         return 0
 
-    def right_edge(i: int) -> int:
-        for k in range(i, len(base)):
-            if k in mapped:
-                return mapped[k]
-        return len(ours)
-
-    result = list(ours)
+    replaced: dict[int, Node | None] = {}  # ours index -> its new block (None: deleted)
+    inserted: dict[int, list[Node]] = {}  # ours index -> blocks that go before it
     conflicts = 0
-    applied_from = len(ours) + 1  # the start of the region replaced last (they go backwards)
     opcodes = difflib.SequenceMatcher(None, base, theirs, autojunk=False).get_opcodes()
-    for tag, i1, i2, j1, j2 in reversed(opcodes):
+    for tag, i1, i2, j1, j2 in opcodes:
         if tag == "equal":
             continue
-        start, end = left_edge(i1), right_edge(i2)
-        if start <= end <= applied_from and ours[start:end] == base[i1:i2]:
-            result[start:end] = theirs[j1:j2]
-            applied_from = start
-        else:
-            conflicts += 1
+        paired = min(i2 - i1, j2 - j1)
+        for k in range(i2 - i1):
+            new = theirs[j1 + k] if k < paired else None
+            if i1 + k in mapped:
+                replaced[mapped[i1 + k]] = new
+            elif new is None or new not in ours:
+                conflicts += 1  # the editors changed this block as well: theirs stays
+        if j2 - j1 > paired:
+            inserted.setdefault(after_kept(i1 + paired), []).extend(theirs[j1 + paired : j2])
+    result: list[Node] = []
+    for index in range(len(ours) + 1):
+        result.extend(inserted.get(index, ()))
+        if index < len(ours):
+            new_block = replaced.get(index, ours[index])
+            if new_block is not None:
+                result.append(new_block)
     return Merge(tuple(result), conflicts)
