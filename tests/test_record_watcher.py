@@ -139,3 +139,29 @@ async def test_a_file_that_cannot_be_read_is_reported_and_touches_nothing(
         await eventually(lambda: stats.record_file_merges == 1)
         assert "Changed." in await room_markdown(running, "r0")
         assert (await client.get("/health")).json()["status"] == "ok"
+
+
+async def test_a_change_made_while_the_daemon_was_stopped_is_merged_at_start(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    (path,) = write_records(tmp_path / "civicpress", 1)
+    persist = {"enabled": True, "flush_ms": 5, "interval": 0}
+    first = await start(start_server, tmp_path, snapshots=persist)
+    editor = await YClient.connect(first.nursery, first.url("r0"))
+    await editor.wait_for(lambda: "First paragraph" in markdown(editor.doc))
+
+    def type_in_first(doc: Doc) -> None:
+        paragraph = doc.get("default", type=XmlFragment).children[1]
+        text = paragraph.children[0]
+        text.insert(len(text), " Typed.")  # type: ignore[call-arg, union-attr]
+
+    await editor.edit(type_in_first)
+    await eventually(lambda: "Typed." in _live(first))
+    first.service.shutdown()
+    await first.service.stopped.wait()
+    path.write_text(FRONT.format(n=0) + BODY.format(n=0).replace("Second", "Offline"))
+    second = await start(start_server, tmp_path, snapshots=persist)
+    await eventually(lambda: second.service.stats.record_file_merges == 1)
+    text = await room_markdown(second, "r0")
+    assert "Offline paragraph of 0." in text
+    assert "First paragraph of 0. Typed." in text

@@ -237,6 +237,7 @@ class RealtimeService:
                     self._deliver_file_edits,
                     interval=interval,
                     ignore_under=room_type.drafts_dir,
+                    bases_dir=Path(self.config.data_dir) / "published",
                 )
                 watcher.on_merge = self._count_file_merge
                 watcher.on_failure = self._count_file_failure

@@ -20,8 +20,9 @@ once:
   watcher ignores), and a file whose text equals its base is not a change: our own writes
   never come back as merges, and a merge never writes a file.
 
-The bases live in memory: a change made while the daemon is stopped is not merged (the
-room keeps its stored state; `records apply` brings a file in by hand).
+The bases are kept in `<data_dir>/published/<id>.md` (the daemon's data directory), so a
+change made while the daemon was stopped is merged when it starts again. A record without
+a base there (the first start with this feature) takes the file as it is as its base.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 import trio
 from pycrdt import Doc
 
+from .draft import write_draft_atomically
 from .edit import ContentError, decode, merge_from_file, parse_content
 from .source import RecordIndex
 
@@ -73,11 +75,13 @@ class PublishedWatcher:
         *,
         interval: float,
         ignore_under: Path | None = None,
+        bases_dir: Path | None = None,
     ) -> None:
         self._index = index
         self._deliver = deliver
         self._interval = interval
         self._ignore = ignore_under.resolve() if ignore_under is not None else None
+        self._bases_dir = bases_dir
         self._signatures: dict[str, Signature] = {}  # as of the last poll
         # The base of each record: its text as last merged (None: it could not be read).
         self._bases: dict[str, str | None] = {}
@@ -97,9 +101,9 @@ class PublishedWatcher:
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        await trio.to_thread.run_sync(self._poll)  # the bases: what the files say now
+        # The bases; files that changed while the daemon was stopped are pending already.
+        pending = await trio.to_thread.run_sync(self._poll)
         task_status.started()
-        pending: set[str] = set()
         while True:
             await trio.sleep(self._interval)
             changed = await trio.to_thread.run_sync(self._poll)
@@ -126,15 +130,41 @@ class PublishedWatcher:
                 continue
             signatures[record_id] = signature
             if record_id not in self._bases:
-                # A record we did not know: its base is what it says now (its room, if it
-                # ever opens, is seeded from it).
-                bases[record_id] = _read(path)
+                # A record we did not know: its base is the one kept from before, else what
+                # it says now (its room, if it ever opens, is seeded from it).
+                now = _read(path)
+                kept = self._kept_base(record_id)
+                if kept is None:
+                    self._keep_base(record_id, now)
+                    bases[record_id] = now
+                else:
+                    bases[record_id] = kept
+                    if kept != now:
+                        changed.add(record_id)
                 continue
             bases[record_id] = self._bases[record_id]
             if self._signatures.get(record_id) != signature:
                 changed.add(record_id)
         self._signatures, self._bases = signatures, bases
         return changed
+
+    def _base_path(self, record_id: str) -> Path | None:
+        return self._bases_dir / f"{record_id}.md" if self._bases_dir is not None else None
+
+    def _kept_base(self, record_id: str) -> str | None:
+        path = self._base_path(record_id)
+        return _read(path) if path is not None and path.exists() else None
+
+    def _keep_base(self, record_id: str, text: str | None) -> None:
+        path = self._base_path(record_id)
+        if path is None or text is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_draft_atomically(path, text)
+        except (OSError, UnicodeError) as exc:
+            # Only the merge of a change made while the daemon is stopped depends on it.
+            log.warning("records.base_not_kept record=%s error=%s", record_id, exc)
 
     def _ignored(self, path: Path) -> bool:
         if self._ignore is None:
@@ -161,6 +191,8 @@ class PublishedWatcher:
             # No retry until the file changes again; the base stays.
             return None, str(exc)
         self._bases[record_id] = text
+        if text != previous:
+            self._keep_base(record_id, text)
         if text == previous:
             return None, None  # touched, or written back identical: not a change
         self.changes += 1
