@@ -165,3 +165,30 @@ async def test_a_change_made_while_the_daemon_was_stopped_is_merged_at_start(
     text = await room_markdown(second, "r0")
     assert "Offline paragraph of 0." in text
     assert "First paragraph of 0. Typed." in text
+
+
+async def test_a_room_that_cannot_load_gets_the_change_when_it_can(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    paths = write_records(tmp_path / "civicpress", 2)
+    running = await start(
+        start_server,
+        tmp_path,
+        rooms={"max_rooms": 1},
+        snapshots={"enabled": True, "flush_ms": 5, "interval": 0},
+    )
+    service = running.service
+    await room_markdown(running, "r1")  # stored, then closed
+    assert service.rooms.close("records:r1")
+    await eventually(lambda: service.rooms.get("records:r1") is None)
+    editor = await YClient.connect(running.nursery, running.url("r0"))  # the only room
+    await editor.wait_for(lambda: "First paragraph" in markdown(editor.doc))
+    paths[1].write_text(FRONT.format(n=1) + BODY.format(n=1).replace("Second", "Later"))
+    await eventually(lambda: service.stats.record_file_failures >= 1)
+    assert service.watcher is not None
+    assert "r1" in (service.watcher.health() or "")
+    assert service.stats.record_file_merges == 0
+    await editor.ws.aclose()  # r0 can now make way for r1
+    await eventually(lambda: service.stats.record_file_merges == 1)
+    assert "Later paragraph of 1." in await room_markdown(running, "r1")
+    assert service.watcher.health() is None

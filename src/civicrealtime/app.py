@@ -250,7 +250,9 @@ class RealtimeService:
     def _count_file_failure(self) -> None:
         self.stats.record_file_failures += 1
 
-    async def _deliver_file_edits(self, edits: Sequence[tuple[str, Edit]]) -> set[str]:
+    async def _deliver_file_edits(
+        self, edits: Sequence[tuple[str, Edit]]
+    ) -> tuple[set[str], dict[str, str]]:
         """Each edit into its room if it is live or stored; a room never opened needs none."""
         stored: set[str] = set()
         if self.persistence is not None:
@@ -258,8 +260,10 @@ class RealtimeService:
                 with trio.fail_after(STORE_CALL_TIMEOUT):
                     stored = set(await self.persistence.store.list_rooms())
             except (StoreError, trio.TooSlowError) as exc:
-                log.warning("records.watch_store_unavailable error=%s", exc)
+                why = str(exc) or "the store did not answer"
+                return set(), {record_id: why for record_id, _ in edits}
         merged: set[str] = set()
+        failed: dict[str, str] = {}
         for record_id, edit in edits:
             key = f"records:{record_id}"
             if self.rooms.get(key) is None and key not in stored:
@@ -267,11 +271,13 @@ class RealtimeService:
             try:
                 result = await edit_room(self.rooms, key, "records", actor=FILE_ACTOR, edit=edit)
             except (RoomUnavailable, RoomGone) as exc:
-                log.warning("records.file_not_merged record=%s error=%s", record_id, exc)
+                failed[record_id] = str(exc) or type(exc).__name__
                 continue
             if result.error is None:
                 merged.add(record_id)
-        return merged
+            else:
+                failed[record_id] = result.error
+        return merged, failed
 
     def _decide_demo(self) -> bool:
         demo, http = self.config.demo, self.config.http

@@ -16,6 +16,8 @@ once:
 - a file that cannot be read (front matter that is not YAML, text that is not UTF-8) is
   reported in `/health` and the log, and no room is touched; its base stays, so fixing the
   file merges everything since;
+- a room that cannot take its edit (it cannot load) is reported the same way; the base is
+  put back and the file retried with the next batch;
 - nothing we write is a published record (drafts go to `records.drafts_dir`, which the
   watcher ignores), and a file whose text equals its base is not a change: our own writes
   never come back as merges, and a merge never writes a file.
@@ -45,8 +47,9 @@ log = logging.getLogger("civicrealtime.records.watcher")
 ACTOR = "filesystem"
 
 Edit = Callable[[Doc[Any]], None]
-# Delivers a batch of (record id, edit); returns the ids whose rooms took their edit.
-Deliver = Callable[[Sequence[tuple[str, Edit]]], Awaitable[set[str]]]
+# Delivers a batch of (record id, edit); returns the ids whose rooms took their edit, and
+# why the others that needed it could not (a room that cannot load): those are retried.
+Deliver = Callable[[Sequence[tuple[str, Edit]]], Awaitable[tuple[set[str], dict[str, str]]]]
 
 
 Signature = tuple[int, int, int]  # mtime_ns, size, inode
@@ -85,6 +88,7 @@ class PublishedWatcher:
         self._signatures: dict[str, Signature] = {}  # as of the last poll
         # The base of each record: its text as last merged (None: it could not be read).
         self._bases: dict[str, str | None] = {}
+        self._previous: dict[str, str | None] = {}  # the bases before the batch in progress
         self.merges = 0  # edits that reached a room
         self.changes = 0  # changed files read and parsed (merged or not needed)
         self.failures: dict[str, str] = {}  # record id -> why its file cannot be merged
@@ -112,7 +116,7 @@ class PublishedWatcher:
                 continue  # still changing: wait for a quiet poll
             if pending:
                 batch, pending = pending, set()
-                await self._merge(sorted(batch))
+                pending = await self._merge(sorted(batch))
 
     def _poll(self) -> set[str]:
         """Ids whose file changed since the last poll (blocking: a worker thread)."""
@@ -175,7 +179,11 @@ class PublishedWatcher:
             return True
 
     def _prepare(self, record_id: str) -> tuple[Edit | None, str | None]:
-        """(the merge edit or None, the failure) for one changed file (blocking)."""
+        """(the merge edit or None, the failure) for one changed file (blocking).
+
+        The file's text becomes its base; `_restore` puts the previous one back when the
+        edit cannot be delivered.
+        """
         path = self._index.lookup(record_id)
         if record_id not in self._bases or path is None:
             return None, None
@@ -191,6 +199,7 @@ class PublishedWatcher:
             # No retry until the file changes again; the base stays.
             return None, str(exc)
         self._bases[record_id] = text
+        self._previous[record_id] = previous
         if text != previous:
             self._keep_base(record_id, text)
         if text == previous:
@@ -204,24 +213,43 @@ class PublishedWatcher:
             return None, None  # only the front matter changed: the document did not
         return merge_from_file(record_id, base, theirs.blocks, ACTOR), None
 
-    async def _merge(self, ids: Sequence[str]) -> None:
+    def _restore(self, record_id: str) -> None:
+        if record_id in self._previous and record_id in self._bases:
+            self._bases[record_id] = self._previous[record_id]
+            self._keep_base(record_id, self._previous[record_id])
+
+    async def _merge(self, ids: Sequence[str]) -> set[str]:
+        """Merge a batch; returns the ids to try again with the next one."""
+        self._previous.clear()
         edits: list[tuple[str, Edit]] = []
         for record_id in ids:
             edit, failure = await trio.to_thread.run_sync(self._prepare, record_id)
             if failure is not None:
-                self.failures[record_id] = failure
-                log.warning("records.file_not_merged record=%s error=%s", record_id, failure)
-                if self.on_failure is not None:
-                    self.on_failure()
+                self._fail(record_id, failure)
                 continue
             self.failures.pop(record_id, None)
             if edit is not None:
                 edits.append((record_id, edit))
         if not edits:
-            return
-        merged = await self._deliver(edits)
+            return set()
+        merged, failed = await self._deliver(edits)
+        for record_id, why in failed.items():
+            await trio.to_thread.run_sync(self._restore, record_id)
+            self._fail(record_id, f"not merged, will retry: {why}")
         self.merges += len(merged)
         if self.on_merge is not None:
             for _ in merged:
                 self.on_merge()
-        log.info("records.file_changes files=%d merged_into_rooms=%d", len(edits), len(merged))
+        log.info(
+            "records.file_changes files=%d merged_into_rooms=%d failed=%d",
+            len(edits),
+            len(merged),
+            len(failed),
+        )
+        return set(failed)
+
+    def _fail(self, record_id: str, why: str) -> None:
+        self.failures[record_id] = why
+        log.warning("records.file_not_merged record=%s error=%s", record_id, why)
+        if self.on_failure is not None:
+            self.on_failure()
