@@ -17,6 +17,7 @@ from ..conftest import RunningServer
 from ..ydoc_client import YClient
 from .test_nodes import cluster_config
 
+
 @pytest.fixture
 async def nodes(
     nursery: trio.Nursery, redis_prefix: str, pg_url: str
