@@ -247,5 +247,8 @@ async def test_yjs_update_and_json_for_another_room_type(start_server: StartServ
         assert put.status_code == 200, put.text
         await watcher.wait_for(lambda: watcher.doc.get("meta", type=Map).get("status") == "draft")
         shown = await client.get(url, headers=ADMIN)
+        # An id no WebSocket route accepts (a control character) is no room here either.
+        bad_id = await client.get("/admin/rooms/notes:a%00b/content", headers=ADMIN)
     assert refused.status_code == 415
+    assert bad_id.status_code == 404
     assert shown.json()["roots"] == {"meta": {"status": "draft"}}

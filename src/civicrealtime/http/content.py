@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import unicodedata
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
@@ -26,6 +27,7 @@ from pycrdt import Array, Doc, Map, Text
 from ..auth import AuthRejected, UpgradeRequest
 from ..auth.permissions import ALL, effective_permissions, has_permission, room_allowed
 from ..protocol import InvalidUpdate, apply_update
+from ..protocol.routing import MAX_ROOM_ID_BYTES
 from ..records.edit import ContentError, decode, markdown_of, parse_content, replace_with
 from ..records.markdown_writer import write_markdown
 from ..rooms.edits import RoomGone, edit_room, read_room
@@ -62,6 +64,15 @@ def is_content_route(path: str) -> bool:
     )
 
 
+def _usable_id(room_id: str) -> bool:
+    """What a WebSocket route accepts as a room id (protocol/routing.py)."""
+    return (
+        0 < len(room_id.encode("utf-8", errors="replace")) <= MAX_ROOM_ID_BYTES
+        and "/" not in room_id
+        and not any(unicodedata.category(ch) in ("Cc", "Cf") for ch in room_id)
+    )
+
+
 def permission_for(room_type: str) -> str:
     return f"{room_type}:write-api"
 
@@ -77,7 +88,7 @@ async def _handle(service: RealtimeService, scope: Scope, receive: Receive) -> R
     method = scope["method"]
     key = unquote(scope["path"][len(ROUTE_PREFIX) : -len(ROUTE_SUFFIX)])
     room_type, _, room_id = key.partition(":")
-    known = room_type in service.room_types.names() and room_id and "/" not in room_id
+    known = room_type in service.room_types.names() and _usable_id(room_id)
     # Who asks is checked before whether the room exists: no probing without a credential.
     user = await _authorize(service, scope, key, room_type if known else None)
     if method not in ("GET", "PUT"):
