@@ -183,7 +183,7 @@ class RecordsConfig:
     refresh_seconds: float = attrs.field(default=2.0, validator=_positive)
     # Seconds between polls of the published record files; a change made outside the daemon
     # (git pull, an import) is merged into its room. 0 turns the watcher off.
-    watch_seconds: float = attrs.field(default=1.0, validator=_at_least(0))
+    watch_seconds: float = attrs.field(default=0.4, validator=_at_least(0))
 
 
 @attrs.frozen(kw_only=True)
