@@ -85,6 +85,7 @@ class PublishedWatcher:
         self._interval = interval
         self._ignore = ignore_under.resolve() if ignore_under is not None else None
         self._bases_dir = bases_dir
+        self._ignored_paths: dict[Path, bool] = {}  # resolved once per path: a poll only stats
         self._signatures: dict[str, Signature] = {}  # as of the last poll
         # The base of each record: its text as last merged (None: it could not be read).
         self._bases: dict[str, str | None] = {}
@@ -125,9 +126,8 @@ class PublishedWatcher:
         changed: set[str] = set()
         signatures: dict[str, Signature] = {}
         bases: dict[str, str | None] = {}
-        for record_id in self._index.ids():
-            path = self._index.lookup(record_id)
-            if path is None or self._ignored(path):
+        for record_id, path in self._index.paths():
+            if self._ignored(path):
                 continue
             signature = _signature(path)
             if signature is None:
@@ -173,10 +173,16 @@ class PublishedWatcher:
     def _ignored(self, path: Path) -> bool:
         if self._ignore is None:
             return False
-        try:
-            return Path(os.path.realpath(path)).is_relative_to(self._ignore)
-        except OSError:
-            return True
+        known = self._ignored_paths.get(path)
+        if known is None:
+            try:
+                known = Path(os.path.realpath(path)).is_relative_to(self._ignore)
+            except OSError:
+                known = True
+            if len(self._ignored_paths) > 4 * len(self._index) + 1000:
+                self._ignored_paths.clear()  # paths of records long gone
+            self._ignored_paths[path] = known
+        return known
 
     def _prepare(self, record_id: str) -> tuple[Edit | None, str | None]:
         """(the merge edit or None, the failure) for one changed file (blocking).
