@@ -98,7 +98,7 @@ async def test_file_change_merges_three_way_with_a_live_editor(
 
     await editor.edit(type_in_first)
     await eventually(lambda: "Typed by Ada" in _live(running))
-    # The file changes the second paragraph (and, in conflict, the first one too).
+    # The file changes the second paragraph, and the first one too.
     path.write_text(
         FRONT.format(n=0)
         + "# Record 0\n\nFirst paragraph, from git.\n\nSecond paragraph, from git.\n"
@@ -106,7 +106,8 @@ async def test_file_change_merges_three_way_with_a_live_editor(
     await editor.wait_for(lambda: "from git" in markdown(editor.doc))
     text = markdown(editor.doc)
     assert "Second paragraph, from git." in text
-    assert "First paragraph of 0. Typed by Ada." in text  # the editors' version kept
+    # Both changed the first paragraph, in different places: both changes kept.
+    assert "First paragraph, from git. Typed by Ada." in text
     assert running.service.stats.record_file_merges == 1
 
 

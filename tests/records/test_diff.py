@@ -98,12 +98,43 @@ def test_three_way_merge_takes_the_files_changes_and_keeps_the_editors() -> None
     ours = (a, para("b typed"), c)  # the editors changed b
     theirs = (para("a file"), para("b file"), c, d)  # the file changed a and b, added d
     merged = merge_blocks(base, ours, theirs)
-    assert merged.blocks == (para("a file"), para("b typed"), c, d)
-    assert merged.conflicts == 1
+    # Both inserted at the end of b: both kept, the editors' first.
+    assert merged.blocks == (para("a file"), para("b typed file"), c, d)
+    assert merged.conflicts == 0
     # The file deletes c; the editors inserted a block before it: both happen.
     merged = merge_blocks(base, (a, b, para("new"), c), (a, b))
     assert merged.blocks == (a, b, para("new"))
     # The file holds what the editors have already (a publish of their draft): no conflict.
-    assert merge_blocks(base, ours, ours) == merge_blocks(base, ours, ours)
     assert merge_blocks(base, ours, ours).blocks == ours
     assert merge_blocks(base, ours, ours).conflicts == 0
+
+
+def test_three_way_merge_in_one_paragraph() -> None:
+    def para(text: str) -> Node:
+        return parse_markdown(text + "\n")[0][0]
+
+    base = (para("The meeting opens at 19 h 02 in the hall."),)
+    ours = (para("The *regular* meeting opens at 19 h 02 in the hall."),)
+    theirs = (para("The meeting opens at 19 h 05 in the main hall."),)
+    merged = merge_blocks(base, ours, theirs)
+    assert merged.blocks == (para("The *regular* meeting opens at 19 h 05 in the main hall."),)
+    assert merged.conflicts == 0
+    # The same characters changed on both sides: the editors' version stays.
+    overlapping = (para("The meeting opens at 19 h 07 in the hall."),)
+    merged = merge_blocks(base, overlapping, theirs)
+    assert merged.blocks == overlapping
+    assert merged.conflicts == 1
+    # A changed mark is a change too: a word bolded by the file, a word typed by the editors.
+    bolded = (para("The meeting opens at **19 h 02** in the hall."),)
+    typed = (para("The meeting opens at 19 h 02 in the hall. Public."),)
+    merged = merge_blocks(base, typed, bolded)
+    assert merged.blocks == (para("The meeting opens at **19 h 02** in the hall. Public."),)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(documents(), documents())
+def test_a_change_on_one_side_only_is_taken_whole(
+    base: tuple[Node, ...], changed: tuple[Node, ...]
+) -> None:
+    assert merge_blocks(base, base, changed).blocks == changed
+    assert merge_blocks(base, changed, base).blocks == changed

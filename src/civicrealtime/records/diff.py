@@ -15,8 +15,9 @@ and concurrent typing lands in deleted text. Instead, like y-prosemirror's own
 Items outside the changed characters survive, so relative positions (carets, selections)
 anchored there keep their place, and text typed concurrently next to them is kept.
 
-`merge_blocks` is the three-way variant the file watcher uses: only the blocks the file
-changed are taken from it, and a block the editors changed as well keeps the editors'
+`merge_blocks` is the three-way variant (the file watcher, a PUT with `If-Match`): only the
+blocks the file changed are taken from it; a textblock both sides changed gets both
+changes when they do not overlap (`merge_textblock`), and otherwise keeps the editors'
 version (the conflict is reported, nothing typed is lost).
 
 Everything here runs in the room's task (the only code that touches its document), inside
@@ -32,6 +33,7 @@ from typing import Any
 import attrs
 from pycrdt import XmlElement, XmlFragment, XmlText
 
+from . import schema
 from .model import Inline, Mark, Node, Text, inline
 from .yjs_form import _marks, _read_node, _write_children
 
@@ -208,7 +210,7 @@ def _mark_attributes(
     return attributes
 
 
-def _char_opcodes(old: str, new: str) -> list[tuple[str, int, int, int, int]]:
+def _char_opcodes(old: Sequence[Any], new: Sequence[Any]) -> list[tuple[str, int, int, int, int]]:
     prefix = 0
     limit = min(len(old), len(new))
     while prefix < limit and old[prefix] == new[prefix]:
@@ -217,9 +219,9 @@ def _char_opcodes(old: str, new: str) -> list[tuple[str, int, int, int, int]]:
     while suffix < limit - prefix and old[len(old) - 1 - suffix] == new[len(new) - 1 - suffix]:
         suffix += 1
     old_mid, new_mid = old[prefix : len(old) - suffix], new[prefix : len(new) - suffix]
-    if not old_mid and not new_mid:
+    if len(old_mid) == 0 and len(new_mid) == 0:
         return []
-    if min(len(old_mid), len(new_mid)) > MAX_CHAR_DIFF or not old_mid or not new_mid:
+    if min(len(old_mid), len(new_mid)) > MAX_CHAR_DIFF or len(old_mid) * len(new_mid) == 0:
         return [("replace", prefix, len(old) - suffix, prefix, len(new) - suffix)]
     matcher = difflib.SequenceMatcher(None, old_mid, new_mid, autojunk=False)
     return [
@@ -288,10 +290,13 @@ def merge_blocks(base: Sequence[Node], ours: Sequence[Node], theirs: Sequence[No
     base, ours, theirs = tuple(base), tuple(ours), tuple(theirs)
     if base == theirs:
         return Merge(ours, 0)
-    mapped: dict[int, int] = {}
-    for block in difflib.SequenceMatcher(None, base, ours, autojunk=False).get_matching_blocks():
-        for k in range(block.size):
-            mapped[block.a + k] = block.b + k
+    mapped: dict[int, int] = {}  # base block -> the same block in ours
+    counterpart: dict[int, int] = {}  # base block -> the block the editors changed it into
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
+        None, base, ours, autojunk=False
+    ).get_opcodes():
+        for k in range(min(i2 - i1, j2 - j1)):
+            (mapped if tag == "equal" else counterpart)[i1 + k] = j1 + k
 
     def after_kept(i: int) -> int:
         """Where, in `ours`, goes what the file put before `base[i]`."""
@@ -312,8 +317,21 @@ def merge_blocks(base: Sequence[Node], ours: Sequence[Node], theirs: Sequence[No
             new = theirs[j1 + k] if k < paired else None
             if i1 + k in mapped:
                 replaced[mapped[i1 + k]] = new
-            elif new is None or new not in ours:
-                conflicts += 1  # the editors changed this block as well: theirs stays
+            elif new is None:
+                conflicts += 1  # deleted by the file, changed by the editors: theirs stays
+            elif new in ours:
+                pass  # the editors hold the file's version already (a published draft)
+            elif i1 + k in counterpart and counterpart[i1 + k] not in replaced:
+                # Both changed the same textblock: merged character by character when the
+                # changes do not overlap; otherwise the editors' version stays.
+                at = counterpart[i1 + k]
+                both = merge_textblock(base[i1 + k], ours[at], new)
+                if both is None:
+                    conflicts += 1
+                else:
+                    replaced[at] = both
+            else:
+                conflicts += 1
         if j2 - j1 > paired:
             inserted.setdefault(after_kept(i1 + paired), []).extend(theirs[j1 + paired : j2])
     result: list[Node] = []
@@ -324,3 +342,55 @@ def merge_blocks(base: Sequence[Node], ours: Sequence[Node], theirs: Sequence[No
             if new_block is not None:
                 result.append(new_block)
     return Merge(tuple(result), conflicts)
+
+
+_Item = tuple[str, tuple[Mark, ...]] | Node  # a character with its marks, or an inline node
+
+
+def _items(block: Node) -> list[_Item]:
+    items: list[_Item] = []
+    for piece in block.content:
+        if isinstance(piece, Text):
+            items.extend((char, piece.marks) for char in piece.text)
+        else:
+            items.append(piece)
+    return items
+
+
+def _content(items: Sequence[_Item]) -> tuple[Inline, ...]:
+    return inline(Text(item[0], item[1]) if isinstance(item, tuple) else item for item in items)
+
+
+def merge_textblock(base: Node, ours: Node, theirs: Node) -> Node | None:
+    """One textblock changed on both sides: both changes, or None where they overlap.
+
+    Only for blocks that hold inline content (paragraph, heading, code block) and whose
+    type and attributes the editors did not change. Insertions at the same place are both
+    kept, the editors' first.
+    """
+    if not (
+        base.name == ours.name == theirs.name
+        and base.attrs == ours.attrs
+        and all(not isinstance(c, Node) or c.name in schema.INLINE_ATOMS for c in base.content)
+        and all(not isinstance(c, Node) or c.name in schema.INLINE_ATOMS for c in ours.content)
+        and all(not isinstance(c, Node) or c.name in schema.INLINE_ATOMS for c in theirs.content)
+    ):
+        return None
+    old, mine, other = _items(base), _items(ours), _items(theirs)
+    regions = sorted(
+        [(i1, i2, 0, mine[j1:j2]) for _t, i1, i2, j1, j2 in _char_opcodes(old, mine)]
+        + [(i1, i2, 1, other[j1:j2]) for _t, i1, i2, j1, j2 in _char_opcodes(old, other)],
+        key=lambda region: (region[0], region[1], region[2]),
+    )
+    merged: list[_Item] = []
+    at = 0
+    last: tuple[int, int] | None = None
+    for i1, i2, _side, replacement in regions:
+        if i1 < at or (last is not None and i1 == last[0] and (i2 > i1 or last[1] > last[0])):
+            return None  # overlapping changes
+        merged.extend(old[at:i1])
+        merged.extend(replacement)
+        at = max(at, i2)
+        last = (i1, i2)
+    merged.extend(old[at:])
+    return Node(theirs.name, theirs.attrs, _content(merged))
