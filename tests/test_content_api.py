@@ -252,3 +252,39 @@ async def test_yjs_update_and_json_for_another_room_type(start_server: StartServ
     assert refused.status_code == 415
     assert bad_id.status_code == 404
     assert shown.json()["roots"] == {"meta": {"status": "draft"}}
+
+
+async def test_put_with_if_match_keeps_what_was_typed_since_the_get(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    running = await start(start_server, tmp_path)
+    editor = await running.client(RECORD, token=token("ada"))
+    await editor.wait_for(lambda: "19 h 02" in markdown(editor.doc))
+    async with http(running) as client:
+        got = await client.get(URL, headers=ADMIN)
+        etag = got.headers["etag"]
+
+        def type_after_the_get(doc: Doc) -> None:
+            fragment = doc.get("default", type=XmlFragment)
+            for block in fragment.children:
+                if "ouverte" in str(block):
+                    text = block.children[0]  # type: ignore[union-attr]
+                    text.insert(len(text), " Typed meanwhile.")  # type: ignore[call-arg]
+
+        await editor.edit(type_after_the_get)
+        room = running.service.rooms.get(KEY)
+        assert room is not None
+        await eventually(lambda: "Typed meanwhile." in markdown(room.room.doc))
+        wanted = got.text.replace("19 h 02", "19 h 05").replace("Adopté", "Approuvé")
+        merged = await put_markdown(client, wanted, headers={"If-Match": etag})
+        assert merged.status_code == 200, merged.text
+        assert merged.json()["merged"] is True
+        assert merged.json()["conflicts"] == 0
+        await editor.wait_for(lambda: "Approuvé" in markdown(editor.doc))
+        assert "La séance est ouverte à 19 h 05. Typed meanwhile." in markdown(editor.doc)
+        stale = await put_markdown(client, wanted, headers={"If-Match": '"0123"'})
+        assert stale.status_code == 412
+        # Without If-Match, the PUT says what the document is: the typing goes.
+        plain = await put_markdown(client, wanted)
+        assert plain.json()["changed"] is True
+        await editor.wait_for(lambda: "Typed meanwhile." not in markdown(editor.doc))

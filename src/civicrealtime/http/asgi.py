@@ -70,6 +70,7 @@ class OpsApp:
             )
         )
         self.demo_enabled = service.demo_enabled
+        self._content_versions = content.ServedVersions()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -98,7 +99,7 @@ class OpsApp:
             body = exposition(self._metrics)
             return 200, [(b"content-type", CONTENT_TYPE.encode())], body
         if content.is_content_route(path):
-            return await content.handle(self._service, scope, receive)
+            return await content.handle(self._service, self._content_versions, scope, receive)
         if path.startswith("/admin/"):
             await self._authorize_admin(scope)
             return await self._admin(method, path[len("/admin/") :], receive)

@@ -7,6 +7,11 @@
   difference between the live document and the Markdown is applied as one ordinary change
   (`records/diff.py`), through the room's mailbox; the actor is `?actor=NAME`.
 
+A GET of Markdown answers with an `ETag`; a PUT with `If-Match: <that ETag>` is merged
+three-way instead (`records/diff.py` `merge_blocks`): only what changed since that version is
+applied, and what the editors typed meanwhile is kept. A version no longer remembered (the
+last few per room are) answers 412: GET again.
+
 Access: the admin credential, or a token with the room type's `write-api` permission
 (`records:write-api`) whose room patterns cover the room. The room is loaded like a join
 loads it when it is not live: a read never answers blank over stored data.
@@ -14,10 +19,12 @@ loads it when it is not live: a read never answers blank over stored data.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
 import unicodedata
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
@@ -28,7 +35,15 @@ from ..auth import AuthRejected, UpgradeRequest
 from ..auth.permissions import ALL, effective_permissions, has_permission, room_allowed
 from ..protocol import InvalidUpdate, apply_update
 from ..protocol.routing import MAX_ROOM_ID_BYTES
-from ..records.edit import ContentError, decode, markdown_of, parse_content, replace_with
+from ..records.edit import (
+    ContentError,
+    MergeReport,
+    decode,
+    markdown_of,
+    merge_from_file,
+    parse_content,
+    replace_with,
+)
 from ..records.markdown_writer import write_markdown
 from ..rooms.edits import RoomGone, edit_room, read_room
 from ..rooms.manager import RoomUnavailable
@@ -46,7 +61,29 @@ MARKDOWN_TYPES = frozenset({"text/markdown", "text/plain", "text/x-markdown"})
 YJS_TYPES = frozenset({"application/octet-stream", "application/x-yjs-update"})
 ROUTE_PREFIX, ROUTE_SUFFIX = "/admin/rooms/", "/content"
 
+# Markdown versions served (for `If-Match`): this many, all rooms together.
+REMEMBERED_VERSIONS = 64
+
 Response = tuple[int, list[Any], bytes]
+
+
+class ServedVersions:
+    """The Markdown of the last GETs, by room and ETag: the bases of `If-Match` PUTs."""
+
+    def __init__(self, capacity: int = REMEMBERED_VERSIONS) -> None:
+        self._capacity = capacity
+        self._texts: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def remember(self, key: str, text: str) -> str:
+        etag = '"' + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32] + '"'
+        self._texts[(key, etag)] = text
+        self._texts.move_to_end((key, etag))
+        while len(self._texts) > self._capacity:
+            self._texts.popitem(last=False)
+        return etag
+
+    def get(self, key: str, etag: str) -> str | None:
+        return self._texts.get((key, etag.strip().removeprefix("W/")))
 
 
 class ContentHttpError(Exception):
@@ -77,14 +114,18 @@ def permission_for(room_type: str) -> str:
     return f"{room_type}:write-api"
 
 
-async def handle(service: RealtimeService, scope: Scope, receive: Receive) -> Response:
+async def handle(
+    service: RealtimeService, versions: ServedVersions, scope: Scope, receive: Receive
+) -> Response:
     try:
-        return await _handle(service, scope, receive)
+        return await _handle(service, versions, scope, receive)
     except ContentHttpError as exc:
         return _json(exc.status, exc.body)
 
 
-async def _handle(service: RealtimeService, scope: Scope, receive: Receive) -> Response:
+async def _handle(
+    service: RealtimeService, versions: ServedVersions, scope: Scope, receive: Receive
+) -> Response:
     method = scope["method"]
     key = unquote(scope["path"][len(ROUTE_PREFIX) : -len(ROUTE_SUFFIX)])
     room_type, _, room_id = key.partition(":")
@@ -100,7 +141,7 @@ async def _handle(service: RealtimeService, scope: Scope, receive: Receive) -> R
         raise ContentHttpError(404, f"no such {room_type} {room_id!r}")
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     if method == "GET":
-        return await _get(service, key, room_type, query.get("format", [""])[0])
+        return await _get(service, versions, key, room_type, query.get("format", [""])[0])
     actor = query.get("actor", [user])[0].strip()
     if not actor or len(actor) > MAX_ACTOR_CHARS or not actor.isprintable():
         raise ContentHttpError(400, f"actor must be 1 to {MAX_ACTOR_CHARS} printable characters")
@@ -115,7 +156,13 @@ async def _handle(service: RealtimeService, scope: Scope, receive: Receive) -> R
         return await _put_update(service, key, room_type, actor, body)
     if room_type != "records":
         raise ContentHttpError(415, f"{room_type} rooms take a Yjs update, not Markdown")
-    return await _put_markdown(service, key, actor, body)
+    base = None
+    if_match = _header(scope, b"if-match")
+    if if_match is not None:
+        base = versions.get(key, if_match)
+        if base is None:
+            raise ContentHttpError(412, "If-Match names a version no longer known: GET again")
+    return await _put_markdown(service, key, actor, body, base)
 
 
 async def _authorize(
@@ -154,7 +201,9 @@ async def _authorize(
     raise ContentHttpError(403, f"needs the admin credential or {permission_for(room_type or '')}")
 
 
-async def _get(service: RealtimeService, key: str, room_type: str, form: str) -> Response:
+async def _get(
+    service: RealtimeService, versions: ServedVersions, key: str, room_type: str, form: str
+) -> Response:
     if form not in ("", "yjs", "markdown", "json"):
         raise ContentHttpError(400, "format is yjs, markdown or json")
     try:
@@ -164,7 +213,9 @@ async def _get(service: RealtimeService, key: str, room_type: str, form: str) ->
         if room_type == "records" and form != "json":
             blocks = await read_room(service.rooms, key, room_type, markdown_of)
             text = await trio.to_thread.run_sync(write_markdown, blocks)
-            return 200, [(b"content-type", b"text/markdown; charset=utf-8")], text.encode()
+            etag = versions.remember(key, text)
+            headers = [(b"content-type", b"text/markdown; charset=utf-8"), (b"etag", etag.encode())]
+            return 200, headers, text.encode()
         state = await read_room(service.rooms, key, room_type, lambda doc: doc.get_update())
         roots = await trio.to_thread.run_sync(_roots_as_json, state)
     except RoomUnavailable as exc:
@@ -197,17 +248,30 @@ def _doc_of(state: bytes) -> Doc[Any]:
     return doc
 
 
-async def _put_markdown(service: RealtimeService, key: str, actor: str, body: bytes) -> Response:
+async def _put_markdown(
+    service: RealtimeService, key: str, actor: str, body: bytes, base_text: str | None
+) -> Response:
+    def parse() -> tuple[Any, Any]:
+        wanted = parse_content(decode(body))
+        return wanted, parse_content(base_text) if base_text is not None else None
+
     try:
-        parsed = await trio.to_thread.run_sync(lambda: parse_content(decode(body)))
+        parsed, base = await trio.to_thread.run_sync(parse)
     except ContentError as exc:
         raise ContentHttpError(400, exc.message, line=exc.line) from None
-    outcome = await _edit(service, key, "records", actor, replace_with(parsed.blocks, actor))
+    report = MergeReport()
+    if base is None:
+        edit = replace_with(parsed.blocks, actor)
+    else:
+        record_id = key.partition(":")[2]
+        edit = merge_from_file(record_id, base.blocks, parsed.blocks, actor, report)
+    outcome = await _edit(service, key, "records", actor, edit)
     notes = [
         {"line": u.line + parsed.body_line - 1, "kind": u.kind, "excerpt": u.excerpt}
         for u in parsed.unsupported
     ]
-    return _json(200, {**outcome, "notes": notes})
+    extra = {"merged": True, "conflicts": report.conflicts} if base is not None else {}
+    return _json(200, {**outcome, **extra, "notes": notes})
 
 
 async def _put_update(

@@ -93,23 +93,42 @@ def replace_with(blocks: Sequence[Node], actor: str) -> Callable[[Doc[Any]], Non
     return edit
 
 
+@attrs.define
+class MergeReport:
+    """Filled in by a merge edit when the room runs it."""
+
+    conflicts: int = 0
+    ran: bool = False
+
+
 def merge_from_file(
-    record_id: str, base: Sequence[Node], theirs: Sequence[Node], actor: str
+    record_id: str,
+    base: Sequence[Node],
+    theirs: Sequence[Node],
+    actor: str,
+    report: MergeReport | None = None,
 ) -> Callable[[Doc[Any]], None]:
-    """The edit that brings the file's change (`base` -> `theirs`) into the live document."""
+    """The edit that brings a change (`base` -> `theirs`) into the live document, three-way.
+
+    The published file's change (the watcher), or a PUT whose `If-Match` names the version
+    it was made from: what the editors typed meanwhile is kept.
+    """
 
     def edit(doc: Doc[Any]) -> None:
         fragment = doc.get(FRAGMENT, type=XmlFragment)
         with doc.transaction(origin=actor):
             merged = merge_blocks(base, read_fragment(fragment), theirs)
             stats = apply_blocks(fragment, merged.blocks)
+        if report is not None:
+            report.conflicts, report.ran = merged.conflicts, True
         if merged.conflicts:
             log.warning(
-                "records.merge_conflict record=%s regions=%d: blocks the editors changed "
-                "keep their version",
+                "records.merge_conflict record=%s actor=%s regions=%d: what the editors "
+                "changed there keeps their version",
                 record_id,
+                actor,
                 merged.conflicts,
             )
-        log.info("records.file_merged record=%s actor=%s change=%s", record_id, actor, stats)
+        log.info("records.merged record=%s actor=%s change=%s", record_id, actor, stats)
 
     return edit
