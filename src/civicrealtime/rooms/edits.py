@@ -37,14 +37,28 @@ async def edit_room(
     handle = await manager.acquire(key, room_type)
     try:
         reply, answer = trio.open_memory_channel[EditResult](1)
+        result: EditResult | None = None
         try:
             await handle.mailbox.send(ServerEdit(actor=actor, edit=edit, reply=reply))
-            with answer:
-                return await answer.receive()
+            # A room that stops with the edit still queued drops it unanswered: stop
+            # waiting when it is gone (it answers at once otherwise, before it can stop).
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_when_set, handle.stopped, nursery.cancel_scope)
+                with answer:
+                    result = await answer.receive()
+                nursery.cancel_scope.cancel()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.EndOfChannel):
             raise RoomGone(key) from None
+        if result is None:
+            raise RoomGone(key)
+        return result
     finally:
         manager.release_pending(handle)
+
+
+async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 async def read_room(
