@@ -1,7 +1,8 @@
 """Server-side edits (the content API and the published file) with the editor's JS stack.
 
-Live y-prosemirror editors, two of them typing offline in the paragraphs that the API and
-the file change: everyone converges, every change is kept, carets do not move
+Live y-prosemirror editors: two type offline in the paragraphs that the API and the file
+change, one keeps typing live in the paragraph both change, one holds carets. Everyone
+converges, every change and every typed character is kept, carets do not move
 (tests/js/server_edits.mjs does the editing and the checks).
 """
 
@@ -73,7 +74,12 @@ def test_api_and_file_edits_reach_live_editors_without_losing_typing(tmp_path: P
         assert result.returncode == 0, result.stderr + result.stdout
         seen = json.loads(result.stdout.splitlines()[0])
         assert seen["carets_moved"] == 0
-        assert "19 h 05. [A]" in seen["text"]
+        opening = seen["text"].split("La séance ordinaire est ouverte à 19 h 05.")[1]
+        # D's typing, A's offline text and the next heading: all in that one paragraph.
+        assert opening.split("2. Adoption")[0].count("✎") == seen["typed"]
+        assert "[A]" in opening.split("2. Adoption")[0]
+        assert seen["typed"] >= 20
+        assert seen["typed_kept"] == seen["typed"]
         assert processes.terminate(daemon) == 0
     finally:
         processes.stop(daemon)

@@ -4,12 +4,14 @@
 //
 //   node server_edits.mjs <ws base url> <ops url> <admin token> <record id> <token> <record file>
 //
-// Three editors open the record. A and B go offline and type (A in the paragraph the API
+// Four editors open the record. A and B go offline and type (A in the paragraph the API
 // changes, B in the paragraph the file changes); C stays connected and holds carets
-// (Yjs relative positions). Then the API replaces the content (PUT .../content) and the
-// published file is rewritten on disk. C must see both live; A and B reconnect; everyone
-// must converge with every change kept, and C's carets must not move. Prints one JSON line
-// with what it saw; exits 0 when everything held, 1 otherwise (20 s at most).
+// (Yjs relative positions); D stays connected and keeps typing, a character every few
+// milliseconds, at the end of the paragraph that both the API and the file change. Then the
+// API changes the content (GET, then PUT with If-Match) and the published file is
+// rewritten on disk. C must see both live; A and B reconnect; everyone must converge with
+// every change and every typed character kept, and C's carets must not move. Prints one
+// JSON line with what it saw; exits 0 when everything held, 1 otherwise (20 s at most).
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
@@ -60,10 +62,11 @@ function blockIndex (doc, startsWith) {
 }
 
 // Typing as the editor does: a ProseMirror transaction, written back by y-prosemirror.
-function typeAtEndOf (doc, startsWith, typed) {
+function typeAtEndOf (doc, containing, typed) {
   const before = pm(doc)
   let end = -1
-  before.forEach((node, offset) => { if (node.textContent.startsWith(startsWith)) end = offset + node.nodeSize - 1 })
+  before.forEach((node, offset) => { if (node.textContent.includes(containing)) end = offset + node.nodeSize - 1 })
+  if (end < 0) { process.stderr.write(`no block holds ${containing}\n`); process.exit(1) }
   const state = EditorState.create({ doc: before })
   const after = state.tr.insertText(typed, end).doc
   doc.transact(() => {
@@ -71,7 +74,7 @@ function typeAtEndOf (doc, startsWith, typed) {
   }, 'editor')
 }
 
-const docs = { a: new Y.Doc(), b: new Y.Doc(), c: new Y.Doc() }
+const docs = { a: new Y.Doc(), b: new Y.Doc(), c: new Y.Doc(), d: new Y.Doc() }
 const providers = {}
 for (const [name, doc] of Object.entries(docs)) providers[name] = await open(doc)
 
@@ -89,29 +92,51 @@ providers.b.disconnect()
 typeAtEndOf(docs.a, 'La séance est ouverte', ' [A]')
 typeAtEndOf(docs.b, 'Il est proposé', ' [B]')
 
+// D types live in the opening paragraph (after A's text, once A is back) until told to stop.
+let typed = 0
+let typing = true
+const typist = (async () => {
+  while (typing) {
+    typeAtEndOf(docs.d, 'est ouverte', '✎')
+    typed += 1
+    await new Promise((resolve) => setTimeout(resolve, 3))
+  }
+})()
+await until('D has typed a little', () => typed >= 10)
+
 // The API: the Markdown being edited, with two changes (one in A's paragraph).
 const headers = { Authorization: `Bearer ${adminToken}` }
 const url = `${opsUrl}/admin/rooms/records:${recordId}/content`
-const current = await (await fetch(url, { headers })).text()
+const got = await fetch(url, { headers })
+const current = await got.text()
+await until('D types after the GET', () => typed >= 20)
 const wanted = current.replace('19 h 02', '19 h 05').replace("Adopté à l'unanimité", 'Adopté à la majorité')
 const put = await fetch(`${url}?actor=civicpress-api`, {
-  method: 'PUT', headers: { ...headers, 'Content-Type': 'text/markdown' }, body: wanted
+  method: 'PUT',
+  headers: { ...headers, 'Content-Type': 'text/markdown', 'If-Match': got.headers.get('etag') },
+  body: wanted
 })
 if (put.status !== 200) { process.stderr.write(`PUT answered ${put.status}: ${await put.text()}\n`); process.exit(1) }
 await until('C sees the API edit', () => text(docs.c).includes('19 h 05') && text(docs.c).includes('la majorité'))
 
 // The file on disk: two changes, one in B's paragraph.
 const published = readFileSync(recordFile, 'utf8')
-writeFileSync(recordFile, published.replace('proposé par Paul Roy', 'proposé par le conseiller Paul Roy').replace('Vote enregistré', 'Vote nominal enregistré'))
-await until('C sees the file change', () => text(docs.c).includes('le conseiller Paul Roy') && text(docs.c).includes('Vote nominal'))
+writeFileSync(recordFile, published
+  .replace('proposé par Paul Roy', 'proposé par le conseiller Paul Roy')
+  .replace('Vote enregistré', 'Vote nominal enregistré')
+  .replace('La séance est ouverte', 'La séance ordinaire est ouverte'))
+await until('C sees the file change', () => ['le conseiller Paul Roy', 'Vote nominal', 'séance ordinaire'].every((part) => text(docs.c).includes(part)))
+typing = false
+await typist
 
 providers.a.connect()
 providers.b.connect()
-const expected = ['19 h 05', '19 h 05. [A]', 'la majorité', 'le conseiller Paul Roy', "l'ordre du jour : [B]", 'Vote nominal']
+const expected = ['La séance ordinaire est ouverte à 19 h 05.', '✎', '[A]', 'la majorité', 'le conseiller Paul Roy', "l'ordre du jour : [B]", 'Vote nominal']
 const all = () => Object.values(docs).map((doc) => JSON.stringify(pm(doc).toJSON()))
-await until('everyone converges with every change', () => {
+const typedKept = () => (text(docs.c).match(/✎/g) || []).length
+await until('everyone converges with every change and every typed character', () => {
   const seen = all()
-  return seen.every((json) => json === seen[0]) && expected.every((part) => text(docs.c).includes(part))
+  return seen.every((json) => json === seen[0]) && expected.every((part) => text(docs.c).includes(part)) && typedKept() === typed
 })
 pm(docs.c).check()
 
@@ -119,6 +144,6 @@ const moved = carets.filter(({ type, index, rel }) => {
   const abs = Y.createAbsolutePositionFromRelativePosition(rel, docs.c)
   return abs === null || abs.type !== type || abs.index !== index
 })
-process.stdout.write(JSON.stringify({ text: text(docs.c), carets_moved: moved.length }) + '\n')
+process.stdout.write(JSON.stringify({ text: text(docs.c), carets_moved: moved.length, typed, typed_kept: typedKept() }) + '\n')
 for (const provider of Object.values(providers)) provider.destroy()
 process.exit(moved.length === 0 ? 0 : 1)
