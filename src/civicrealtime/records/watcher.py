@@ -38,7 +38,6 @@ from typing import Any
 import trio
 from pycrdt import Doc
 
-from .draft import write_draft_atomically
 from .edit import ContentError, decode, merge_from_file, parse_content
 from .source import RecordIndex
 
@@ -165,7 +164,12 @@ class PublishedWatcher:
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_draft_atomically(path, text)
+            # Atomic but not synced: a base lost in a crash costs at most the merge of a
+            # change made while the daemon was down, and thousands of fsyncs at the first
+            # start would delay it by minutes on a slow disk.
+            temp = path.with_name(f".{path.name}.tmp")
+            temp.write_text(text, encoding="utf-8")
+            os.replace(temp, path)
         except (OSError, UnicodeError) as exc:
             # Only the merge of a change made while the daemon is stopped depends on it.
             log.warning("records.base_not_kept record=%s error=%s", record_id, exc)
