@@ -138,3 +138,17 @@ def test_a_change_on_one_side_only_is_taken_whole(
 ) -> None:
     assert merge_blocks(base, base, changed).blocks == changed
     assert merge_blocks(base, changed, base).blocks == changed
+
+
+def test_a_paragraph_added_before_an_edited_one_leaves_the_edited_one_in_place() -> None:
+    def blocks(markdown: str) -> tuple[Node, ...]:
+        return tuple(parse_markdown(markdown)[0])
+
+    doc, fragment = doc_with(blocks("# Minutes\n\nThe meeting opens at 19 h 02 in the hall.\n"))
+    edited = fragment.children[1]
+    target = blocks(
+        "# Minutes\n\nA new first paragraph.\n\nThe meeting opens at 19 h 05 in the hall.\n"
+    )
+    change(doc, fragment, target)
+    assert read_fragment(fragment) == target
+    assert fragment.children[2] == edited  # the same element, its text edited in place

@@ -133,17 +133,91 @@ def _sync_children(
     for tag, i1, i2, j1, j2 in reversed(matcher.get_opcodes()):
         if tag == "equal":
             continue
-        paired = min(i2 - i1, j2 - j1)
-        if i2 - i1 > paired:
-            del parent.children[i1 + paired : i2]
-            stats.deleted_nodes += i2 - i1 - paired
-        for offset, unit in enumerate(target[j1 + paired : j2]):
-            _insert(parent, i1 + paired + offset, unit)
-            stats.inserted_nodes += 1
-        # Changed children that keep their kind are updated in place (a paragraph whose
-        # text changed stays the same element, with the same items outside the change).
-        for k in reversed(range(paired)):
-            _update(parent, i1 + k, current[i1 + k], target[j1 + k], stats)
+        steps = _align(current[i1:i2], target[j1:j2])
+        consumed = [0]  # current children consumed before each step
+        for kind, _i, _j in steps:
+            consumed.append(consumed[-1] + (kind != "insert"))
+        for (kind, i, j), before in reversed(list(zip(steps, consumed, strict=False))):
+            if kind == "delete":
+                del parent.children[i1 + i]
+                stats.deleted_nodes += 1
+            elif kind == "insert":
+                _insert(parent, i1 + before, target[j1 + j])
+                stats.inserted_nodes += 1
+            else:
+                # A changed child that keeps its kind is updated in place (a paragraph whose
+                # text changed stays the same element, with the same items outside it).
+                _update(parent, i1 + i, current[i1 + i], target[j1 + j], stats)
+
+
+# A region larger than this (current x target children) is paired by position: the
+# similarity alignment below is quadratic.
+MAX_ALIGNED = 400
+# Below this similarity, a changed child is replaced rather than edited into another one.
+MIN_SIMILARITY = 0.3
+
+
+def _text_of(unit: _Unit) -> str:
+    if isinstance(unit, _Run):
+        return "".join(piece.text for piece in unit.texts)
+    if isinstance(unit, Node):
+        return "".join(_text_of(c) if isinstance(c, Node) else c.text for c in unit.content)
+    return ""
+
+
+def _similarity(a: _Unit, b: _Unit) -> float:
+    """How much of `a` survives as `b`; 0 when one cannot become the other in place."""
+    if isinstance(a, Node) and isinstance(b, Node):
+        if a.name != b.name:
+            return 0.0
+    elif not (isinstance(a, _Run) and isinstance(b, _Run)):
+        return 0.0
+    left, right = _text_of(a), _text_of(b)
+    if not left and not right:
+        return 1.0
+    return difflib.SequenceMatcher(None, left, right, autojunk=False).quick_ratio()
+
+
+def _align(current: Sequence[_Unit], target: Sequence[_Unit]) -> list[tuple[str, int, int]]:
+    """Steps ("update", i, j), ("delete", i, -1), ("insert", -1, j) in document order.
+
+    Each changed child is paired with the most similar target child of its kind (in
+    order), so that a paragraph inserted before an edited one does not turn the edited
+    one into the new one: the edited paragraph keeps its items, and its carets.
+    """
+    n, m = len(current), len(target)
+    if n * m > MAX_ALIGNED:
+        paired = min(n, m)
+        return (
+            [("update", k, k) for k in range(paired)]
+            + [("delete", k, -1) for k in range(paired, n)]
+            + [("insert", -1, k) for k in range(paired, m)]
+        )
+    similar = [[_similarity(a, b) for b in target] for a in current]
+    best = [[0.0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            best[i][j] = max(best[i + 1][j], best[i][j + 1])
+            if similar[i][j] >= MIN_SIMILARITY:
+                best[i][j] = max(best[i][j], similar[i][j] + best[i + 1][j + 1])
+    steps: list[tuple[str, int, int]] = []
+    i = j = 0
+    while i < n or j < m:
+        if (
+            i < n
+            and j < m
+            and similar[i][j] >= MIN_SIMILARITY
+            and best[i][j] == similar[i][j] + best[i + 1][j + 1]
+        ):
+            steps.append(("update", i, j))
+            i, j = i + 1, j + 1
+        elif j < m and (i == n or best[i][j] == best[i][j + 1]):
+            steps.append(("insert", -1, j))
+            j += 1
+        else:
+            steps.append(("delete", i, -1))
+            i += 1
+    return steps
 
 
 def _insert(parent: XmlFragment | XmlElement, index: int, unit: _Unit) -> None:
