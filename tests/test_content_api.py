@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import jwt
-from pycrdt import Doc, Map, XmlFragment
+from pycrdt import Doc, Map, Text, XmlFragment
 
 from civicrealtime.auth.revocation import Revocations
 from civicrealtime.auth.token_auth import TokenAuthenticator
@@ -288,3 +288,24 @@ async def test_put_with_if_match_keeps_what_was_typed_since_the_get(
         plain = await put_markdown(client, wanted)
         assert plain.json()["changed"] is True
         await editor.wait_for(lambda: "Typed meanwhile." not in markdown(editor.doc))
+
+
+async def test_a_document_at_its_size_limit_takes_no_server_edit(start_server: StartServer) -> None:
+    config = make_config(auth={"mode": "jwt"}, rooms={"max_document_bytes": 3000})
+    auth = TokenAuthenticator(
+        config.auth, hmac_secret=SECRET, keys=None, introspector=None, revocations=Revocations()
+    )
+    running: RunningServer = await start_server(
+        config, authenticator=auth, hmac_secret=SECRET, room_types=RoomTypeRegistry([Notes()])
+    )
+    url = "/admin/rooms/notes:big/content"
+    headers = {**ADMIN, "Content-Type": "application/octet-stream"}
+    source: Doc = Doc()
+    answers = []
+    async with http(running) as client:
+        for n in range(3):
+            before = source.get_state()
+            source.get(f"part{n}", type=Text).insert(0, "x" * 1600)
+            answer = await client.put(url, content=source.get_update(before), headers=headers)
+            answers.append(answer.status_code)
+    assert answers == [200, 200, 413]

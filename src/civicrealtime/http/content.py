@@ -47,6 +47,7 @@ from ..records.edit import (
 from ..records.markdown_writer import write_markdown
 from ..rooms.edits import RoomGone, edit_room, read_room
 from ..rooms.manager import RoomUnavailable
+from ..rooms.room import TOO_LARGE
 
 if TYPE_CHECKING:
     from ..app import RealtimeService
@@ -297,6 +298,8 @@ async def _edit(
         raise ContentHttpError(503, str(exc)) from None
     except RoomGone:
         raise ContentHttpError(409, "the room closed before the edit; try again") from None
+    if result.error is not None and result.error.startswith(TOO_LARGE):
+        raise ContentHttpError(413, result.error)
     if result.error is not None:
         raise ContentHttpError(500, "the edit failed; see the log")
     return {

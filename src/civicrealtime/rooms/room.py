@@ -63,6 +63,7 @@ from .types import RoomType
 log = logging.getLogger("civicrealtime.room")
 
 EMPTY_UPDATE = b"\x00\x00"
+TOO_LARGE = "DOCUMENT_TOO_LARGE"
 
 
 class Room:
@@ -451,6 +452,14 @@ class Room:
 
     def _server_edit(self, message: ServerEdit) -> None:
         """An edit made on the server (API, file watcher): kept and fanned out like a client's."""
+        limit = self._config.rooms.max_document_bytes
+        if self.size_estimate >= limit:
+            # As for a client: a document at its limit takes no more changes.
+            with message.reply:
+                message.reply.send_nowait(
+                    EditResult(error=f"{TOO_LARGE}: the document reached {limit} bytes")
+                )
+            return
         try:
             message.edit(self.doc)
         except Exception as exc:
