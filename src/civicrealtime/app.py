@@ -16,7 +16,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,8 +44,12 @@ from .persistence.sqlite import SqliteStore
 from .protocol import close_reason
 from .protocol.closecodes import CloseCode
 from .records.handler import RecordsRoomType
+from .records.watcher import ACTOR as FILE_ACTOR
+from .records.watcher import Edit, PublishedWatcher
 from .rooms import RoomManager, RoomTypeRegistry
+from .rooms.edits import RoomGone, edit_room
 from .rooms.hooks import RoomHooks
+from .rooms.manager import RoomUnavailable
 from .rooms.messages import TakeSnapshot
 from .server import RealtimeServer, Revoked
 from .stats import Stats
@@ -346,6 +350,7 @@ class RealtimeService:
             self.cluster.attach(self.server)
             self.server.limits.shared = self.cluster
         self.admin_token = _read_admin_token(config.http.admin_token_file)
+        self.watcher = self._make_watcher()
         self.demo_enabled = self._decide_demo()
         self.listening = False
         self.port: int | None = None
@@ -366,6 +371,60 @@ class RealtimeService:
                 )
             ]
         )
+
+    def _make_watcher(self) -> PublishedWatcher | None:
+        """The watcher of the published records (records/watcher.py), if there are any."""
+        interval = self.config.records.watch_seconds
+        for room_type in self.room_types:
+            if isinstance(room_type, RecordsRoomType) and room_type.index is not None:
+                if interval <= 0:
+                    return None
+                watcher = PublishedWatcher(
+                    room_type.index,
+                    self._deliver_file_edits,
+                    interval=interval,
+                    ignore_under=room_type.drafts_dir,
+                    bases_dir=Path(self.config.data_dir) / "published",
+                )
+                watcher.on_merge = self._count_file_merge
+                watcher.on_failure = self._count_file_failure
+                return watcher
+        return None
+
+    def _count_file_merge(self) -> None:
+        self.stats.record_file_merges += 1
+
+    def _count_file_failure(self) -> None:
+        self.stats.record_file_failures += 1
+
+    async def _deliver_file_edits(
+        self, edits: Sequence[tuple[str, Edit]]
+    ) -> tuple[set[str], dict[str, str]]:
+        """Each edit into its room if it is live or stored; a room never opened needs none."""
+        stored: set[str] = set()
+        if self.persistence is not None:
+            try:
+                with trio.fail_after(STORE_CALL_TIMEOUT):
+                    stored = set(await self.persistence.store.list_rooms())
+            except (StoreError, trio.TooSlowError) as exc:
+                why = str(exc) or "the store did not answer"
+                return set(), {record_id: why for record_id, _ in edits}
+        merged: set[str] = set()
+        failed: dict[str, str] = {}
+        for record_id, edit in edits:
+            key = f"records:{record_id}"
+            if self.rooms.get(key) is None and key not in stored:
+                continue
+            try:
+                result = await edit_room(self.rooms, key, "records", actor=FILE_ACTOR, edit=edit)
+            except (RoomUnavailable, RoomGone) as exc:
+                failed[record_id] = str(exc) or type(exc).__name__
+                continue
+            if result.error is None:
+                merged.add(record_id)
+            else:
+                failed[record_id] = result.error
+        return merged, failed
 
     def _decide_demo(self) -> bool:
         demo, http = self.config.demo, self.config.http
@@ -419,6 +478,8 @@ class RealtimeService:
                     if self.persistence is not None:
                         root.start_soon(self._restore_when_tailing, self.persistence.store)
                 await root.start(self.rooms.run)
+                if self.watcher is not None:
+                    await root.start(self.watcher.run)
                 http = self.config.http
                 if http.enabled:
                     self.http_port = await _listening(

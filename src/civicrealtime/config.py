@@ -216,6 +216,9 @@ class RecordsConfig:
     drafts_dir: str | None = None
     # Seconds between checks that the records directory changed (re-index).
     refresh_seconds: float = attrs.field(default=2.0, validator=_positive)
+    # Seconds between polls of the published record files; a change made outside the daemon
+    # (git pull, an import) is merged into its room. 0 turns the watcher off.
+    watch_seconds: float = attrs.field(default=0.4, validator=_at_least(0))
 
 
 @attrs.frozen(kw_only=True)

@@ -23,6 +23,7 @@ import trio
 from ..auth import AuthRejected, UpgradeRequest
 from ..auth.permissions import ALL
 from ..version import VERSION
+from . import content
 from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class OpsApp:
             )
         )
         self.demo_enabled = service.demo_enabled
+        self._content_versions = content.ServedVersions()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -108,6 +110,8 @@ class OpsApp:
         if path == "/metrics" and method == "GET":
             body = exposition(self._metrics)
             return 200, [(b"content-type", CONTENT_TYPE.encode())], body
+        if content.is_content_route(path):
+            return await content.handle(self._service, self._content_versions, scope, receive)
         if path.startswith("/admin/"):
             await self._authorize_admin(scope)
             return await self._admin(method, path[len("/admin/") :], receive)
@@ -147,6 +151,9 @@ class OpsApp:
                 f"{trio.current_time() - dropped:.0f} s ago ({stats.pending_dropped_bytes} "
                 f"bytes in all)"
             )
+        watched = service.watcher.health() if service.watcher is not None else None
+        if watched is not None:
+            reasons.append(watched)
         crash = stats.last_room_crash_at
         if crash is not None and trio.current_time() - crash < CRASH_MEMORY_SECONDS:
             reasons.append(f"a room crashed {trio.current_time() - crash:.0f} s ago")

@@ -47,7 +47,17 @@ from ..protocol.wire import WireFrame
 from ..stats import Stats
 from .hooks import RoomHooks, SnapshotFailed
 from .member import Member
-from .messages import FromClient, FromNode, Join, Leave, NodeGone, RoomMessage, TakeSnapshot
+from .messages import (
+    EditResult,
+    FromClient,
+    FromNode,
+    Join,
+    Leave,
+    NodeGone,
+    RoomMessage,
+    ServerEdit,
+    TakeSnapshot,
+)
 from .pending import Held, PendingUpdates, waits
 from .relay import NoRelay, RoomRelay
 from .types import RoomType
@@ -64,6 +74,7 @@ PENDING_CHECK_SECONDS = 1.0
 # A room that held more than this (document or pending) gives the freed heap back to the
 # OS when it leaves memory: glibc keeps freed pages, and RSS stayed up after the room.
 TRIM_AFTER_BYTES = 1024 * 1024
+TOO_LARGE = "DOCUMENT_TOO_LARGE"
 
 
 class Room:
@@ -351,6 +362,8 @@ class Room:
             case TakeSnapshot(reply=reply):
                 if self._nursery is not None:
                     self._nursery.start_soon(self._admin_snapshot, reply)
+            case ServerEdit():
+                self._server_edit(message)
 
     def _join(self, member: Member) -> None:
         self.members[member.conn_id] = member
@@ -637,6 +650,52 @@ class Room:
         if not self._size_warned and self.size_estimate > self._config.rooms.document_warn_bytes:
             self._size_warned = True
             log.warning("document.large room=%s size=%d", self.key, self.size_estimate)
+
+    def _server_edit(self, message: ServerEdit) -> None:
+        """An edit made on the server (API, file watcher): kept and fanned out like a client's."""
+        limit = self._config.rooms.max_document_bytes
+        if self.size_estimate >= limit:
+            # As for a client: a document at its limit takes no more changes.
+            with message.reply:
+                message.reply.send_nowait(
+                    EditResult(error=f"{TOO_LARGE}: the document reached {limit} bytes")
+                )
+            return
+        try:
+            message.edit(self.document)
+        except Exception as exc:
+            # The edit validates before it changes anything; should it fail midway, what it
+            # changed is still broadcast below, so no member diverges from the document.
+            log.exception("edit.failed room=%s actor=%s", self.key, message.actor)
+            error: str | None = f"{type(exc).__name__}: {exc}"
+        else:
+            error = None
+        changes = [u for u in self._applied if u != EMPTY_UPDATE]
+        self._applied.clear()
+        if changes:
+            # A local change bypassed `YDocument.apply`: learn the pairs it wrote.
+            self.document.reindex()
+        for update in changes:
+            self.updates_applied += 1
+            self._stats.updates_applied += 1
+            self.size_estimate += len(update)
+            self._broadcast(WireFrame(encode_sync_update(update)), exclude=None)
+            self._hooks.received(self.key, update)
+            self._relay.local_update(self.key, update)
+            self._unsnapshotted += 1
+        if changes and self._unsnapshotted >= self._config.snapshots.max_updates:
+            self._snapshot_wanted.set()
+        log.info(
+            "edit.applied room=%s actor=%s updates=%d bytes=%d",
+            self.key,
+            message.actor,
+            len(changes),
+            sum(len(u) for u in changes),
+        )
+        with message.reply:
+            message.reply.send_nowait(
+                EditResult(updates=len(changes), size=sum(len(u) for u in changes), error=error)
+            )
 
     def _from_node(self, node: str, update: bytes | None, awareness: bytes | None) -> None:
         """Apply another node's traffic and fan it out locally; never publish it again."""
