@@ -66,9 +66,6 @@ class RoomTypeRegistry:
             raise ValueError(f"room type {room_type.name!r} is already registered")
         self._types[room_type.name] = room_type
 
-    def replace(self, room_type: RoomType) -> None:
-        self._types[room_type.name] = room_type
-
     def get(self, name: str) -> RoomType:
         return self._types[name]
 
@@ -78,6 +75,3 @@ class RoomTypeRegistry:
     def __iter__(self) -> Any:
         return iter(list(self._types.values()))
 
-
-def default_room_types() -> RoomTypeRegistry:
-    return RoomTypeRegistry([RoomType("records")])
