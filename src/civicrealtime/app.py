@@ -44,9 +44,10 @@ from .persistence.sqlite import SqliteStore
 from .protocol import close_reason
 from .protocol.closecodes import CloseCode
 from .records.handler import RecordsRoomType
-from .rooms import RoomManager, RoomTypeRegistry
+from .rooms import RoomManager, RoomType, RoomTypeRegistry
 from .rooms.hooks import RoomHooks
 from .rooms.messages import TakeSnapshot
+from .rooms.plugins import RoomTypeLoadError, load_room_types, role_grants
 from .server import RealtimeServer, Revoked
 from .stats import Stats
 
@@ -97,6 +98,12 @@ class StoreSetupError(StartupError):
     """The configured store cannot be opened at start."""
 
     exit_code = EXIT_STORE
+
+
+class RoomTypeSetupError(StartupError):
+    """A room type of `room_types` cannot be built (unknown handler, import error, ...)."""
+
+    exit_code = EXIT_CONFIG
 
 
 class AuthSetupError(StartupError):
@@ -298,8 +305,21 @@ class RealtimeService:
         store: Store | None = None,
         revocations: Revocations | None = None,
     ) -> None:
+        self.room_types = room_types if room_types is not None else _builtin_room_types(config)
+        for room_type in build_configured_room_types(config):
+            try:
+                self.room_types.register(room_type)
+            except ValueError:
+                raise RoomTypeSetupError(
+                    f"room_types.{room_type.name}: a room type of this name is already "
+                    "registered; choose another name"
+                ) from None
+        # The roles of the configured room types join auth.roles: from here on, the
+        # configuration the daemon runs with says every role's permissions in one place.
+        roles = role_grants(config, self.room_types)
+        if roles != config.auth.roles:
+            config = attrs.evolve(config, auth=attrs.evolve(config.auth, roles=roles))
         self.config = config
-        self.room_types = room_types if room_types is not None else self._default_room_types()
         self.stats = Stats()
         self.persistence: Persistence | None = None
         hooks: RoomHooks | None = None
@@ -353,19 +373,6 @@ class RealtimeService:
         self._shutdown = trio.Event()
         self._http_shutdown = trio.Event()
         self.stopped = trio.Event()
-
-    def _default_room_types(self) -> RoomTypeRegistry:
-        records = self.config.records
-        drafts = records.drafts_dir or str(Path(self.config.data_dir) / "drafts")
-        return RoomTypeRegistry(
-            [
-                RecordsRoomType(
-                    data_dir=records.data_dir,
-                    drafts_dir=drafts,
-                    refresh_seconds=records.refresh_seconds,
-                )
-            ]
-        )
 
     def _decide_demo(self) -> bool:
         demo, http = self.config.demo, self.config.http
@@ -745,6 +752,29 @@ class RealtimeService:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"ws://{host}:{self.port}{self.config.path}"
+
+
+def _builtin_room_types(config: RealtimeConfig) -> RoomTypeRegistry:
+    """`records`, the one type built in; others come from `room_types` (docs/room-types.md)."""
+    records = config.records
+    drafts = records.drafts_dir or str(Path(config.data_dir) / "drafts")
+    return RoomTypeRegistry(
+        [
+            RecordsRoomType(
+                data_dir=records.data_dir,
+                drafts_dir=drafts,
+                refresh_seconds=records.refresh_seconds,
+            )
+        ]
+    )
+
+
+def build_configured_room_types(config: RealtimeConfig) -> list[RoomType]:
+    """The room types `config.room_types` enables (RoomTypeSetupError if one cannot be built)."""
+    try:
+        return load_room_types(config)
+    except RoomTypeLoadError as exc:
+        raise RoomTypeSetupError(str(exc)) from exc
 
 
 def _store_advice(config: RealtimeConfig) -> str:

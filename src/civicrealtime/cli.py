@@ -20,6 +20,7 @@ from .app import (
     EXIT_FAILURE,
     RealtimeService,
     StartupError,
+    build_configured_room_types,
     check_paths,
     describe_os_error,
 )
@@ -225,6 +226,7 @@ def _check_config(path: str | None) -> int:
     try:
         # What the daemon would refuse at start, said before it is started.
         check_paths(loaded.config)
+        build_configured_room_types(loaded.config)
     except StartupError as exc:
         print(f"invalid configuration in {loaded.source}:\n  - {exc}", file=sys.stderr)
         return exc.exit_code

@@ -74,4 +74,3 @@ class RoomTypeRegistry:
 
     def __iter__(self) -> Any:
         return iter(list(self._types.values()))
-
