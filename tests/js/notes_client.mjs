@@ -32,8 +32,11 @@ function open (doc) {
     protocols: [`auth.${token}`],
     disableBc: true
   })
+  // A close by the server (a refused token, a missing permission) fails the run at once;
+  // `event` is null when we close ourselves (destroy).
   provider.on('connection-close', (event) => {
-    process.stderr.write(`closed by the server: ${event?.code} ${event?.reason}\n`)
+    if (event == null) return
+    process.stderr.write(`closed by the server: ${event.code} ${event.reason}\n`)
     process.exit(1)
   })
   return new Promise((resolve) => provider.once('sync', () => resolve(provider)))
