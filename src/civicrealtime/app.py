@@ -314,6 +314,14 @@ class RealtimeService:
                     f"room_types.{room_type.name}: a room type of this name is already "
                     "registered; choose another name"
                 ) from None
+            access = config.room_types[room_type.name].access(config.auth.roles)
+            log.info(
+                "room_type.enabled name=%s view=%s edit=%s roles=%s",
+                room_type.name,
+                room_type.view_permission,
+                room_type.edit_permission,
+                ",".join(f"{role}:{level}" for role, level in access.items()) or "none",
+            )
         # The roles of the configured room types join auth.roles: from here on, the
         # configuration the daemon runs with says every role's permissions in one place.
         roles = role_grants(config, self.room_types)

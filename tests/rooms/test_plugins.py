@@ -7,6 +7,7 @@ point path uses a distribution written to a temporary directory on `sys.path`, w
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from civicrealtime.auth.revocation import Revocations
 from civicrealtime.auth.token_auth import TokenAuthenticator
 from civicrealtime.config import ConfigError, RealtimeConfig, structure
 from civicrealtime.protocol.closecodes import CloseCode
+from civicrealtime.rooms import RoomType, RoomTypeRegistry
 from civicrealtime.rooms.plugins import ENTRY_POINT_GROUP, role_grants
 
 from ..conftest import RunningServer, StartServer, make_config
@@ -108,8 +110,15 @@ def service_for(room_types: dict[str, Any], **overrides: Any) -> RealtimeService
 
 
 @pytest.mark.usefixtures("notes_importable")
-def test_a_configured_type_is_registered_with_its_permissions(tmp_path: Path) -> None:
+def test_a_configured_type_is_registered_with_its_permissions(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="civicrealtime")
     service = service_for(notes_config(tmp_path))
+    assert (
+        "room_type.enabled name=notes view=notes:read edit=notes:write "
+        "roles=admin:edit,clerk:edit,editor:edit,public:view"
+    ) in caplog.messages
     notes = service.room_types.get("notes")
     assert type(notes).__name__ == "NotesRoomType"
     assert (notes.view_permission, notes.edit_permission) == ("notes:read", "notes:write")
@@ -270,6 +279,16 @@ def test_an_entry_point_can_serve_another_name_and_fail_clearly() -> None:
         service_for({"b": {"handler": "broken"}})
     with pytest.raises(RoomTypeSetupError, match=r"no entry point 'bored' .*\(board, broken\)"):
         service_for({"bored": {}})
+
+
+def test_a_configured_name_taken_by_the_callers_registry_is_refused() -> None:
+    registry = RoomTypeRegistry([RoomType("records"), RoomType("scratch")])
+    with pytest.raises(RoomTypeSetupError, match=r"room_types\.scratch: a room type of this name"):
+        RealtimeService(
+            make_config(room_types={"scratch": {"handler": "civicrealtime.rooms:RoomType"}}),
+            authenticator=DevelopmentAuthenticator(),
+            room_types=registry,
+        )
 
 
 def test_installing_a_plugin_enables_nothing(fake_distribution: Path) -> None:
