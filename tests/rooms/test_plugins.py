@@ -223,10 +223,18 @@ def test_a_factory_failure_and_a_wrong_name_are_reported(tmp_path: Path) -> None
     module.write_text(
         "from civicrealtime.rooms import RoomType\ndef make(name):\n    return RoomType('other')\n"
     )
+    # A module whose own code fails while it is imported: one line too, not a traceback.
+    (tmp_path / "failing_plugin.py").write_text("raise RuntimeError('no licence key')\n")
     sys.path.insert(0, str(tmp_path))
     try:
         with pytest.raises(RoomTypeSetupError, match="built a room type named 'other', not 'n'"):
             service_for({"n": {"handler": "misnamed_plugin:make"}})
+        with pytest.raises(
+            RoomTypeSetupError,
+            match=r"room_types\.n\.handler: cannot import 'failing_plugin' .*RuntimeError: no "
+            "licence key",
+        ):
+            service_for({"n": {"handler": "failing_plugin:make"}})
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("misnamed_plugin", None)

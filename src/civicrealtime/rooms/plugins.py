@@ -86,7 +86,9 @@ def _find_factory(name: str, handler: str | None) -> tuple[Callable[..., Any], s
     described = f"the entry point {entry_name!r} ({entry_point.value})"
     try:
         loaded = entry_point.load()
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:
+        # Importing runs the plugin's module code: a SyntaxError or its own exception is
+        # as much "cannot load" as a missing module, and gets the same one line.
         raise RoomTypeLoadError(
             f"{where}: cannot load {described}: {type(exc).__name__}: {exc}"
         ) from exc
@@ -101,7 +103,7 @@ def _import_reference(reference: str, where: str) -> Callable[..., Any]:
     module_name, _, attribute = reference.partition(":")
     try:
         target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
+    except Exception as exc:  # as for entry points: whatever the module's code raises
         raise RoomTypeLoadError(
             f"{where}: cannot import {module_name!r} ({reference}): {type(exc).__name__}: "
             f"{exc}; install the package or fix {where}"
