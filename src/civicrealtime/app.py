@@ -44,10 +44,10 @@ from .persistence.sqlite import SqliteStore
 from .protocol import close_reason
 from .protocol.closecodes import CloseCode
 from .records.handler import RecordsRoomType
-from .rooms import RoomManager, RoomType, RoomTypeRegistry
+from .rooms import RoomManager, RoomTypeRegistry
 from .rooms.hooks import RoomHooks
 from .rooms.messages import TakeSnapshot
-from .rooms.plugins import RoomTypeLoadError, load_room_types, role_grants
+from .rooms.plugins import RoomTypeLoadError, add_configured_room_types
 from .server import RealtimeServer, Revoked
 from .stats import Stats
 
@@ -306,27 +306,10 @@ class RealtimeService:
         revocations: Revocations | None = None,
     ) -> None:
         self.room_types = room_types if room_types is not None else _builtin_room_types(config)
-        for room_type in build_configured_room_types(config):
-            try:
-                self.room_types.register(room_type)
-            except ValueError:
-                raise RoomTypeSetupError(
-                    f"room_types.{room_type.name}: a room type of this name is already "
-                    "registered; choose another name"
-                ) from None
-            access = config.room_types[room_type.name].access(config.auth.roles)
-            log.info(
-                "room_type.enabled name=%s view=%s edit=%s roles=%s",
-                room_type.name,
-                room_type.view_permission,
-                room_type.edit_permission,
-                ",".join(f"{role}:{level}" for role, level in access.items()) or "none",
-            )
-        # The roles of the configured room types join auth.roles: from here on, the
-        # configuration the daemon runs with says every role's permissions in one place.
-        roles = role_grants(config, self.room_types)
-        if roles != config.auth.roles:
-            config = attrs.evolve(config, auth=attrs.evolve(config.auth, roles=roles))
+        try:
+            config = add_configured_room_types(config, self.room_types)
+        except RoomTypeLoadError as exc:
+            raise RoomTypeSetupError(str(exc)) from None
         self.config = config
         self.stats = Stats()
         self.persistence: Persistence | None = None
@@ -775,14 +758,6 @@ def _builtin_room_types(config: RealtimeConfig) -> RoomTypeRegistry:
             )
         ]
     )
-
-
-def build_configured_room_types(config: RealtimeConfig) -> list[RoomType]:
-    """The room types `config.room_types` enables (RoomTypeSetupError if one cannot be built)."""
-    try:
-        return load_room_types(config)
-    except RoomTypeLoadError as exc:
-        raise RoomTypeSetupError(str(exc)) from exc
 
 
 def _store_advice(config: RealtimeConfig) -> str:

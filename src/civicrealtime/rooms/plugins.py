@@ -14,17 +14,50 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import attrs
+
 from ..config import RealtimeConfig, RoomTypeConfig
-from .types import RoomType
+from .types import RoomType, RoomTypeRegistry
+
+log = logging.getLogger("civicrealtime.rooms")
 
 ENTRY_POINT_GROUP = "civicrealtime.room_types"
 
 
 class RoomTypeLoadError(Exception):
     """A configured room type cannot be built; the message names the setting to fix."""
+
+
+def add_configured_room_types(config: RealtimeConfig, registry: RoomTypeRegistry) -> RealtimeConfig:
+    """Build and register every type of `config.room_types`; the configuration to run with.
+
+    The configuration returned has the types' `roles` added to `auth.roles`, so that the
+    permissions of every role are in one place from here on.
+    """
+    for room_type in load_room_types(config):
+        try:
+            registry.register(room_type)
+        except ValueError:
+            raise RoomTypeLoadError(
+                f"room_types.{room_type.name}: a room type of this name is already "
+                "registered; choose another name"
+            ) from None
+        access = config.room_types[room_type.name].access(config.auth.roles)
+        log.info(
+            "room_type.enabled name=%s view=%s edit=%s roles=%s",
+            room_type.name,
+            room_type.view_permission,
+            room_type.edit_permission,
+            ",".join(f"{role}:{level}" for role, level in access.items()) or "none",
+        )
+    roles = role_grants(config, registry)
+    if roles == config.auth.roles:
+        return config
+    return attrs.evolve(config, auth=attrs.evolve(config.auth, roles=roles))
 
 
 def load_room_types(config: RealtimeConfig) -> list[RoomType]:
