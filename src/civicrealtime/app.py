@@ -51,6 +51,7 @@ from .rooms.edits import RoomGone, edit_room
 from .rooms.hooks import RoomHooks
 from .rooms.manager import RoomUnavailable
 from .rooms.messages import TakeSnapshot
+from .rooms.plugins import RoomTypeLoadError, add_configured_room_types
 from .server import RealtimeServer, Revoked
 from .stats import Stats
 
@@ -101,6 +102,12 @@ class StoreSetupError(StartupError):
     """The configured store cannot be opened at start."""
 
     exit_code = EXIT_STORE
+
+
+class RoomTypeSetupError(StartupError):
+    """A room type of `room_types` cannot be built (unknown handler, import error, ...)."""
+
+    exit_code = EXIT_CONFIG
 
 
 class AuthSetupError(StartupError):
@@ -302,8 +309,12 @@ class RealtimeService:
         store: Store | None = None,
         revocations: Revocations | None = None,
     ) -> None:
+        self.room_types = room_types if room_types is not None else _builtin_room_types(config)
+        try:
+            config = add_configured_room_types(config, self.room_types)
+        except RoomTypeLoadError as exc:
+            raise RoomTypeSetupError(str(exc)) from None
         self.config = config
-        self.room_types = room_types if room_types is not None else self._default_room_types()
         self.stats = Stats()
         self.persistence: Persistence | None = None
         hooks: RoomHooks | None = None
@@ -358,19 +369,6 @@ class RealtimeService:
         self._shutdown = trio.Event()
         self._http_shutdown = trio.Event()
         self.stopped = trio.Event()
-
-    def _default_room_types(self) -> RoomTypeRegistry:
-        records = self.config.records
-        drafts = records.drafts_dir or str(Path(self.config.data_dir) / "drafts")
-        return RoomTypeRegistry(
-            [
-                RecordsRoomType(
-                    data_dir=records.data_dir,
-                    drafts_dir=drafts,
-                    refresh_seconds=records.refresh_seconds,
-                )
-            ]
-        )
 
     def _make_watcher(self) -> PublishedWatcher | None:
         """The watcher of the published records (records/watcher.py), if there are any."""
@@ -806,6 +804,21 @@ class RealtimeService:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"ws://{host}:{self.port}{self.config.path}"
+
+
+def _builtin_room_types(config: RealtimeConfig) -> RoomTypeRegistry:
+    """`records`, the one type built in; others come from `room_types` (docs/room-types.md)."""
+    records = config.records
+    drafts = records.drafts_dir or str(Path(config.data_dir) / "drafts")
+    return RoomTypeRegistry(
+        [
+            RecordsRoomType(
+                data_dir=records.data_dir,
+                drafts_dir=drafts,
+                refresh_seconds=records.refresh_seconds,
+            )
+        ]
+    )
 
 
 def _store_advice(config: RealtimeConfig) -> str:

@@ -28,6 +28,7 @@ from .auth.secrets import ENV_SECRET, SecretError, resolve_secret
 from .config import ConfigError, LoadedConfig
 from .extras import MissingExtra
 from .logs import configure
+from .rooms.plugins import RoomTypeLoadError, load_room_types
 from .version import VERSION
 
 log = logging.getLogger("civicrealtime")
@@ -228,6 +229,12 @@ def _check_config(path: str | None) -> int:
     except StartupError as exc:
         print(f"invalid configuration in {loaded.source}:\n  - {exc}", file=sys.stderr)
         return exc.exit_code
+    try:
+        # Imports the plugins' code, as the daemon does at start.
+        load_room_types(loaded.config)
+    except RoomTypeLoadError as exc:
+        print(f"invalid configuration in {loaded.source}:\n  - {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     where = loaded.source if loaded.found else f"{loaded.source} (not found: embedded defaults)"
     print(f"# configuration from {where}: valid")
     print(config_module.dump_yaml(loaded.config), end="")

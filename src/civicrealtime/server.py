@@ -23,7 +23,6 @@ import itertools
 import logging
 import secrets
 import time
-from collections import Counter
 from functools import partial
 
 import attrs
@@ -82,8 +81,6 @@ class RealtimeServer:
         # Connections closed without flushing (slow consumer, send timeout): TCP is cut.
         self._aborted: set[int] = set()
         self._drained = trio.Event()
-        # Close codes sent, by code: for metrics, and for tests that cannot read the close.
-        self.close_codes: Counter[int] = Counter()
         self.port: int | None = None
         self._listener_scope: trio.CancelScope | None = None
 
@@ -176,7 +173,6 @@ class RealtimeServer:
             code, reason = await self._after_upgrade(
                 ws=ws, request=request, headers=headers, route=route, conn_id=conn_id, peer=peer
             )
-            self.close_codes[code] += 1
             self.stats.closes[code] += 1
             if '"SLOW_CONSUMER"' in reason or '"SEND_TIMEOUT"' in reason:
                 self.stats.slow_consumer_closes += 1
