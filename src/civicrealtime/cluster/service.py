@@ -76,7 +76,7 @@ class ClusterService:
             identity=self.identity, keys=self.keys, timeout=cfg.redis_timeout
         )
         self._links = links = RoomLinks()
-        self._publisher = publisher = Publisher(
+        self.publisher = publisher = Publisher(
             redis, self.stats, limit=cfg.publish_buffer_bytes, stream_maxlen=cfg.stream_maxlen
         )
         wake = Wake(redis, publisher)
@@ -126,11 +126,11 @@ class ClusterService:
         errors = "; ".join(f"{task}: {error}" for task, error in sorted(failing.items()))
         return (
             f"cluster: Redis unreachable ({errors}); local editing continues, "
-            f"{len(self._publisher.buffer)} entries wait to be published"
+            f"{len(self.publisher.buffer)} entries wait to be published"
         )
 
     def statistics(self) -> dict[str, float]:
-        buffer = self._publisher.buffer
+        buffer = self.publisher.buffer
         return {
             **attrs.asdict(self.stats),
             "publish_buffer_bytes": buffer.bytes,
@@ -177,7 +177,7 @@ class ClusterService:
             with self._tasks_scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._reader.run)
-                    nursery.start_soon(self._publisher.run)
+                    nursery.start_soon(self.publisher.run)
                     nursery.start_soon(self.nodes.run)
                     nursery.start_soon(self.resync.run)
                     nursery.start_soon(self.counts.run)
@@ -196,7 +196,7 @@ class ClusterService:
         with trio.move_on_after(FINAL_FLUSH_SECONDS):
             await self._tasks_done.wait()
             self.relay.close_all()
-            if await self._publisher.drain():
+            if await self.publisher.drain():
                 await self.nodes.leave()
 
 
