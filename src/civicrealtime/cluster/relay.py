@@ -28,7 +28,6 @@ from .entries import (
     NODE,
     QUERY,
     RELOAD,
-    START,
     UPDATE,
     StreamId,
     awareness_payload,
@@ -42,7 +41,7 @@ from .presence import LocalPresence
 from .publisher import Publisher
 from .reader import Wake
 from .resync import Resync
-from .shared import REDIS_FAILURES, ClusterStats, RedisAccess, fields
+from .shared import REDIS_FAILURES, ClusterStats, RedisAccess, fields, last_id, updates_in
 
 log = logging.getLogger("civicrealtime.cluster")
 
@@ -96,12 +95,8 @@ class RedisRelay:
             log.warning("cluster.open_failed room=%s error=%s", key, exc)
             self._resync.want(key)
             return ()
-        updates: list[bytes] = []
-        for entry in tail:
-            entry_fields = fields(entry)
-            if entry_fields.get(KIND) == UPDATE:
-                updates.append(entry_fields.get(DATA, b""))
-        link.read_id = parse_id(tail[-1].identifier) if tail else START
+        updates = [found.update for found in updates_in(tail)]
+        link.read_id = last_id(tail)
         self._leases.record(key, held, started)
         # Presence is not replayed from the tail (it may be stale): nodes holding the room
         # answer this with their clients' current states.

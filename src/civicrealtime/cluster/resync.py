@@ -17,11 +17,19 @@ import trio
 
 from ..persistence.errors import StoreError
 from ..rooms.messages import FromNode
-from .entries import DATA, KIND, NODE, QUERY, START, UPDATE, parse_id
+from .entries import QUERY
 from .links import RoomLink, RoomLinks
 from .publisher import Publisher
 from .reader import Wake
-from .shared import REDIS_FAILURES, RETRY_INITIAL, Backoff, ClusterStats, RedisAccess, fields
+from .shared import (
+    REDIS_FAILURES,
+    RETRY_INITIAL,
+    Backoff,
+    ClusterStats,
+    RedisAccess,
+    last_id,
+    updates_in,
+)
 
 log = logging.getLogger("civicrealtime.cluster")
 
@@ -97,13 +105,9 @@ class Resync:
                 tail = await client.xrange(link.stream, "-", "+")
             if not link.alive:
                 return
-            for entry in tail:
-                sid = parse_id(entry.identifier)
-                entry_fields = fields(entry)
-                if entry_fields.get(KIND) == UPDATE:
-                    origin = entry_fields.get(NODE, b"").decode(errors="replace")
-                    link.deliver(FromNode(node=origin, update=entry_fields.get(DATA, b"")), sid)
-            link.read_id = parse_id(tail[-1].identifier) if tail else START
+            for found in updates_in(tail):
+                link.deliver(FromNode(node=found.node, update=found.update), found.sid)
+            link.read_id = last_id(tail)
             self._wake.ring()
         if self._load_stored is not None:
             with trio.fail_after(STORE_LOAD_TIMEOUT):

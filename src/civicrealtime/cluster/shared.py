@@ -10,7 +10,7 @@ round trip for the liveness key, leases, trims and the revocations position).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import anyio
@@ -21,7 +21,7 @@ from coredis.exceptions import RedisError
 from coredis.patterns.pipeline import Pipeline
 from coredis.response.types import StreamEntry
 
-from .entries import Keys
+from .entries import DATA, KIND, NODE, START, UPDATE, Keys, StreamId, parse_id
 
 log = logging.getLogger("civicrealtime.cluster")
 
@@ -132,6 +132,29 @@ class HeartbeatShare(Protocol):
     def leave(self, pipe: Pipeline[bytes]) -> None:
         """Queue the commands that take this node's part out of Redis (graceful stop)."""
         ...
+
+
+@attrs.frozen
+class StreamUpdate:
+    sid: StreamId
+    node: str
+    update: bytes
+
+
+def updates_in(entries: Sequence[StreamEntry]) -> list[StreamUpdate]:
+    """The update entries of a room's stream (presence and queries are not replayed)."""
+    found = []
+    for entry in entries:
+        values = fields(entry)
+        if values.get(KIND) == UPDATE:
+            node = values.get(NODE, b"").decode(errors="replace")
+            found.append(StreamUpdate(parse_id(entry.identifier), node, values.get(DATA, b"")))
+    return found
+
+
+def last_id(entries: Sequence[StreamEntry]) -> StreamId:
+    """Where to read on after these entries (the stream's start when there are none)."""
+    return parse_id(entries[-1].identifier) if entries else START
 
 
 def fields(entry: StreamEntry) -> dict[bytes, bytes]:
