@@ -340,8 +340,13 @@ class RealtimeService:
                 feature="clustering through Redis",
                 extra="cluster",
             )
-            self.cluster = cluster.ClusterService(config, load_stored=self._load_stored)
-        self.rooms = RoomManager(config, self.room_types, self.stats, hooks, relay=self.cluster)
+            self.cluster = cluster.ClusterService(
+                config,
+                load_stored=self._load_stored,
+                apply_revocation=self._revoked_elsewhere,
+            )
+        relay = self.cluster.relay if self.cluster is not None else None
+        self.rooms = RoomManager(config, self.room_types, self.stats, hooks, relay=relay)
         # A caller's own authenticator shares the caller's list (`TokenAuthenticator` takes
         # one), so that revocations made here, and those restored from the store, apply.
         self.revocations = revocations if revocations is not None else Revocations()
@@ -356,10 +361,8 @@ class RealtimeService:
             authenticator=authenticator,
             revocations=self.revocations,
             stats=self.stats,
+            shared_counts=self.cluster.counts if self.cluster is not None else None,
         )
-        if self.cluster is not None:
-            self.cluster.attach(self.server)
-            self.server.limits.shared = self.cluster
         self.admin_token = _read_admin_token(config.http.admin_token_file)
         self.watcher = self._make_watcher()
         self.demo_enabled = self._decide_demo()
@@ -552,6 +555,14 @@ class RealtimeService:
             return []
         return list((await self.persistence.store.load(key)).updates())
 
+    def _revoked_elsewhere(
+        self, *, user_id: str | None, token_id: str | None, reason: str, revoked_at: float | None
+    ) -> None:
+        """Another node revoked these sessions (relayed by the cluster): here too."""
+        self.server.revoke(
+            user_id=user_id, token_id=token_id, reason=reason, relayed=True, revoked_at=revoked_at
+        )
+
     async def _restore_revocations(self, store: Store) -> None:
         """Before the first connection: a restart must not let a revoked session back in."""
         try:
@@ -573,7 +584,7 @@ class RealtimeService:
         started tailing would otherwise be missed. Sessions admitted meanwhile are closed.
         """
         assert self.cluster is not None
-        await self.cluster.revocations_tailing.wait()
+        await self.cluster.revocations.tailing.wait()
         while True:
             try:
                 with trio.fail_after(STORE_CALL_TIMEOUT):
@@ -739,7 +750,7 @@ class RealtimeService:
             # Published after the store write: a node that starts meanwhile reads the store
             # once it tails the stream, so it misses neither (`_restore_when_tailing`).
             if self.cluster is not None:
-                self.cluster.publish_revocation(
+                self.cluster.revocations.publish(
                     user_id, token_id, reason, revoked.records[0].revoked_at
                 )
 

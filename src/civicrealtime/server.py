@@ -34,7 +34,7 @@ from .auth.permissions import effective_permissions, has_permission, room_allowe
 from .auth.revocation import Revocation, Revocations
 from .config import RealtimeConfig
 from .connection import Connection
-from .limits import ConnectionLimits, LimitExceeded, client_address
+from .limits import ConnectionLimits, LimitExceeded, SharedCounts, client_address
 from .protocol import BadRoom, CloseCode, OutsidePrefix, RoomRoute, close_reason, parse_target
 from .protocol import control as control_frames
 from .rooms import Join, Member, Outbound, RoomManager, RoomTypeRegistry, RoomUnavailable
@@ -61,6 +61,7 @@ class RealtimeServer:
         authenticator: Authenticator,
         revocations: Revocations | None = None,
         stats: Stats | None = None,
+        shared_counts: SharedCounts | None = None,
     ) -> None:
         self._config = config
         self._rooms = rooms
@@ -71,6 +72,7 @@ class RealtimeServer:
         self._limits = ConnectionLimits(
             per_ip=config.rate_limiting.connections_per_ip,
             per_user=config.rate_limiting.connections_per_user,
+            shared=shared_counts,
         )
         self._conn_ids = itertools.count(1)
         self._accepting = True
