@@ -37,7 +37,7 @@ from .config import RealtimeConfig
 from .extras import import_extra
 from .http import OpsApp, serve_http
 from .loopmonitor import measure_loop_lag
-from .persistence import Persistence, Store, StoreError, store_for
+from .persistence import Store, StoreError, StoreWriter, store_for
 from .persistence.filesystem import FilesystemStore
 from .persistence.roomhooks import PersistedRooms
 from .persistence.sqlite import SqliteStore
@@ -316,13 +316,13 @@ class RealtimeService:
             raise RoomTypeSetupError(str(exc)) from None
         self.config = config
         self.stats = Stats()
-        self.persistence: Persistence | None = None
+        self.persistence: StoreWriter | None = None
         hooks: RoomHooks | None = None
         snapshots = config.snapshots
         if snapshots.enabled:
             if store is None:
                 store = store_for(snapshots.location(config.data_dir), keep=snapshots.keep)
-            self.persistence = Persistence(
+            self.persistence = StoreWriter(
                 store,
                 flush_ms=snapshots.flush_ms,
                 max_pending_bytes=snapshots.max_pending_bytes,

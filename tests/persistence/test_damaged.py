@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from civicrealtime.persistence import Persistence, RoomDamaged, StoreBase
+from civicrealtime.persistence import RoomDamaged, StoreBase, StoreWriter
 
 from .helpers import Editor, Tamper, text_of
 
@@ -51,7 +51,7 @@ async def test_every_snapshot_corrupt_and_a_truncated_log_is_damaged(
     assert [i.id for i in await store.snapshots("r")] == [i.id for i in infos]
     # The daemon's loader refuses it too.
     with pytest.raises(RoomDamaged):
-        await Persistence(store).load("r")
+        await StoreWriter(store).load("r")
 
     # The operator accepts the loss: what the log holds becomes the room; bad rows stay.
     loaded, record = await store.rebuild_room("r", accept_loss=True)
@@ -79,7 +79,7 @@ async def test_every_snapshot_corrupt_but_the_log_reaches_back_rebuilds(
     assert loaded.snapshot is None and loaded.log[0].seq == 1
     assert not loaded.damaged
     assert text_of(loaded.updates()) == "".join(written)
-    assert list(await Persistence(store).load("r"))
+    assert list(await StoreWriter(store).load("r"))
     _, record = await store.rebuild_room("r")
     again = await store.load("r")
     assert again.snapshot is not None and again.snapshot.id == record.id

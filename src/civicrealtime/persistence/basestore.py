@@ -17,7 +17,7 @@ import trio
 from ..auth.revocation import Revocation
 from .errors import RoomDamaged, StoreError
 from .rebuild import merged_state, rebuild
-from .records import SnapshotInfo, SnapshotRecord, now_ms
+from .rows import SnapshotInfo, SnapshotRecord, now_ms
 from .store import DEFAULT_KEEP, Loaded, VerifyReport
 
 log = logging.getLogger("civicrealtime.persistence")

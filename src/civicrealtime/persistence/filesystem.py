@@ -53,7 +53,7 @@ from .errors import (
 from .filenames import room_from_name, safe_name
 from .logfile import BadSpan, ParsedLog, encode_record, encode_room, parse
 from .rebuild import Coverage
-from .records import (
+from .rows import (
     LogRecord,
     SnapshotInfo,
     SnapshotRecord,

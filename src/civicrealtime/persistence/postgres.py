@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import StoreBusy, StoreError, StoreFull, StoreReadOnly, StoreUnavailable
-from .records import now_ms
+from .rows import now_ms
 from .schema import (
     CREATE_SCHEMA_TABLE,
     RECORD_VERSION,

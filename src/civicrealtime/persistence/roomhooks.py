@@ -6,13 +6,13 @@ from collections.abc import Sequence
 
 from ..rooms.hooks import SnapshotFailed, StateDamaged
 from .errors import RoomDamaged, StoreError
-from .writer import Persistence
+from .writer import StoreWriter
 
 
 class PersistedRooms:
     persistent = True
 
-    def __init__(self, persistence: Persistence) -> None:
+    def __init__(self, persistence: StoreWriter) -> None:
         self.persistence = persistence
 
     async def load(self, key: str) -> Sequence[bytes]:

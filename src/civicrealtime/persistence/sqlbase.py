@@ -21,7 +21,7 @@ from ..auth.revocation import Revocation
 from .basestore import StoreBase
 from .errors import CorruptRecord
 from .rebuild import Coverage
-from .records import (
+from .rows import (
     LogRecord,
     SnapshotInfo,
     SnapshotRecord,

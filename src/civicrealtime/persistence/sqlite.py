@@ -32,7 +32,7 @@ from .errors import (
     StoreReadOnly,
     StoreUnavailable,
 )
-from .records import now_ms
+from .rows import now_ms
 from .schema import (
     CREATE_SCHEMA_TABLE,
     RECORD_VERSION,

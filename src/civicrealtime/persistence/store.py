@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 import attrs
 
 from ..auth.revocation import Revocation
-from .records import LogRecord, SnapshotInfo, SnapshotRecord
+from .rows import LogRecord, SnapshotInfo, SnapshotRecord
 
 DEFAULT_KEEP = 3
 
@@ -147,7 +147,7 @@ class Store(Protocol):
         waiting for a missing dependency) and rows that fail verification are never
         truncated. `carry` holds raw updates to re-append after the truncation. Log records
         up to `covers_seq` whose sha256 digest is in `discard` (updates the room dropped,
-        see `Persistence.discard`) are deleted rather than kept.
+        see `StoreWriter.discard`) are deleted rather than kept.
         """
         ...
 

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import trio
 
-from .config import RealtimeConfig
-from .persistence import RoomDamaged, StoreBase, StoreError, store_for
-from .protocol import InvalidUpdate
+from ..config import RealtimeConfig
+from ..persistence import RoomDamaged, StoreBase, StoreError, store_for
+from ..protocol import InvalidUpdate
 
 T = TypeVar("T")
 

@@ -13,9 +13,8 @@ from typing import Any, TypeVar
 
 import trio
 
-from . import config as config_module
-from . import records_cli, snapshots_cli
-from .app import (
+from .. import config as config_module
+from ..app import (
     EXIT_CONFIG,
     EXIT_FAILURE,
     RealtimeService,
@@ -23,13 +22,15 @@ from .app import (
     check_paths,
     describe_os_error,
 )
-from .auth.minting import mint_token
-from .auth.secrets import ENV_SECRET, SecretError, resolve_secret
-from .config import ConfigError, LoadedConfig
-from .extras import MissingExtra
-from .logs import configure
-from .rooms.plugins import RoomTypeLoadError, load_room_types
-from .version import VERSION
+from ..auth.minting import mint_token
+from ..auth.secrets import ENV_SECRET, SecretError, resolve_secret
+from ..config import ConfigError, LoadedConfig
+from ..extras import MissingExtra
+from ..logs import configure
+from ..rooms.plugins import RoomTypeLoadError, load_room_types
+from ..version import VERSION
+from . import records as records_cli
+from . import snapshots as snapshots_cli
 
 log = logging.getLogger("civicrealtime")
 
