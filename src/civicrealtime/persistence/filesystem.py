@@ -28,7 +28,6 @@ import errno
 import json
 import math
 import os
-import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +39,13 @@ from typing import Any, TypeVar
 
 import attrs
 
+from ..atomicfile import (
+    TEMP_MARK,
+    fsync_directory,
+    remove_temp_files,
+    write_all,
+    write_atomically,
+)
 from ..auth.revocation import Revocation
 from .basestore import StoreBase, log
 from .errors import (
@@ -76,7 +82,6 @@ SNAPSHOT_SUFFIX = ".snapshot"
 META_SUFFIX = ".meta.json"
 LOG_SUFFIX = ".log"
 QUARANTINE_SUFFIX = ".log.quarantine"
-TEMP_MARK = ".tmp-"
 REVOCATIONS_FILE = "revocations.json"
 
 
@@ -229,7 +234,7 @@ class FilesystemStore(StoreBase):
             self._lock_fd = -1
         if needs_recording(version):
             # Version 1 is the layout of every directory before versions were recorded.
-            _atomic_write(self._root / SCHEMA_FILE, schema_file_body(self._now_ms()))
+            write_atomically(self._root / SCHEMA_FILE, schema_file_body(self._now_ms()))
             announce(self.description, version)
 
     def _close(self) -> None:
@@ -285,7 +290,7 @@ class FilesystemStore(StoreBase):
         kept[key] = _later(kept[key], revocation) if key in kept else revocation
         items = [attrs.asdict(r) for r in sorted(kept.values(), key=lambda r: r.revoked_at)]
         body = json.dumps({"format": 1, "revocations": items}, indent=1) + "\n"
-        _atomic_write(self._root / REVOCATIONS_FILE, body.encode())
+        write_atomically(self._root / REVOCATIONS_FILE, body.encode())
 
     # -- snapshots ---------------------------------------------------------------------------
 
@@ -424,7 +429,7 @@ class FilesystemStore(StoreBase):
             size = os.fstat(fd).st_size
             payload = chunk if size else encode_room(room_id, created) + chunk
             try:
-                _write_all(fd, payload)
+                write_all(fd, payload)
                 os.fsync(fd)
             except OSError:
                 # Nothing of a failed append was acknowledged: cut it back off, so the file
@@ -435,7 +440,7 @@ class FilesystemStore(StoreBase):
         finally:
             os.close(fd)
         if not size:
-            _fsync_dir(path.parent)
+            fsync_directory(path.parent)
 
     def _rewrite_log(
         self, room_id: str, parsed: ParsedLog, buf: bytes, keep: list[LogRecord], extra: bytes
@@ -459,10 +464,10 @@ class FilesystemStore(StoreBase):
         if not keep and not extra:
             with suppress(FileNotFoundError):
                 path.unlink()
-            _fsync_dir(path.parent)
+            fsync_directory(path.parent)
             return
         body = b"".join(encode_record(r.seq, r.created_at, r.data) for r in keep)
-        _atomic_write(path, encode_room(room_id, self._now_ms()) + body + extra)
+        write_atomically(path, encode_room(room_id, self._now_ms()) + body + extra)
 
     # -- operations --------------------------------------------------------------------------
 
@@ -502,7 +507,7 @@ class FilesystemStore(StoreBase):
         coverage = Coverage(state)  # also rejects a state that is not an update
         directory = self._room_dir(room_id)
         directory.mkdir(parents=True, exist_ok=True)
-        _remove_temp_files(directory)
+        remove_temp_files(directory)
         entries = self._entries(room_id)
         version = max((entry.info.version for entry in entries), default=0) + 1
         record = build_snapshot(
@@ -514,8 +519,8 @@ class FilesystemStore(StoreBase):
             compress=compress,
         )
         base = f"{safe_name(room_id)}-{record.version}-{record.created_at}"
-        _atomic_write(directory / (base + SNAPSHOT_SUFFIX), record.data)
-        _atomic_write(directory / (base + META_SUFFIX), _meta_json(record))
+        write_atomically(directory / (base + SNAPSHOT_SUFFIX), record.data)
+        write_atomically(directory / (base + META_SUFFIX), _meta_json(record))
         entries = self._entries(room_id)
         for entry in entries[self.keep :]:
             self._delete_if_sound(entry)
@@ -718,46 +723,3 @@ def _span_problem(room_id: str, span: BadSpan) -> Problem:
     ident = f"seq {span.seq}" if span.seq is not None else f"offset {span.offset}"
     reason = f"{span.reason} ({span.length} bytes at offset {span.offset})"
     return Problem(room_id=room_id, what="log", ident=ident, reason=reason)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes a rename or a new file durable. Windows cannot open a directory for this.
-    if sys.platform == "win32":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}{TEMP_MARK}{secrets.token_hex(4)}")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _remove_temp_files(directory: Path) -> None:
-    """Temporary files of writes that a crash interrupted: never renamed, never visible."""
-    for name in os.listdir(directory):
-        if name.startswith(".") and TEMP_MARK in name:
-            with suppress(FileNotFoundError):
-                (directory / name).unlink()
