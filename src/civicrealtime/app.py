@@ -38,9 +38,8 @@ from .extras import import_extra
 from .http import OpsApp, serve_http
 from .loopmonitor import measure_loop_lag
 from .persistence import Store, StoreError, StoreWriter, store_for
-from .persistence.filesystem import FilesystemStore
+from .persistence.revocationstore import revocations_in
 from .persistence.roomhooks import PersistedRooms
-from .persistence.sqlite import SqliteStore
 from .protocol import close_reason
 from .protocol.closecodes import CloseCode
 from .records.handler import RecordsRoomType
@@ -539,8 +538,8 @@ class RealtimeService:
         store = self.persistence.store if self.persistence is not None else None
         if store is None:
             problem = "snapshots.enabled is false"
-        elif isinstance(store, SqliteStore | FilesystemStore):
-            problem = f"the store is {store.description}, a file of this machine"
+        elif not store.shared_by_nodes:
+            problem = f"the store is {store.description}, which other nodes do not reach"
         else:
             return
         raise StoreSetupError(
@@ -565,9 +564,16 @@ class RealtimeService:
 
     async def _restore_revocations(self, store: Store) -> None:
         """Before the first connection: a restart must not let a revoked session back in."""
+        durable = revocations_in(store)
+        if durable is None:
+            log.warning(
+                "auth.revocations_not_kept store=%s: revocations last until the daemon stops",
+                store.description,
+            )
+            return
         try:
             with trio.fail_after(STORE_CALL_TIMEOUT):
-                kept = await store.load_revocations()
+                kept = await durable.load_revocations()
         except (StoreError, trio.TooSlowError) as exc:
             raise StoreSetupError(
                 f"cannot read the revoked sessions from {store.description}: "
@@ -584,11 +590,14 @@ class RealtimeService:
         started tailing would otherwise be missed. Sessions admitted meanwhile are closed.
         """
         assert self.cluster is not None
+        durable = revocations_in(store)
+        if durable is None:
+            return
         await self.cluster.revocations.tailing.wait()
         while True:
             try:
                 with trio.fail_after(STORE_CALL_TIMEOUT):
-                    kept = await store.load_revocations()
+                    kept = await durable.load_revocations()
                 break
             except (StoreError, trio.TooSlowError) as exc:
                 log.warning("auth.revocations_reread_failed error=%s; retrying", exc)
@@ -765,7 +774,11 @@ class RealtimeService:
             body["persisted"] = False
             body["note"] = "snapshots are disabled: the revocation lasts until the daemon stops"
             return Outcome(200, body)
-        store = self.persistence.store
+        store = revocations_in(self.persistence.store)
+        if store is None:
+            body["persisted"] = False
+            body["note"] = "the store keeps no revocations: it lasts until the daemon stops"
+            return Outcome(200, body)
         try:
             with trio.fail_after(STORE_CALL_TIMEOUT):
                 for record in revoked.records:

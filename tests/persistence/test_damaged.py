@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from civicrealtime.persistence import RoomDamaged, StoreBase, StoreWriter
+from civicrealtime.persistence import RoomDamaged, Store, StoreWriter
 
 from .helpers import Editor, Tamper, text_of
 
 UPDATES = 250
 
 
-async def _edited(store: StoreBase, editor: Editor, *, every: int = 60) -> str:
+async def _edited(store: Store, editor: Editor, *, every: int = 60) -> str:
     written = []
     for i in range(UPDATES):
         seqs = await store.append([("r", editor.type(f"<{i}>"))])
@@ -27,7 +27,7 @@ async def _edited(store: StoreBase, editor: Editor, *, every: int = 60) -> str:
 
 
 async def test_every_snapshot_corrupt_and_a_truncated_log_is_damaged(
-    store: StoreBase, tamper: Tamper
+    store: Store, tamper: Tamper
 ) -> None:
     editor = Editor()
     text = await _edited(store, editor)
@@ -63,7 +63,7 @@ async def test_every_snapshot_corrupt_and_a_truncated_log_is_damaged(
 
 
 async def test_every_snapshot_corrupt_but_the_log_reaches_back_rebuilds(
-    store: StoreBase, tamper: Tamper
+    store: Store, tamper: Tamper
 ) -> None:
     editor = Editor()
     # Snapshots covering no log record (taken before the first flush) truncate nothing.
@@ -86,7 +86,7 @@ async def test_every_snapshot_corrupt_but_the_log_reaches_back_rebuilds(
     assert text_of(again.updates()) == "".join(written)
 
 
-async def test_a_sound_older_snapshot_is_not_damage(store: StoreBase, tamper: Tamper) -> None:
+async def test_a_sound_older_snapshot_is_not_damage(store: Store, tamper: Tamper) -> None:
     editor = Editor()
     text = await _edited(store, editor)
     newest, *_ = await store.snapshots("r")

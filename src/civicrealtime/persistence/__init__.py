@@ -4,7 +4,6 @@
 filesystem.py) implement `Store` (store.py). See docs/persistence.md.
 """
 
-from .basestore import StoreBase
 from .errors import (
     CorruptRecord,
     RoomDamaged,
@@ -44,7 +43,6 @@ __all__ = [
     "SnapshotRecord",
     "SqliteStore",
     "Store",
-    "StoreBase",
     "StoreBusy",
     "StoreError",
     "StoreFull",

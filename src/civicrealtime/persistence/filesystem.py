@@ -47,7 +47,6 @@ from ..atomicfile import (
     write_atomically,
 )
 from ..auth.revocation import Revocation
-from .basestore import StoreBase, log
 from .errors import (
     CorruptRecord,
     StoreBusy,
@@ -59,6 +58,7 @@ from .errors import (
 from .filenames import room_from_name, safe_name
 from .logfile import BadSpan, ParsedLog, encode_record, encode_room, parse
 from .rebuild import Coverage
+from .revocationstore import RevocationStore
 from .rows import (
     LogRecord,
     SnapshotInfo,
@@ -70,7 +70,7 @@ from .rows import (
     verify_snapshot,
 )
 from .schema import SCHEMA_FILE, announce, needs_recording, read_schema_file, schema_file_body
-from .store import DEFAULT_KEEP, Loaded, Problem, VerifyReport
+from .store import DEFAULT_KEEP, Loaded, Problem, Store, VerifyReport, log
 from .worker import StoreWorker
 
 if sys.platform != "win32":
@@ -95,7 +95,7 @@ class _Entry:
     problem: str | None  # why the metadata is unusable, when it is
 
 
-class FilesystemStore(StoreBase):
+class FilesystemStore(Store, RevocationStore):
     def __init__(
         self,
         directory: str | os.PathLike[str],
@@ -180,11 +180,11 @@ class FilesystemStore(StoreBase):
         return await self._call(self._verify_all)
 
     async def save_revocation(self, revocation: Revocation) -> None:
-        """See `Store.save_revocation`: the whole (small) file is rewritten atomically."""
+        """See `RevocationStore.save_revocation`: the whole (small) file is rewritten atomically."""
         await self._call(lambda: self._save_revocation(revocation))
 
     async def load_revocations(self) -> list[Revocation]:
-        """See `Store.load_revocations`. Raises `StoreError` when the file is unreadable."""
+        """See `RevocationStore.load_revocations`. Raises `StoreError` on an unreadable file."""
         return await self._call(self._load_revocations)
 
     async def _call(self, fn: Callable[[], T]) -> T:

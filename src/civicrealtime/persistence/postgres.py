@@ -97,6 +97,7 @@ def describe_url(url: str) -> str:
 
 class PostgresStore(SqlStore):
     _blocks = True  # a cancel request is a network round trip
+    shared_by_nodes = True  # a database server every node of a cluster reaches
 
     def __init__(
         self,

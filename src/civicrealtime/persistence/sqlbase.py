@@ -18,9 +18,9 @@ from hashlib import sha256
 from typing import Any, Protocol, TypeVar
 
 from ..auth.revocation import Revocation
-from .basestore import StoreBase
 from .errors import CorruptRecord
 from .rebuild import Coverage
+from .revocationstore import RevocationStore
 from .rows import (
     LogRecord,
     SnapshotInfo,
@@ -31,7 +31,7 @@ from .rows import (
     verify_log_record,
     verify_snapshot,
 )
-from .store import DEFAULT_KEEP, Loaded, Problem, VerifyReport
+from .store import DEFAULT_KEEP, Loaded, Problem, Store, VerifyReport
 from .worker import StoreWorker
 
 log = logging.getLogger("civicrealtime.persistence")
@@ -60,7 +60,7 @@ class Tx(Protocol):
     def run_many(self, sql: str, params: Sequence[Sequence[object]]) -> None: ...
 
 
-class SqlStore(StoreBase):
+class SqlStore(Store, RevocationStore):
     """Subclasses provide the connection, transactions and error mapping."""
 
     def __init__(self, *, name: str, keep: int = DEFAULT_KEEP, clock: Callable[[], int]) -> None:
@@ -93,11 +93,11 @@ class SqlStore(StoreBase):
         await self._call(False, lambda tx: tx.rows("SELECT 1"))
 
     async def save_revocation(self, revocation: Revocation) -> None:
-        """See `Store.save_revocation`; also drops token ids whose `until` has passed."""
+        """See `RevocationStore.save_revocation`; also drops token ids whose `until` has passed."""
         await self._call(True, partial(self._save_revocation, revocation))
 
     async def load_revocations(self) -> list[Revocation]:
-        """See `Store.load_revocations`."""
+        """See `RevocationStore.load_revocations`."""
         return await self._call(False, self._load_revocations)
 
     async def load(self, room_id: str) -> Loaded:
