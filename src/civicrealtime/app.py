@@ -21,7 +21,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import jwt
 import trio
 import trio.lowlevel
@@ -36,6 +35,7 @@ from .auth.token_auth import TokenAuthenticator
 from .config import RealtimeConfig
 from .extras import import_extra
 from .http import OpsApp, serve_http
+from .http.ports import Outcome
 from .loopmonitor import measure_loop_lag
 from .persistence import Store, StoreError, StoreWriter, store_for
 from .persistence.revocationstore import revocations_in
@@ -271,18 +271,6 @@ def _check_public_key(path: Path, algorithms: tuple[str, ...]) -> None:
         f"({'; '.join(problems)}); change auth.public_key_file to a PEM public key, or "
         "auth.algorithms"
     )
-
-
-@attrs.frozen
-class Outcome:
-    """The answer to an admin command: an HTTP status and a JSON body."""
-
-    status: int
-    body: dict[str, Any]
-
-    @property
-    def ok(self) -> bool:
-        return self.status < 400
 
 
 def _is_loopback(host: str) -> bool:

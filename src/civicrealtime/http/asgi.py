@@ -13,9 +13,8 @@ import json
 import logging
 import math
 import unicodedata
-from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 import trio
@@ -25,15 +24,10 @@ from ..auth.permissions import ALL
 from ..version import VERSION
 from . import content
 from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
-
-if TYPE_CHECKING:
-    from ..app import RealtimeService
+from .ports import OpsService, Receive, Scope, Send
 
 log = logging.getLogger("civicrealtime.http")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 MAX_BODY = 64 * 1024
 # A room that crashed this recently makes /health say "degraded".
@@ -59,7 +53,7 @@ class HttpError(Exception):
 
 
 class OpsApp:
-    def __init__(self, service: RealtimeService) -> None:
+    def __init__(self, service: OpsService) -> None:
         self._service = service
         cluster = service.cluster
         self._metrics = daemon_registry(

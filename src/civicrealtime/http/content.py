@@ -25,7 +25,7 @@ import json
 import logging
 import unicodedata
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import trio
@@ -49,10 +49,7 @@ from ..records.markdown_writer import write_markdown
 from ..rooms.edits import RoomGone, edit_room, read_room
 from ..rooms.manager import RoomUnavailable
 from ..rooms.room import TOO_LARGE
-
-if TYPE_CHECKING:
-    from ..app import RealtimeService
-    from .asgi import Receive, Scope
+from .ports import OpsService, Receive, Scope
 
 log = logging.getLogger("civicrealtime.http")
 
@@ -117,7 +114,7 @@ def permission_for(room_type: str) -> str:
 
 
 async def handle(
-    service: RealtimeService, versions: ServedVersions, scope: Scope, receive: Receive
+    service: OpsService, versions: ServedVersions, scope: Scope, receive: Receive
 ) -> Response:
     try:
         return await _handle(service, versions, scope, receive)
@@ -126,7 +123,7 @@ async def handle(
 
 
 async def _handle(
-    service: RealtimeService, versions: ServedVersions, scope: Scope, receive: Receive
+    service: OpsService, versions: ServedVersions, scope: Scope, receive: Receive
 ) -> Response:
     method = scope["method"]
     key = unquote(scope["path"][len(ROUTE_PREFIX) : -len(ROUTE_SUFFIX)])
@@ -167,9 +164,7 @@ async def _handle(
     return await _put_markdown(service, key, actor, body, base)
 
 
-async def _authorize(
-    service: RealtimeService, scope: Scope, key: str, room_type: str | None
-) -> str:
+async def _authorize(service: OpsService, scope: Scope, key: str, room_type: str | None) -> str:
     """The caller's name: the admin credential, or a token with `<type>:write-api`."""
     scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
     token = token.strip()
@@ -204,7 +199,7 @@ async def _authorize(
 
 
 async def _get(
-    service: RealtimeService, versions: ServedVersions, key: str, room_type: str, form: str
+    service: OpsService, versions: ServedVersions, key: str, room_type: str, form: str
 ) -> Response:
     if form not in ("", "yjs", "markdown", "json"):
         raise ContentHttpError(400, "format is yjs, markdown or json")
@@ -251,7 +246,7 @@ def _doc_of(state: bytes) -> Doc[Any]:
 
 
 async def _put_markdown(
-    service: RealtimeService, key: str, actor: str, body: bytes, base_text: str | None
+    service: OpsService, key: str, actor: str, body: bytes, base_text: str | None
 ) -> Response:
     def parse() -> tuple[Any, Any]:
         wanted = parse_content(decode(body))
@@ -277,7 +272,7 @@ async def _put_markdown(
 
 
 async def _put_update(
-    service: RealtimeService, key: str, room_type: str, actor: str, update: bytes
+    service: OpsService, key: str, room_type: str, actor: str, update: bytes
 ) -> Response:
     try:
         apply_update(Doc(), update)  # decoded in full before the room sees it
@@ -291,7 +286,7 @@ async def _put_update(
 
 
 async def _edit(
-    service: RealtimeService, key: str, room_type: str, actor: str, edit: Any
+    service: OpsService, key: str, room_type: str, actor: str, edit: Any
 ) -> dict[str, Any]:
     try:
         result = await edit_room(service.rooms, key, room_type, actor=actor, edit=edit)
