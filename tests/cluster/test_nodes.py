@@ -17,13 +17,14 @@ import pytest
 import trio
 from pycrdt import Text
 
-from civicrealtime.app import RealtimeService, StoreSetupError
+from civicrealtime.app import RealtimeService
 from civicrealtime.auth import DevelopmentAuthenticator
 from civicrealtime.auth.revocation import Revocation
 from civicrealtime.cluster import ClusterService
 from civicrealtime.config import RealtimeConfig
 from civicrealtime.protocol import CloseCode, messages
 from civicrealtime.protocol.awareness import AwarenessEntry, decode_awareness_update
+from civicrealtime.startup import StoreSetupError
 
 from ..conftest import RunningServer, make_config
 from ..polling import eventually
@@ -239,7 +240,7 @@ async def test_stored_revocations_are_read_again_once_the_stream_is_tailed(
     assert persistence is not None
     revocation = Revocation(kind="user", subject="eve", revoked_at=time.time(), until=None)
     await persistence.store.save_revocation(revocation)  # as another node would have
-    await a.service._restore_when_tailing(persistence.store)
+    await a.service.revoking.restore_when_tailing(persistence.store)
     await eve.wait_for(lambda: eve.closed is not None)
     assert eve.closed is not None
     assert eve.closed[0] == CloseCode.AUTH_FAILED

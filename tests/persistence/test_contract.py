@@ -10,12 +10,10 @@ import pytest
 
 from civicrealtime.app import RealtimeService
 from civicrealtime.auth import DevelopmentAuthenticator
-from civicrealtime.auth.revocation import Revocation
 from civicrealtime.persistence import FilesystemStore, Loaded, SqliteStore, Store, VerifyReport
 from civicrealtime.persistence.postgres import PostgresStore
 from civicrealtime.persistence.revocationstore import RevocationStore, revocations_in
 from civicrealtime.persistence.rows import SnapshotInfo, SnapshotRecord
-from civicrealtime.server import Revoked
 
 from ..conftest import make_config
 
@@ -86,11 +84,8 @@ def test_the_contract_cannot_be_half_implemented() -> None:
 async def test_a_store_without_revocations_keeps_them_in_memory(tmp_path: Path) -> None:
     config = make_config(data_dir=str(tmp_path), snapshots={"enabled": True})
     service = RealtimeService(config, authenticator=DevelopmentAuthenticator(), store=RoomsOnly())
-    await service._restore_revocations(RoomsOnly())  # nothing to read: no error
-    revocation = Revocation(kind="user", subject="u1", revoked_at=1.0, until=None)
-    outcome = await service._store_revocation(
-        Revoked(connections_closed=0, records=(revocation,)), "u1", None
-    )
+    await service.revoking.restore(RoomsOnly())  # nothing to read: no error
+    outcome = await service.revoke(user_id="u1", token_id=None, reason="left")
     assert outcome.status == 200
     assert outcome.body["persisted"] is False
     assert "keeps no revocations" in outcome.body["note"]

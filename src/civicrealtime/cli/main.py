@@ -14,20 +14,20 @@ from typing import Any, TypeVar
 import trio
 
 from .. import config as config_module
-from ..app import (
-    EXIT_CONFIG,
-    EXIT_FAILURE,
-    RealtimeService,
-    StartupError,
-    check_paths,
-    describe_os_error,
-)
+from ..app import RealtimeService
 from ..auth.minting import mint_token
 from ..auth.secrets import ENV_SECRET, SecretError, resolve_secret
 from ..config import ConfigError, LoadedConfig
 from ..extras import MissingExtra
 from ..logs import configure
 from ..rooms.plugins import RoomTypeLoadError, load_room_types
+from ..startup import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    StartupError,
+    check_paths,
+    describe_os_error,
+)
 from ..version import VERSION
 from . import records as records_cli
 from . import snapshots as snapshots_cli

@@ -25,6 +25,7 @@ from ..version import VERSION
 from . import content
 from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
 from .ports import OpsService, Receive, Scope, Send
+from .roomviews import describe_room, describe_rooms
 
 log = logging.getLogger("civicrealtime.http")
 
@@ -221,9 +222,9 @@ class OpsApp:
         parts = [unicodedata.normalize("NFC", unquote(p)) for p in rest.split("/") if p]
         service = self._service
         if parts == ["rooms"] and method == "GET":
-            return _json(200, {"rooms": service.describe_rooms()})
+            return _json(200, {"rooms": describe_rooms(service.rooms)})
         if len(parts) == 2 and parts[0] == "rooms" and method == "GET":
-            room = service.describe_room(parts[1])
+            room = describe_room(service.rooms, parts[1])
             if room is None:
                 raise HttpError(404, f"no live room {parts[1]!r}")
             return _json(200, room)

@@ -27,6 +27,9 @@ from .rebuild import merged_state, rebuild
 from .rows import LogRecord, SnapshotInfo, SnapshotRecord, now_ms
 
 DEFAULT_KEEP = 3
+# How long a caller off the data path (an admin command, the records watcher's delivery)
+# waits for one store call before reporting an error.
+STORE_CALL_TIMEOUT = 30.0
 
 log = logging.getLogger("civicrealtime.persistence")
 
