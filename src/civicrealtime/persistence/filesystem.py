@@ -46,7 +46,6 @@ from .fslayout import (
     quarantine_problem,
     quarantine_spans,
     read_entries,
-    record_problems,
     replace_log,
     snapshot_record,
     span_problem,
@@ -65,7 +64,7 @@ from .rows import (
     verify_snapshot,
 )
 from .schema import SCHEMA_FILE, announce, needs_recording, read_schema_file, schema_file_body
-from .store import DEFAULT_KEEP, Loaded, Problem, Store, VerifyReport, log
+from .store import DEFAULT_KEEP, Loaded, Problem, Store, VerifyReport, log, verified_records
 from .worker import StoreWorker
 
 if sys.platform != "win32":
@@ -483,7 +482,7 @@ class FilesystemStore(Store, RevocationStore):
             parsed, _ = self._read_log(room_id)
             records += len(parsed.records)
             problems.extend(self._log_problems(room_id, parsed))
-            problems.extend(record_problems(room_id, parsed.records))
+            problems.extend(verified_records(parsed.records)[1])
             quarantined = quarantine_problem(
                 room_id, self._logs / (safe_name(room_id) + QUARANTINE_SUFFIX)
             )

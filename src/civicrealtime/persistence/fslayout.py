@@ -29,9 +29,9 @@ from typing import Any
 import attrs
 
 from ..atomicfile import TEMP_MARK, fsync_directory, write_all, write_atomically
-from .errors import CorruptRecord, StoreError, StoreFull, StoreReadOnly, StoreUnavailable
+from .errors import StoreError, StoreFull, StoreReadOnly, StoreUnavailable
 from .logfile import BadSpan, encode_record, encode_room
-from .rows import LogRecord, SnapshotInfo, SnapshotRecord, snapshot_id, verify_log_record
+from .rows import LogRecord, SnapshotInfo, SnapshotRecord, snapshot_id
 from .store import Problem
 
 SNAPSHOT_SUFFIX = ".snapshot"
@@ -214,19 +214,6 @@ def replace_log(
         return
     body = b"".join(encode_record(r.seq, r.created_at, r.data) for r in keep)
     write_atomically(path, encode_room(room_id, created) + body + extra)
-
-
-def record_problems(room_id: str, records: Sequence[LogRecord]) -> list[Problem]:
-    """The log records that fail verification."""
-    problems = []
-    for record in records:
-        try:
-            verify_log_record(record)
-        except CorruptRecord as exc:
-            problems.append(
-                Problem(room_id=room_id, what="log", ident=f"seq {record.seq}", reason=exc.reason)
-            )
-    return problems
 
 
 def quarantine_problem(room_id: str, quarantine: Path) -> Problem | None:

@@ -28,10 +28,9 @@ from .rows import (
     build_log_record,
     build_snapshot,
     checksum,
-    verify_log_record,
     verify_snapshot,
 )
-from .store import DEFAULT_KEEP, Loaded, Problem, Store, VerifyReport
+from .store import DEFAULT_KEEP, Loaded, Problem, Store, VerifyReport, verified_records
 from .worker import StoreWorker
 
 log = logging.getLogger("civicrealtime.persistence")
@@ -61,7 +60,9 @@ class Tx(Protocol):
 
 
 class SqlStore(Store, RevocationStore):
-    """Subclasses provide the connection, transactions and error mapping."""
+    """The queries of both SQL stores; subclasses provide the connection, transactions and
+    error mapping. Each call is one transaction in the store's worker thread; it never
+    deletes a row that fails verification and never holds a lock across calls."""
 
     def __init__(self, *, name: str, keep: int = DEFAULT_KEEP, clock: Callable[[], int]) -> None:
         super().__init__(keep=keep, clock=clock)
@@ -255,14 +256,8 @@ class SqlStore(Store, RevocationStore):
                 break
             problems.append(problem)
         after = chosen.log_seq if chosen is not None else 0
-        good: list[LogRecord] = []
-        for record in self._log_records(tx, room_id, ">", after):
-            try:
-                verify_log_record(record)
-            except CorruptRecord as exc:
-                problems.append(_log_problem(record, exc))
-                continue
-            good.append(record)
+        good, bad = verified_records(self._log_records(tx, room_id, ">", after))
+        problems.extend(bad)
         return Loaded(
             room_id=room_id,
             snapshot=chosen,
@@ -378,18 +373,9 @@ class SqlStore(Store, RevocationStore):
 
     def _sound_records(self, tx: Tx, room_id: str, upto: int) -> list[LogRecord]:
         """The room's log records up to `upto` that verify; the others are logged and kept."""
-        sound: list[LogRecord] = []
-        for record in self._log_records(tx, room_id, "<=", upto):
-            try:
-                verify_log_record(record)
-            except CorruptRecord as exc:
-                log.warning(
-                    "persistence.kept_corrupt store=%s %s",
-                    self.description,
-                    _log_problem(record, exc),
-                )
-                continue
-            sound.append(record)
+        sound, problems = verified_records(self._log_records(tx, room_id, "<=", upto))
+        for problem in problems:
+            log.warning("persistence.kept_corrupt store=%s %s", self.description, problem)
         return sound
 
     def _delete_log(self, tx: Tx, room_id: str, upto: int, sound: list[LogRecord]) -> None:
@@ -475,11 +461,7 @@ class SqlStore(Store, RevocationStore):
             if problem is not None:
                 problems.append(problem)
         records = self._log_records(tx, room_id, ">", -1)
-        for record in records:
-            try:
-                verify_log_record(record)
-            except CorruptRecord as exc:
-                problems.append(_log_problem(record, exc))
+        problems.extend(verified_records(records)[1])
         return len(infos), len(records), problems
 
 
@@ -510,7 +492,3 @@ def _info(row: tuple[Any, ...]) -> SnapshotInfo:
         log_seq=_int(log_seq, 0),
         stored_size=_int(stored, 0),
     )
-
-
-def _log_problem(record: LogRecord, exc: CorruptRecord) -> Problem:
-    return Problem(room_id=record.room_id, what="log", ident=f"seq {record.seq}", reason=exc.reason)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from types import TracebackType
 from typing import ClassVar, Literal
@@ -22,9 +22,9 @@ from typing import ClassVar, Literal
 import attrs
 import trio
 
-from .errors import RoomDamaged, StoreError
+from .errors import CorruptRecord, RoomDamaged, StoreError
 from .rebuild import merged_state, rebuild
-from .rows import LogRecord, SnapshotInfo, SnapshotRecord, now_ms
+from .rows import LogRecord, SnapshotInfo, SnapshotRecord, now_ms, verify_log_record
 
 DEFAULT_KEEP = 3
 # How long a caller off the data path (an admin command, the records watcher's delivery)
@@ -45,6 +45,23 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.what} {self.ident} of room {self.room_id!r}: {self.reason}"
+
+
+def verified_records(records: Iterable[LogRecord]) -> tuple[list[LogRecord], list[Problem]]:
+    """The log records that verify, in order, and a `Problem` for each one that does not."""
+    sound: list[LogRecord] = []
+    problems: list[Problem] = []
+    for record in records:
+        try:
+            verify_log_record(record)
+        except CorruptRecord as exc:
+            ident = f"seq {record.seq}"
+            problems.append(
+                Problem(room_id=record.room_id, what="log", ident=ident, reason=exc.reason)
+            )
+        else:
+            sound.append(record)
+    return sound, problems
 
 
 @attrs.frozen(kw_only=True)
