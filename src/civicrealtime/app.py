@@ -383,19 +383,6 @@ class RealtimeService:
             return Outcome(503, {"error": "the snapshot could not be written; see the log"})
         return Outcome(200, {"room": key, "snapshots": handle.room.snapshots_taken})
 
-    async def revoke(
-        self,
-        *,
-        user_id: str | None,
-        token_id: str | None,
-        reason: str,
-        token_expires_at: float | None = None,
-    ) -> Outcome:
-        """See `Revoking.revoke`."""
-        return await self.revoking.revoke(
-            user_id=user_id, token_id=token_id, reason=reason, token_expires_at=token_expires_at
-        )
-
     def close_room(self, key: str) -> bool:
         return self.rooms.close(key)
 

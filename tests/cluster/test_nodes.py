@@ -213,7 +213,9 @@ async def test_revocation_on_one_node_closes_sessions_on_all(start_node: StartNo
     bystander = await b.client("revoked", token="alice")
     await eventually(lambda: len(b.service.server.connections) == 2)
     await trio.sleep(0.3)  # the reader of node B has the revocations stream in its read
-    outcome = await a.service.revoke(user_id="mallory", token_id=None, reason="account disabled")
+    outcome = await a.service.revoking.revoke(
+        user_id="mallory", token_id=None, reason="account disabled"
+    )
     assert (outcome.status, outcome.body["connections_closed"]) == (200, 0)
     assert outcome.body["persisted"] is True  # in the shared PostgreSQL store
     await victim_on_b.wait_for(lambda: victim_on_b.closed is not None)

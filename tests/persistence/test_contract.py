@@ -85,7 +85,7 @@ async def test_a_store_without_revocations_keeps_them_in_memory(tmp_path: Path) 
     config = make_config(data_dir=str(tmp_path), snapshots={"enabled": True})
     service = RealtimeService(config, authenticator=DevelopmentAuthenticator(), store=RoomsOnly())
     await service.revoking.restore(RoomsOnly())  # nothing to read: no error
-    outcome = await service.revoke(user_id="u1", token_id=None, reason="left")
+    outcome = await service.revoking.revoke(user_id="u1", token_id=None, reason="left")
     assert outcome.status == 200
     assert outcome.body["persisted"] is False
     assert "keeps no revocations" in outcome.body["note"]

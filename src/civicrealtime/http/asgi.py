@@ -246,7 +246,7 @@ class OpsApp:
             ):
                 raise HttpError(400, 'expected {"user_id" or "token_id": "...", "reason": "..."}')
             expires_at = _unix_seconds(body.get("expires_at"))
-            outcome = await service.revoke(
+            outcome = await service.revoking.revoke(
                 user_id=user_id if isinstance(user_id, str) else None,
                 token_id=token_id if isinstance(token_id, str) else None,
                 reason=reason[:100],
