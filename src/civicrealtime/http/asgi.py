@@ -55,6 +55,12 @@ class HttpError(Exception):
 
 
 class OpsApp:
+    """The operations port's ASGI app: health, readiness, metrics, admin and demo routes.
+
+    Reaches the daemon only through `OpsService` (ports.py). It never awaits anything slow
+    to answer /health, and never changes a room except through the daemon's commands.
+    """
+
     def __init__(self, service: OpsService) -> None:
         self._service = service
         cluster = service.cluster

@@ -10,6 +10,8 @@ from .writer import StoreWriter
 
 
 class PersistedRooms:
+    """The rooms' `RoomHooks` backed by a `StoreWriter`: an adapter, it owns nothing."""
+
     persistent = True
 
     def __init__(self, persistence: StoreWriter) -> None:

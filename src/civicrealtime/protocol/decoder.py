@@ -26,7 +26,11 @@ from .updates import precheck_state_vector, precheck_update
 
 
 class FrameDecoder:
-    """Decodes the frames of one client connection."""
+    """Decodes the frames of one client connection into events, and counts them.
+
+    Keeps no protocol state between frames (so it cannot be put in a wrong state) and
+    never raises on a bad frame: that is an `InvalidMessage` event.
+    """
 
     __slots__ = ("_awareness_limits", "counts")
 
