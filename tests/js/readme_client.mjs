@@ -70,7 +70,9 @@ provider.on('sync', (synced) => {
   if (synced && !text.toString().includes(mine)) text.insert(text.length, mine)
 })
 text.observe(() => {
-  if (text.toString().includes(mine) && text.toString().includes(theirs)) finish()
+  // Not from inside the transaction: the provider sends our own edit on the document's
+  // 'update' event, which comes after the observers; destroying it now would lose the edit.
+  if (text.toString().includes(mine) && text.toString().includes(theirs)) setImmediate(finish)
 })
 const deadline = setTimeout(() => {
   problems.push(`timed out after ${DEADLINE_MS} ms; text is ${JSON.stringify(text.toString())}`)
