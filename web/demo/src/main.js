@@ -1,6 +1,7 @@
 // The civicrealtime demo: a record editor joined to a records room exactly as the CivicPress
 // editor joins it (y-websocket provider on <ws_url>/records, token in the `auth.<token>`
-// subprotocol, the document in Y.XmlFragment('default'), carets as awareness `user`).
+// subprotocol, the document in Y.XmlFragment('default'), carets as awareness `user`), and
+// opted in to the daemon's JSON control frames (docs/protocol.md).
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { EditorState, Selection } from 'prosemirror-state'
@@ -94,7 +95,7 @@ async function renewToken () {
   try {
     Object.assign(session, await fetchToken(session.name, session.role))
     // The open socket keeps its token until it closes; the next connection uses this one.
-    if (room) room.provider.protocols = [`auth.${session.token}`]
+    if (room) room.provider.protocols = subprotocols()
   } catch (err) {
     notice(`Could not renew the session: ${err.message}`)
   }
@@ -107,8 +108,12 @@ function scheduleRenewal () {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Control frames: y-websocket parses binary frames only, so the JSON control frames the
-// daemon sends (ack, errors, notices) are taken out before they reach it and shown instead.
+// Control frames: the daemon sends its JSON control frames (ack, errors, notices) only to a
+// connection that offers this subprotocol beside the token. y-websocket parses binary frames
+// only, so they are taken out before they reach it and shown instead.
+
+const CONTROL_SUBPROTOCOL = 'civicrealtime.control.v1'
+const subprotocols = () => [`auth.${session.token}`, CONTROL_SUBPROTOCOL]
 
 function onControlFrame (text) {
   let frame
@@ -299,7 +304,7 @@ function openRoom (id) {
   const readOnly = session.role !== 'editor'
   const ydoc = new Y.Doc()
   const provider = new WebsocketProvider(`${session.wsUrl}/records`, id, ydoc, {
-    protocols: [`auth.${session.token}`],
+    protocols: subprotocols(),
     WebSocketPolyfill: ControlFrameSocket,
     disableBc: true // every change goes through the daemon, which enforces read-only viewers
   })
