@@ -1,0 +1,167 @@
+"""A room's history: attributed updates, the client-id map, and versions.
+
+Every update a room accepts is kept here a second time, with who sent it (the token's
+`sub` and display name, never the token), when (server time), where (connection id and
+node) and which Yjs client ids its structs carry. The first time a client id is seen in a
+room, it is mapped to that author, so that any item of the document (Yjs items carry
+their client id) can be traced to a person.
+
+A version is the document at the end of a burst of activity. The recorder closes one after
+`history.version_idle` seconds without an update, when the room leaves memory, at
+shutdown, and around a restore; it stores the version's time range, its authors with
+their counts of changes, and the document's full state, so that rebuilding a version is
+one read.
+
+History lives in its own tables (files), apart from the snapshots and the update log that
+serve fast loading: compaction and snapshot retention truncate the log, never this. Only
+`history.retention_days` removes history (`prune`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import attrs
+import pycrdt
+
+from ..protocol.errors import MalformedMessage
+from ..rooms.origin import Actor, Origin
+from .rebuild import decode_state_vector
+
+VersionReason = Literal["idle", "evicted", "shutdown", "restore", "baseline", "cut"]
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Entry:
+    """One attributed update, as stored."""
+
+    room_id: str
+    seq: int  # per room, increasing; 0 before it is stored
+    at_ms: int
+    origin: Origin
+    node: str
+    client_ids: tuple[int, ...]
+    data: bytes
+
+
+@attrs.frozen(slots=True)
+class Author:
+    author: str
+    name: str | None
+    changes: int
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Version:
+    """A closed version: updates `first_seq..last_seq` on top of the previous version."""
+
+    room_id: str
+    number: int
+    started_ms: int
+    ended_ms: int
+    first_seq: int
+    last_seq: int
+    reason: VersionReason
+    authors: tuple[Author, ...]
+
+    def by(self, author: str) -> bool:
+        return any(a.author == author for a in self.authors)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "version": self.number,
+            "started_at": self.started_ms,
+            "ended_at": self.ended_ms,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "reason": self.reason,
+            "authors": [
+                {"user": a.author, "name": a.name, "changes": a.changes} for a in self.authors
+            ],
+        }
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class ClientOwner:
+    """Who a Yjs client id belongs to in a room: the author of its first update."""
+
+    client_id: int
+    author: str
+    name: str | None
+    actor: Actor
+    first_ms: int
+
+
+class HistoryStore(Protocol):
+    """What a backend implements to keep history. Raises `StoreError` when it fails."""
+
+    async def append_entries(self, entries: Sequence[Entry]) -> list[int]:
+        """Store entries (any rooms) in one transaction and map their new client ids.
+
+        Returns their seqs, in order. Each room's seqs continue from its last one.
+        """
+        ...
+
+    async def add_version(self, version: Version, state: bytes) -> None:
+        """Store a closed version and the document's full state at its end."""
+        ...
+
+    async def versions(self, room_id: str) -> list[Version]:
+        """The room's versions, oldest first."""
+        ...
+
+    async def version_state(self, room_id: str, number: int) -> bytes | None:
+        """The full state at the end of a version; None when there is no such version."""
+        ...
+
+    async def entries(self, room_id: str, *, after_seq: int = 0) -> list[Entry]:
+        """The room's entries with seq > `after_seq`, in seq order."""
+        ...
+
+    async def last_seq(self, room_id: str) -> int: ...
+
+    async def clients(self, room_id: str) -> dict[int, ClientOwner]: ...
+
+    async def prune(self, before_ms: int) -> int:
+        """Drop versions that ended before the cutoff and the entries they hold; count."""
+        ...
+
+
+def client_ids(update: bytes) -> tuple[int, ...]:
+    """The Yjs client ids whose structs the update carries (a delete-only update: none)."""
+    try:
+        state_vector = pycrdt.get_state(update)
+    except Exception:
+        # An update that reached the history was applied by the room: this only guards a
+        # pycrdt that cannot compute its state vector; the update is kept, unmapped.
+        return ()
+    try:
+        return tuple(sorted(decode_state_vector(state_vector)))
+    except MalformedMessage:
+        return ()
+
+
+def authors_json(authors: Sequence[Author]) -> str:
+    return json.dumps([[a.author, a.name, a.changes] for a in authors])
+
+
+def authors_from_json(text: str) -> tuple[Author, ...]:
+    return tuple(
+        Author(author=str(author), name=None if name is None else str(name), changes=int(count))
+        for author, name, count in json.loads(text)
+    )
+
+
+def count_authors(entries: Sequence[Entry]) -> tuple[Author, ...]:
+    """Authors of the entries with their counts of changes, most changes first."""
+    counts: dict[str, int] = {}
+    names: dict[str, str | None] = {}
+    for entry in entries:
+        key = entry.origin.author
+        counts[key] = counts.get(key, 0) + 1
+        if entry.origin.name is not None or key not in names:
+            names[key] = entry.origin.name
+    order = sorted(counts, key=lambda key: (-counts[key], key))
+    return tuple(Author(author=key, name=names[key], changes=counts[key]) for key in order)

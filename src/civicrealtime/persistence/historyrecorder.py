@@ -1,0 +1,258 @@
+"""`HistoryRecorder`: buffers attributed updates, writes them, and closes versions.
+
+Rooms reach it through `PersistedRooms.received` (never waiting). Its task flushes the
+buffer every `flush_s` in one `append_entries` call, and closes the version of every
+room that has been quiet for `version_idle` seconds, or that left memory. At shutdown it
+flushes and closes every open version, shielded, within `shutdown_timeout`.
+
+A version's state is the previous version's state plus the version's entries, merged in
+a thread. A room that had content before it had any history (a store upgraded from
+schema 1, or history switched on later) first gets a "baseline" version holding what was
+loaded, attributed to `import`, so that every version rebuilds the whole document.
+
+Failures never stop editing: the entries stay buffered and the next tick retries
+(`healthy` and `last_error` say what went wrong).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+
+import trio
+
+from ..rooms.origin import IMPORT_ORIGIN, Origin
+from .errors import StoreError, StoreTimeout
+from .history import Author, Entry, HistoryStore, Version, VersionReason, client_ids, count_authors
+from .rebuild import merged_state
+from .records import now_ms
+
+log = logging.getLogger("civicrealtime.history")
+
+DAY_MS = 86_400_000
+
+
+class HistoryRecorder:
+    def __init__(
+        self,
+        store: HistoryStore,
+        *,
+        node: str,
+        version_idle: float = 120.0,
+        retention_days: float | None = None,
+        flush_s: float = 0.1,
+        op_timeout: float = 30.0,
+        shutdown_timeout: float = 5.0,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.store = store
+        self.node = node
+        self._idle = version_idle
+        self._retention_ms = None if retention_days is None else int(retention_days * DAY_MS)
+        self._flush_s = flush_s
+        self._op_timeout = op_timeout
+        self._shutdown_timeout = shutdown_timeout
+        self._clock = clock
+        self._buffer: list[Entry] = []
+        self._active: dict[str, float] = {}  # room -> trio time of its last update
+        self._closing: set[str] = set()  # rooms that left memory: close at the next tick
+        self._baselines: dict[str, list[bytes]] = {}
+        self._lock = trio.Lock()  # one version close (or flush) at a time
+        self._last_prune = -float("inf")
+        self.healthy = True
+        self.last_error: str | None = None
+        self.entries_written = 0
+        self.versions_closed = 0
+
+    # -- what rooms call (never waits) -----------------------------------------------------
+
+    def received(self, room_id: str, update: bytes, origin: Origin) -> None:
+        self._buffer.append(
+            Entry(
+                room_id=room_id,
+                seq=0,
+                at_ms=self._clock(),
+                origin=origin,
+                node=self.node,
+                client_ids=client_ids(update),
+                data=update,
+            )
+        )
+        self._active[room_id] = trio.current_time()
+        self._closing.discard(room_id)
+
+    def loaded(self, room_id: str, updates: Sequence[bytes]) -> None:
+        """The updates a room was rebuilt from: its baseline, should it have no version."""
+        if updates:
+            self._baselines[room_id] = list(updates)
+
+    def forget(self, room_id: str) -> None:
+        """The room left memory: its open version closes at the next tick."""
+        if room_id in self._active:
+            self._closing.add(room_id)
+
+    # -- the task --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Tick every `flush_s` until cancelled; then flush and close every open version.
+
+        Store failures are logged and retried at the next tick; only a bug ends it.
+        """
+        task_status.started()
+        try:
+            while True:
+                await trio.sleep(self._flush_s)
+                await self.tick()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(self._shutdown_timeout):
+                await self._close_all()
+
+    async def tick(self) -> None:
+        """Baselines, then the buffer, then the versions due; failures are kept for later."""
+        now = trio.current_time()
+        due = [room for room, last in self._active.items() if now - last >= self._idle]
+        try:
+            async with self._lock:
+                await self._write_baselines()
+                await self._flush()
+                for room_id in sorted(set(due) | self._closing):
+                    await self._close(room_id, "evicted" if room_id in self._closing else "idle")
+                await self._maybe_prune(now)
+        except StoreError as exc:
+            self._failed(str(exc))
+            return
+        if not self.healthy:
+            log.info("history.recovered after=%r", self.last_error)
+        self.healthy = True
+
+    async def close_version(self, room_id: str, reason: VersionReason) -> Version | None:
+        """Flush, then close the room's open version now (None: nothing since the last one).
+
+        Raises `StoreError` (then nothing of the version is written).
+        """
+        async with self._lock:
+            await self._write_baselines(only=room_id)
+            await self._flush()
+            return await self._close(room_id, reason)
+
+    async def _close_all(self) -> None:
+        try:
+            async with self._lock:
+                await self._write_baselines()
+                await self._flush()
+                for room_id in sorted(self._active):
+                    await self._close(room_id, "shutdown")
+        except StoreError as exc:
+            log.error(
+                "history.unwritten entries=%d open_versions=%d error=%s",
+                len(self._buffer),
+                len(self._active),
+                exc,
+            )
+
+    # -- in the lock -----------------------------------------------------------------------
+
+    async def _write_baselines(self, only: str | None = None) -> None:
+        for room_id in list(self._baselines):
+            if only is not None and room_id != only:
+                continue
+            updates = self._baselines[room_id]
+            with self._deadline("baseline"):
+                if not await self.store.versions(room_id):
+                    state = await trio.to_thread.run_sync(merged_state, updates)
+                    last = await self.store.last_seq(room_id)
+                    at = self._clock()
+                    await self.store.add_version(
+                        Version(
+                            room_id=room_id,
+                            number=1,
+                            started_ms=at,
+                            ended_ms=at,
+                            first_seq=last + 1,
+                            last_seq=last,
+                            reason="baseline",
+                            authors=(Author(author=IMPORT_ORIGIN.author, name=None, changes=0),),
+                        ),
+                        state,
+                    )
+            del self._baselines[room_id]
+
+    async def _flush(self) -> None:
+        if not self._buffer:
+            return
+        batch = list(self._buffer)
+        with self._deadline(f"append of {len(batch)} entries"):
+            await self.store.append_entries(batch)
+        # Only now, and only these: entries that arrived during the write stay buffered.
+        del self._buffer[: len(batch)]
+        self.entries_written += len(batch)
+
+    async def _close(self, room_id: str, reason: VersionReason) -> Version | None:
+        with self._deadline(f"closing a version of {room_id!r}"):
+            versions = await self.store.versions(room_id)
+            previous = versions[-1] if versions else None
+            after = previous.last_seq if previous is not None else 0
+            entries = await self.store.entries(room_id, after_seq=after)
+            version: Version | None = None
+            if entries:
+                base: list[bytes] = []
+                if previous is not None:
+                    state = await self.store.version_state(room_id, previous.number)
+                    base = [state] if state is not None else []
+                updates = [*base, *(entry.data for entry in entries)]
+                state = await trio.to_thread.run_sync(merged_state, updates)
+                version = Version(
+                    room_id=room_id,
+                    number=previous.number + 1 if previous is not None else 1,
+                    started_ms=entries[0].at_ms,
+                    ended_ms=entries[-1].at_ms,
+                    first_seq=entries[0].seq,
+                    last_seq=entries[-1].seq,
+                    reason=reason,
+                    authors=count_authors(entries),
+                )
+                await self.store.add_version(version, state)
+                self.versions_closed += 1
+                log.info(
+                    "history.version room=%s version=%d updates=%d reason=%s",
+                    room_id,
+                    version.number,
+                    len(entries),
+                    reason,
+                )
+        # Closed (or nothing to close): the room has no open version until its next update.
+        if not any(entry.room_id == room_id for entry in self._buffer):
+            self._active.pop(room_id, None)
+        self._closing.discard(room_id)
+        return version
+
+    async def _maybe_prune(self, now: float) -> None:
+        if self._retention_ms is None or now - self._last_prune < 3600:
+            return
+        self._last_prune = now
+        with self._deadline("pruning"):
+            dropped = await self.store.prune(self._clock() - self._retention_ms)
+        if dropped:
+            log.info("history.pruned versions=%d", dropped)
+
+    def _deadline(self, what: str) -> AbstractContextManager[None]:
+        return _deadline(self._op_timeout, what)
+
+    def _failed(self, message: str) -> None:
+        if self.healthy:
+            log.error("history.degraded %s", message)
+        else:
+            log.warning("history.retry_failed %s", message)
+        self.healthy = False
+        self.last_error = message
+
+
+@contextmanager
+def _deadline(seconds: float, what: str) -> Iterator[None]:
+    """`trio.fail_after` whose timeout becomes a `StoreTimeout` naming the operation."""
+    try:
+        with trio.fail_after(seconds):
+            yield
+    except trio.TooSlowError:
+        raise StoreTimeout(f"history: {what} took over {seconds:g} s") from None
