@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,8 @@ from .http import OpsApp, serve_http
 from .loopmonitor import measure_loop_lag
 from .persistence import Persistence, Store, StoreError, store_for
 from .persistence.filesystem import FilesystemStore
+from .persistence.historyrecorder import HistoryRecorder
+from .persistence.historystores import history_for
 from .persistence.roomhooks import PersistedRooms
 from .persistence.sqlite import SqliteStore
 from .protocol import close_reason
@@ -159,6 +162,8 @@ class RealtimeService:
         self.room_types = room_types if room_types is not None else self._default_room_types()
         self.stats = Stats()
         self.persistence: Persistence | None = None
+        # The history of every room (persistence/history*.py); None when off.
+        self.history: HistoryRecorder | None = None
         hooks: RoomHooks | None = None
         snapshots = config.snapshots
         if snapshots.enabled:
@@ -171,7 +176,17 @@ class RealtimeService:
                 compress_over=snapshots.compress_over,
                 shutdown_timeout=config.shutdown_timeout,
             )
-            hooks = PersistedRooms(self.persistence)
+            history_store = history_for(store) if config.history.enabled else None
+            if history_store is not None:
+                self.history = HistoryRecorder(
+                    history_store,
+                    node=config.cluster.node_id or socket.gethostname(),
+                    version_idle=config.history.version_idle,
+                    retention_days=config.history.retention_days,
+                    flush_s=snapshots.flush_ms / 1000,
+                    shutdown_timeout=config.shutdown_timeout,
+                )
+            hooks = PersistedRooms(self.persistence, self.history)
         # Several nodes sharing rooms through Redis (docs/scaling.md); never touched when off.
         self.cluster: ClusterService | None = None
         if config.cluster.enabled:
@@ -263,6 +278,8 @@ class RealtimeService:
                     # Started first, cancelled last: its final flush follows the rooms' last
                     # snapshots at shutdown.
                     await root.start(self.persistence.run)
+                    if self.history is not None:
+                        await root.start(self.history.run)
                     root.start_soon(self._sweep_old_snapshots, self.persistence.store)
                 if self.cluster is not None:
                     # Started before the rooms, cancelled after them: their last presence

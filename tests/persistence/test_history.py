@@ -11,14 +11,21 @@ import psycopg
 from psycopg import sql
 
 from civicrealtime.persistence import StoreBase
-from civicrealtime.persistence.history import Author, Entry, Version, client_ids
-from civicrealtime.persistence.historystores import history_for
+from civicrealtime.persistence.history import Author, Entry, HistoryStore, Version, client_ids
+from civicrealtime.persistence.historystores import history_for as _history_for
 from civicrealtime.persistence.schema import SCHEMA_VERSION
 from civicrealtime.rooms.origin import Origin
 
 from .conftest import MakeStore
 from .helpers import PG_URL, Editor, text_of
 from .test_schema import read_version, write_version
+
+
+def history_for(store: StoreBase) -> HistoryStore:
+    history = _history_for(store)
+    assert history is not None
+    return history
+
 
 ALICE = Origin(sub="alice", name="Alice Martin", conn_id=7)
 BOB = Origin(sub="bob", conn_id=8)

@@ -28,7 +28,7 @@ import pycrdt
 
 from ..protocol.errors import MalformedMessage
 from ..rooms.origin import Actor, Origin
-from .rebuild import decode_state_vector
+from .rebuild import _pycrdt, decode_state_vector
 
 VersionReason = Literal["idle", "evicted", "shutdown", "restore", "baseline", "cut"]
 
@@ -132,13 +132,9 @@ class HistoryStore(Protocol):
 def client_ids(update: bytes) -> tuple[int, ...]:
     """The Yjs client ids whose structs the update carries (a delete-only update: none)."""
     try:
-        state_vector = pycrdt.get_state(update)
-    except Exception:
-        # An update that reached the history was applied by the room: this only guards a
-        # pycrdt that cannot compute its state vector; the update is kept, unmapped.
-        return ()
-    try:
-        return tuple(sorted(decode_state_vector(state_vector)))
+        # The room applied it already: this only guards a pycrdt that cannot read it back;
+        # the update is then kept, unmapped.
+        return tuple(sorted(decode_state_vector(_pycrdt(pycrdt.get_state, update))))
     except MalformedMessage:
         return ()
 

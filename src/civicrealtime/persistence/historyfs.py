@@ -21,9 +21,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..rooms.origin import Origin
 from .filenames import safe_name
 from .filesystem import FilesystemStore, _atomic_write, _fsync_dir, _write_all
-from ..rooms.origin import Origin
 from .history import ClientOwner, Entry, Version, authors_from_json, authors_json
 from .historysql import _actor
 

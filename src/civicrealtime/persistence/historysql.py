@@ -211,9 +211,7 @@ class SqlHistory:
         )
 
     def _prune(self, before_ms: int, tx: Tx) -> int:
-        rooms = tx.rows(
-            f"SELECT DISTINCT room_id FROM {VERSIONS} WHERE ended_at < ?", (before_ms,)
-        )
+        rooms = tx.rows(f"SELECT DISTINCT room_id FROM {VERSIONS} WHERE ended_at < ?", (before_ms,))
         dropped = 0
         for (room_id,) in rooms:
             # The newest version of a room stays whatever its age: it is today's document,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import attrs
 import trio
+from pycrdt import Doc
 
 from ..protocol import Event
 from .member import Member
+from .origin import Origin
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -51,3 +56,17 @@ class NodeGone(RoomMessage):
 class FromClient(RoomMessage):
     member: Member
     event: Event
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class ServerChange(RoomMessage):
+    """A change the server makes to the document (a restore), on behalf of `origin`.
+
+    `change` runs inside the room, on its document, and may raise `InvalidUpdate` only;
+    the room applies, relays and logs the result like an edit and answers with the number
+    of updates it made (0: the document already was so), or the error's text.
+    """
+
+    change: Callable[[Doc[Any]], None]
+    origin: Origin
+    reply: trio.MemorySendChannel[int | str]

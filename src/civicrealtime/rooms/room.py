@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import suppress
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +47,17 @@ from ..protocol.wire import WireFrame
 from ..stats import Stats
 from .hooks import RoomHooks, SnapshotFailed
 from .member import Member
-from .messages import FromClient, FromNode, Join, Leave, NodeGone, RoomMessage, TakeSnapshot
+from .messages import (
+    FromClient,
+    FromNode,
+    Join,
+    Leave,
+    NodeGone,
+    RoomMessage,
+    ServerChange,
+    TakeSnapshot,
+)
+from .origin import SEED_ORIGIN, Origin
 from .relay import NoRelay, RoomRelay
 from .types import RoomType
 
@@ -178,7 +189,7 @@ class Room:
             if seeded:
                 # The seed is the room's first state: persist it like an edit.
                 for update in self._applied:
-                    self._hooks.received(self.key, update)
+                    self._hooks.received(self.key, update, SEED_ORIGIN)
                 self._unsnapshotted += len(self._applied)
             self._applied.clear()
         self.size_estimate = len(self.doc.get_update())
@@ -299,6 +310,8 @@ class Room:
             case TakeSnapshot(reply=reply):
                 if self._nursery is not None:
                     self._nursery.start_soon(self._admin_snapshot, reply)
+            case ServerChange(change=change, origin=origin, reply=reply):
+                self._server_change(change, origin, reply)
 
     def _join(self, member: Member) -> None:
         self.members[member.conn_id] = member
@@ -560,7 +573,7 @@ class Room:
         if changed or self._is_pending(update):
             # The raw update, as received: one whose dependencies are missing waits inside
             # pycrdt and is absent from get_update(), so only the raw bytes keep it.
-            self._hooks.received(self.key, update)
+            self._hooks.received(self.key, update, _origin_of(member))
             self._relay.local_update(self.key, update)
             self._unsnapshotted += 1
             if self._unsnapshotted >= self._config.snapshots.max_updates:
@@ -568,6 +581,33 @@ class Room:
         if not self._size_warned and self.size_estimate > self._config.rooms.document_warn_bytes:
             self._size_warned = True
             log.warning("document.large room=%s size=%d", self.key, self.size_estimate)
+
+    def _server_change(
+        self,
+        change: Callable[[Doc[Any]], None],
+        origin: Origin,
+        reply: trio.MemorySendChannel[int | str],
+    ) -> None:
+        """A change the server makes (a restore): relayed, replicated and logged like an edit.
+
+        Every member gets it at once, the sender included: nobody typed it.
+        """
+        try:
+            change(self.doc)
+        except InvalidUpdate as exc:
+            self._applied.clear()
+            _answer(reply, str(exc))
+            return
+        made = [update for update in self._applied if update != EMPTY_UPDATE]
+        self._applied.clear()
+        for update in made:
+            self.updates_applied += 1
+            self.size_estimate += len(update)
+            self._broadcast(WireFrame(encode_sync_update(update)), exclude=None)
+            self._hooks.received(self.key, update, origin)
+            self._relay.local_update(self.key, update)
+            self._unsnapshotted += 1
+        _answer(reply, len(made))
 
     def _from_node(self, node: str, update: bytes | None, awareness: bytes | None) -> None:
         """Apply another node's traffic and fan it out locally; never publish it again."""
@@ -676,6 +716,17 @@ class Room:
                     member.outbound.close(
                         CloseCode.GOING_AWAY, close_reason("STALE_CONNECTION"), flush=False
                     )
+
+
+def _answer(reply: trio.MemorySendChannel[int | str], value: int | str) -> None:
+    # The asker may have given up waiting: the change stands all the same.
+    with reply, suppress(trio.BrokenResourceError):
+        reply.send_nowait(value)
+
+
+def _origin_of(member: Member) -> Origin:
+    identity = member.identity
+    return Origin(sub=identity.user_id, name=identity.name, conn_id=member.conn_id)
 
 
 class CloseRequestReason:
