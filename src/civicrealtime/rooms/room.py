@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import suppress
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import trio
