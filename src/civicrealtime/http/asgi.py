@@ -23,6 +23,7 @@ import trio
 from .._version import __version__
 from ..auth import AuthRejected, UpgradeRequest
 from ..auth.permissions import ALL
+from .history import HistoryRoutes, history_route
 from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class OpsApp:
             )
         )
         self.demo_enabled = service.demo_enabled
+        self._history = HistoryRoutes(service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -108,6 +110,16 @@ class OpsApp:
         if path == "/metrics" and method == "GET":
             body = exposition(self._metrics)
             return 200, [(b"content-type", CONTENT_TYPE.encode())], body
+        route = history_route(method, path)
+        if route is not None:
+            # Its own access rule: the admin credential or a `records:history` token.
+            return await self._history.handle(
+                route,
+                authorization=_header(scope, b"authorization"),
+                peer=_client(scope),
+                query=scope.get("query_string", b""),
+                receive=receive,
+            )
         if path.startswith("/admin/"):
             await self._authorize_admin(scope)
             return await self._admin(method, path[len("/admin/") :], receive)
