@@ -13,7 +13,7 @@ from pathlib import Path
 import trio
 
 from . import config as config_module
-from . import records_cli, snapshots_cli
+from . import history_cli, records_cli, snapshots_cli
 from .app import AuthSetupError, RealtimeService, StoreSetupError
 from .auth.minting import mint_token
 from .auth.secrets import ENV_SECRET, SecretError, resolve_secret
@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     snapshots_cli.add_parser(commands)
     records_cli.add_parser(commands)
+    history_cli.add_parser(commands)
     return parser
 
 
@@ -100,6 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(exc, file=sys.stderr)
             return EXIT_CONFIG
         return records_cli.run(loaded.config, args)
+    if args.command == "history":
+        try:
+            loaded = _load(args.config)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_CONFIG
+        return history_cli.run(loaded.config, args)
     return _serve(args.config)
 
 

@@ -185,7 +185,7 @@ async def _replay_property(directory: Path, script: list[tuple[str, str, str]]) 
             if action == "cut":
                 await recorder.close_version("records:a", "cut")
                 continue
-            if action == "delete" and len(str(editor.text)):
+            if action == "delete" and str(editor.text):
                 update = editor.delete(0, min(len(words), len(str(editor.text))))
             else:
                 update = editor.type(words)
