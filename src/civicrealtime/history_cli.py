@@ -26,7 +26,7 @@ from urllib.parse import quote
 import trio
 
 from .config import RealtimeConfig
-from .history_read import HistoryReader, NotFound
+from .history_read import HistoryReader, NotFound, Unsupported
 from .persistence import FilesystemStore, SqliteStore, StoreBase, StoreError, store_for
 from .persistence.historystores import history_for
 from .protocol import InvalidUpdate
@@ -93,7 +93,7 @@ def run(config: RealtimeConfig, args: argparse.Namespace) -> int:
 
     try:
         return trio.run(main)
-    except NotFound as exc:
+    except (NotFound, Unsupported) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:

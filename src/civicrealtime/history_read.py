@@ -6,10 +6,8 @@ as JSON for other room types. Blocks are what a clerk points at: a paragraph, a 
 a list item, a table row (one Markdown line of a list or a table, else a run of lines
 between blank lines).
 
-Blame finds, for each block of today's document, the version in which it took its
-present form (walking back from the newest version while the block is unchanged), then
-the update inside that version after which it read as it does now; that update's author
-(token `sub` and name, as recorded) and server time are the block's.
+Blame (records only) replays the attributed updates and follows which Yjs branch each
+one changed: see history_blame.py.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,8 +22,9 @@ import attrs
 import trio
 from pycrdt import Array, Doc, Map, Text, XmlFragment
 
+from .history_blame import Replay
 from .persistence.history import Entry, HistoryStore, Version
-from .protocol.updates import InvalidUpdate, apply_update
+from .protocol.updates import apply_update
 from .records.to_markdown import fragment_to_markdown
 
 RECORDS_PREFIX = "records:"
@@ -36,6 +34,10 @@ _ITEM = re.compile(r"^\s*([-*+]|\d+[.)])\s|^\s*\|")
 
 class NotFound(Exception):
     """An unknown room (no history) or version; the message says which."""
+
+
+class Unsupported(Exception):
+    """The room's type does not support this (blame, restore: records only)."""
 
 
 def is_record(room_key: str) -> bool:
@@ -190,24 +192,25 @@ class HistoryReader:
         )
 
     async def blame(self, room_key: str) -> list[dict[str, Any]]:
-        """Each block of today's document with who last changed it, when, in which version."""
+        """Each block of today's record with who last changed it, when, in which version.
+
+        See history_blame.py. Raises `NotFound`, `Unsupported` for a room of another type.
+        """
+        if not is_record(room_key):
+            raise Unsupported("blame is available for records rooms only")
         versions = await self._all(room_key)
-        newest = versions[-1]
-        base = await self.state(room_key, newest.number)
-        pending = await self.store.entries(room_key, after_seq=newest.last_seq)
-        today = await trio.to_thread.run_sync(render, room_key, [base, *(e.data for e in pending)])
-        blame = _Blame(room_key, blocks_of(today))
-        if pending:
-            await trio.to_thread.run_sync(blame.explain, base, pending, None)
-        index = len(versions) - 1
-        while blame.unresolved and index >= 0:
-            version = versions[index]
-            previous = versions[index - 1] if index > 0 else None
-            before = None if previous is None else await self.state(room_key, previous.number)
-            entries = await self._entries_of(room_key, version)
-            await trio.to_thread.run_sync(blame.explain, before, entries, version)
-            index -= 1
-        return blame.result()
+        first = 1 if versions[0].reason == "baseline" else 0
+        window = 1
+        while True:
+            start = max(first, len(versions) - window)
+            base = versions[start - 1] if start > 0 else None
+            state = None if base is None else await self.state(room_key, base.number)
+            after = base.last_seq if base is not None else 0
+            entries = await self.store.entries(room_key, after_seq=after)
+            replay = await trio.to_thread.run_sync(Replay, state, entries)
+            if replay.unexplained() == 0 or start == first:
+                return await trio.to_thread.run_sync(replay.result, versions, base)
+            window *= 2
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -222,68 +225,3 @@ class HistoryReader:
             return []  # a baseline: what the room held before history
         entries = await self.store.entries(room_key, after_seq=version.first_seq - 1)
         return [e for e in entries if e.seq <= version.last_seq]
-
-
-class _Blame:
-    """Blocks of today's document and, as steps back in time explain them, their makers."""
-
-    def __init__(self, room_key: str, blocks: list[str]) -> None:
-        self.room_key = room_key
-        self.blocks = blocks
-        self.owners: list[dict[str, Any] | None] = [None] * len(blocks)
-        self.unresolved = set(range(len(blocks)))
-
-    def result(self) -> list[dict[str, Any]]:
-        return [
-            {"block": i, "text": block, **(self.owners[i] or _nobody())}
-            for i, block in enumerate(self.blocks)
-        ]
-
-    def explain(self, before: bytes | None, entries: list[Entry], version: Version | None) -> None:
-        """Attribute the unresolved blocks that these entries (on top of `before`) made.
-
-        Blocks that already read so before the entries are older: left for the next step.
-        """
-        if version is not None and version.first_seq > version.last_seq:
-            # A baseline: everything it holds came from before history.
-            for i in self.unresolved:
-                self.owners[i] = {
-                    "user": "import",
-                    "name": None,
-                    "at": version.ended_ms,
-                    "version": version.number,
-                }
-            self.unresolved.clear()
-            return
-        doc: Doc[Any] = Doc()
-        if before is not None:
-            apply_update(doc, before)
-        present = Counter(blocks_of(render_doc(self.room_key, doc)))
-        waiting = {i for i in self.unresolved if present[self.blocks[i]] == 0}
-        # Walk the entries: the last one after which a waiting block appears made it.
-        made_by: dict[int, Entry] = {}
-        shown_before = dict.fromkeys(waiting, False)
-        for entry in entries:
-            try:
-                apply_update(doc, entry.data)
-            except InvalidUpdate:
-                continue
-            now = Counter(blocks_of(render_doc(self.room_key, doc)))
-            for i in waiting:
-                shown = now[self.blocks[i]] > 0
-                if shown and not shown_before[i]:
-                    made_by[i] = entry
-                shown_before[i] = shown
-        for i, maker in made_by.items():
-            self.owners[i] = {
-                "user": maker.origin.author,
-                "name": maker.origin.name,
-                "at": maker.at_ms,
-                "version": version.number if version is not None else None,
-                "seq": maker.seq,
-            }
-            self.unresolved.discard(i)
-
-
-def _nobody() -> dict[str, Any]:
-    return {"user": None, "name": None, "at": None, "version": None}

@@ -26,7 +26,7 @@ import trio
 
 from ..auth import AuthRejected, Identity, UpgradeRequest
 from ..auth.permissions import ALL, HISTORY, effective_permissions, has_permission, room_allowed
-from ..history_read import HistoryReader, NotFound, is_record
+from ..history_read import HistoryReader, NotFound, Unsupported, is_record
 from ..persistence.errors import StoreError
 from ..records.restore import restore_record
 from ..rooms.manager import RoomUnavailable
@@ -101,6 +101,8 @@ class HistoryRoutes:
             return _json(exc.status, {"error": exc.message})
         except NotFound as exc:
             return _json(404, {"error": str(exc)})
+        except Unsupported as exc:
+            return _json(409, {"error": str(exc)})
         except (StoreError, trio.TooSlowError) as exc:
             why = str(exc) or f"no answer within {STORE_TIMEOUT:g} s"
             log.warning("history.store_failed room=%s error=%s", route.key, why)
