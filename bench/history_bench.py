@@ -30,6 +30,7 @@ from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from civicrealtime.history_blame import changed_blocks  # noqa: E402
 from civicrealtime.history_read import HistoryReader, render  # noqa: E402
 from civicrealtime.persistence import SqliteStore  # noqa: E402
 from civicrealtime.persistence.historyrecorder import HistoryRecorder  # noqa: E402
@@ -117,7 +118,9 @@ async def main(count: int, users: int, per_version: int) -> None:
         async with SqliteStore(path, synchronous="NORMAL") as store:
             history = history_for(store)
             assert history is not None
-            recorder = HistoryRecorder(history, node="bench", clock=Clock())
+            recorder = HistoryRecorder(
+                history, node="bench", clock=Clock(), analyse=changed_blocks
+            )
             started = time.perf_counter()
             for start in range(0, len(updates), 1000):
                 chunk = updates[start : start + 1000]

@@ -11,6 +11,7 @@ import trio
 from pycrdt import Doc, XmlFragment
 
 from civicrealtime import cli
+from civicrealtime.history_blame import changed_blocks
 from civicrealtime.persistence import FilesystemStore, SqliteStore, StoreBase
 from civicrealtime.persistence.historyrecorder import HistoryRecorder
 from civicrealtime.persistence.historystores import history_for
@@ -29,7 +30,7 @@ async def build_history(store: StoreBase) -> None:
     """Two versions: alice writes, bob changes the last paragraph."""
     history = history_for(store)
     assert history is not None
-    recorder = HistoryRecorder(history, node="n1")
+    recorder = HistoryRecorder(history, node="n1", analyse=changed_blocks)
     doc: Doc[Any] = Doc()
     fragment = doc.get("default", type=XmlFragment)
     with doc.transaction():

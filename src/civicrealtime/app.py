@@ -31,6 +31,7 @@ from .auth.revocation import Revocations
 from .auth.secrets import SecretError, resolve_secret
 from .auth.token_auth import TokenAuthenticator
 from .config import RealtimeConfig
+from .history_blame import changed_blocks
 from .http import OpsApp, serve_http
 from .loopmonitor import measure_loop_lag
 from .persistence import Persistence, Store, StoreError, store_for
@@ -185,6 +186,7 @@ class RealtimeService:
                     retention_days=config.history.retention_days,
                     flush_s=snapshots.flush_ms / 1000,
                     shutdown_timeout=config.shutdown_timeout,
+                    analyse=changed_blocks,
                 )
             hooks = PersistedRooms(self.persistence, self.history)
         # Several nodes sharing rooms through Redis (docs/scaling.md); never touched when off.

@@ -8,10 +8,11 @@ and the entry being applied (its author, as recorded with the update, and its se
 becomes the block's last change. Blocks are tracked by their Yjs branch, so inserting or
 removing other blocks does not move ownership around.
 
-Replay starts from the newest version and reaches further back (1, 2, 4, ... versions)
-only while some block of today's record was not changed inside the window; a block that
-no replayed update changed since the first version is attributed to that version's
-authors ("import" for a baseline).
+When a version closes, the recorder replays its entries this way and keeps, for each
+block they changed, the digest of the block's text with the entry's author and time.
+Blame then replays only the updates after the newest version, and finds the other blocks
+of today's record in the newest version that recorded a block reading the same; blocks
+unchanged since a baseline are attributed to "import".
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
-from .persistence.history import Entry, Version
+from .persistence.history import BlockChange, Entry, Version, block_digest
 from .protocol.updates import InvalidUpdate, apply_update
 from .records import schema
 from .records.markdown_writer import write_markdown
@@ -131,19 +132,40 @@ class Replay:
             fragment.unobserve(subscription)
         self.blocks = _blocks(fragment)
 
-    def unexplained(self) -> int:
-        return sum(1 for block, _ in self.blocks if block not in self.owner)
+    def changed(self) -> list[BlockChange]:
+        """The blocks these entries left changed, as a version records them."""
+        changes: list[BlockChange] = []
+        for block, container in self.blocks:
+            entry = self.owner.get(block)
+            if entry is not None:
+                changes.append(
+                    BlockChange(
+                        block_digest(_text(block, container)),
+                        entry.seq,
+                        entry.origin.author,
+                        entry.origin.name,
+                        entry.at_ms,
+                    )
+                )
+        return changes
 
-    def result(self, versions: Sequence[Version], base: Version | None) -> list[dict[str, Any]]:
+    def result(
+        self, versions: Sequence[Version], recorded: dict[int, list[BlockChange]]
+    ) -> list[dict[str, Any]]:
+        """Today's blocks with their last change: from the replayed entries, else from the
+        newest version that recorded a block reading the same."""
+        latest: dict[str, tuple[BlockChange, int]] = {}
+        for version in versions:  # oldest first: newer versions overwrite
+            for change in recorded.get(version.number, ()):
+                latest[change.digest] = (change, version.number)
         by_seq = [(v.first_seq, v.last_seq, v.number) for v in versions]
+        baseline = versions[0] if versions and versions[0].reason == "baseline" else None
         rows: list[dict[str, Any]] = []
         for index, (block, container) in enumerate(self.blocks):
+            text = _text(block, container)
+            row: dict[str, Any] = {"block": index, "kind": block.tag, "text": text}
             entry = self.owner.get(block)
-            row: dict[str, Any] = {
-                "block": index,
-                "kind": block.tag,
-                "text": _text(block, container),
-            }
+            found = latest.get(block_digest(text))
             if entry is not None:
                 number = next((n for first, last, n in by_seq if first <= entry.seq <= last), None)
                 row |= {
@@ -153,16 +175,26 @@ class Replay:
                     "version": number,
                     "seq": entry.seq,
                 }
-            elif base is not None:
-                # Unchanged since the state replay started from: its version's authors.
-                author = base.authors[0] if base.authors else None
+            elif found is not None:
+                change, number = found
                 row |= {
-                    "user": author.author if author else None,
-                    "name": author.name if author else None,
-                    "at": base.ended_ms,
-                    "version": base.number,
+                    "user": change.author,
+                    "name": change.name,
+                    "at": change.at_ms,
+                    "version": number,
+                    "seq": change.seq,
                 }
+            elif baseline is not None:
+                # Unchanged since before history: what the room held when history began.
+                row |= {"user": "import", "name": None, "at": baseline.ended_ms, "version": 1}
             else:
                 row |= {"user": None, "name": None, "at": None, "version": None}
             rows.append(row)
         return rows
+
+
+def changed_blocks(room_id: str, base: bytes | None, entries: list[Entry]) -> list[BlockChange]:
+    """What a version of a record changed, block by block (HistoryRecorder's `analyse`)."""
+    if not room_id.startswith("records:"):
+        return []
+    return Replay(base, entries).changed()

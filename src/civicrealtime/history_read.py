@@ -23,7 +23,7 @@ import trio
 from pycrdt import Array, Doc, Map, Text, XmlFragment
 
 from .history_blame import Replay
-from .persistence.history import Entry, HistoryStore, Version
+from .persistence.history import Entry, HistoryStore, Version, rebuild_version
 from .protocol.updates import apply_update
 from .records.to_markdown import fragment_to_markdown
 
@@ -165,10 +165,11 @@ class HistoryReader:
         ]
 
     async def state(self, room_key: str, number: int) -> bytes:
-        state = await self.store.version_state(room_key, number)
-        if state is None:
-            await self._all(room_key)  # an unknown room says so first
+        """The full state at the end of a version (rebuilt from its checkpoint)."""
+        versions = await self._all(room_key)
+        if not any(v.number == number for v in versions):
             raise NotFound(f"room {room_key!r} has no version {number}")
+        state, _ = await rebuild_version(self.store, versions, number)
         return state
 
     async def version(self, room_key: str, number: int) -> Version:
@@ -199,18 +200,12 @@ class HistoryReader:
         if not is_record(room_key):
             raise Unsupported("blame is available for records rooms only")
         versions = await self._all(room_key)
-        first = 1 if versions[0].reason == "baseline" else 0
-        window = 1
-        while True:
-            start = max(first, len(versions) - window)
-            base = versions[start - 1] if start > 0 else None
-            state = None if base is None else await self.state(room_key, base.number)
-            after = base.last_seq if base is not None else 0
-            entries = await self.store.entries(room_key, after_seq=after)
-            replay = await trio.to_thread.run_sync(Replay, state, entries)
-            if replay.unexplained() == 0 or start == first:
-                return await trio.to_thread.run_sync(replay.result, versions, base)
-            window *= 2
+        newest = versions[-1]
+        state = await self.state(room_key, newest.number)
+        pending = await self.store.entries(room_key, after_seq=newest.last_seq)
+        replay = await trio.to_thread.run_sync(Replay, state, pending)
+        recorded = await self.store.block_changes(room_key)
+        return await trio.to_thread.run_sync(replay.result, versions, recorded)
 
     # -- helpers ------------------------------------------------------------------------------
 

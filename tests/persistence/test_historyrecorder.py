@@ -7,14 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
-from civicrealtime.persistence import SqliteStore, StoreBase, StoreUnavailable
-from civicrealtime.persistence.history import Entry, HistoryStore, Version
+from civicrealtime.persistence import SqliteStore, StoreBase, StoreUnavailable, historyrecorder
+from civicrealtime.persistence.history import Entry, HistoryStore, Version, rebuild_version
 from civicrealtime.persistence.historyrecorder import HistoryRecorder
 from civicrealtime.persistence.historystores import history_for
 from civicrealtime.rooms.origin import Origin
@@ -60,7 +61,7 @@ async def test_a_version_closes_after_quiet_with_its_authors_and_state(
         ("alice", "Alice", 2),
         ("bob", "Bob", 1),
     ]
-    state = await history.version_state("records:a", 1)
+    state = await state_of(history, "records:a", 1)
     assert state is not None and text_of([state]) == "one two three"
     # Quiet again, nothing new: no empty version.
     mock_clock.jump(500)
@@ -86,7 +87,7 @@ async def test_eviction_and_shutdown_close_versions(
     first, second = await history.versions("records:a")
     assert (first.reason, second.reason) == ("evicted", "shutdown")
     assert second.first_seq == 2
-    state = await history.version_state("records:a", 2)
+    state = await state_of(history, "records:a", 2)
     assert state is not None and text_of([state]) == "kept more"
     assert [v.reason for v in await history.versions("records:b")] == ["shutdown"]
 
@@ -105,12 +106,17 @@ async def test_a_room_with_content_from_before_history_gets_a_baseline(
     assert closed == version
     assert baseline.reason == "baseline"
     assert [a.author for a in baseline.authors] == ["import"]
-    state = await history.version_state("records:a", 2)
+    state = await state_of(history, "records:a", 2)
     assert state is not None and text_of([state]) == "from before and after"
     # A room that already has versions gets no second baseline.
     recorder.loaded("records:a", [old])
     await recorder.tick()
     assert len(await history.versions("records:a")) == 2
+
+
+async def state_of(history: HistoryStore, room: str, number: int) -> bytes:
+    state, _ = await rebuild_version(history, await history.versions(room), number)
+    return state
 
 
 class Failing:
@@ -194,8 +200,37 @@ async def _replay_property(directory: Path, script: list[tuple[str, str, str]]) 
         await recorder.close_version("records:a", "cut")
         today = str(live.get("t", type=Text))
         entries = await history.entries("records:a")
-        for version in await history.versions("records:a"):
-            state = await history.version_state("records:a", version.number)
-            assert state is not None
+        versions = await history.versions("records:a")
+        for version in versions:
+            state, _ = await rebuild_version(history, versions, version.number)
             later = [e.data for e in entries if e.seq > version.last_seq]
             assert text_of([state, *later]) == today
+
+
+async def test_only_checkpoints_keep_a_state_and_others_are_rebuilt(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(historyrecorder, "CHECKPOINT_UPDATES", 3)
+    history = history_of(await make_store())
+    recorder = HistoryRecorder(history, node="n1")
+    editor = Editor()
+    texts = []
+    for burst in range(5):
+        for word in ("a", "b"):
+            recorder.received("records:a", editor.type(f"{burst}{word} "), ALICE)
+        await recorder.close_version("records:a", "cut")
+        texts.append(str(editor))
+    versions = await history.versions("records:a")
+    stored = [bool(await history.version_state("records:a", v.number)) for v in versions]
+    # The first; then once 3 updates or more were recorded since the last checkpoint.
+    assert stored == [True, False, True, False, True]
+    for version, text in zip(versions, texts, strict=True):
+        state, checkpoint = await rebuild_version(history, versions, version.number)
+        assert text_of([state]) == text
+        assert checkpoint.number <= version.number
+    # Retention keeps the checkpoint that rebuilds the oldest version it keeps.
+    assert await history.prune(before_ms=versions[3].ended_ms) == 2
+    kept = await history.versions("records:a")
+    assert [v.number for v in kept] == [3, 4, 5]
+    state, _ = await rebuild_version(history, kept, 4)
+    assert text_of([state]) == texts[3]

@@ -9,8 +9,10 @@ their client id) can be traced to a person.
 A version is the document at the end of a burst of activity. The recorder closes one after
 `history.version_idle` seconds without an update, when the room leaves memory, at
 shutdown, and around a restore; it stores the version's time range, its authors with
-their counts of changes, and the document's full state, so that rebuilding a version is
-one read.
+their counts of changes, and the blocks it changed (for blame). Some versions are
+checkpoints that also keep the document's full state (the first, baselines, restores,
+and one every `CHECKPOINT_UPDATES` updates); any version is rebuilt from the checkpoint at
+or before it plus the entries in between, so storage stays linear in the updates.
 
 History lives in its own tables (files), apart from the snapshots and the update log that
 serve fast loading: compaction and snapshot retention truncate the log, never this. Only
@@ -19,16 +21,19 @@ serve fast loading: compaction and snapshot retention truncate the log, never th
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
 import attrs
 import pycrdt
+import trio
 
 from ..protocol.errors import MalformedMessage
+from ..protocol.updates import InvalidUpdate
 from ..rooms.origin import Actor, Origin
-from .rebuild import _pycrdt, decode_state_vector
+from .rebuild import _pycrdt, decode_state_vector, merged_state
 
 VersionReason = Literal["idle", "evicted", "shutdown", "restore", "baseline", "cut"]
 
@@ -83,6 +88,32 @@ class Version:
         }
 
 
+@attrs.frozen(slots=True)
+class BlockChange:
+    """A block a version left changed: its text's digest and the entry that last changed it."""
+
+    digest: str
+    seq: int
+    author: str
+    name: str | None
+    at_ms: int
+
+
+def block_digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def changes_json(changes: Sequence[BlockChange]) -> str:
+    return json.dumps([[c.digest, c.seq, c.author, c.name, c.at_ms] for c in changes])
+
+
+def changes_from_json(text: str) -> list[BlockChange]:
+    return [
+        BlockChange(str(d), int(seq), str(a), None if n is None else str(n), int(at))
+        for d, seq, a, n, at in json.loads(text)
+    ]
+
+
 @attrs.frozen(kw_only=True, slots=True)
 class ClientOwner:
     """Who a Yjs client id belongs to in a room: the author of its first update."""
@@ -104,8 +135,15 @@ class HistoryStore(Protocol):
         """
         ...
 
-    async def add_version(self, version: Version, state: bytes) -> None:
-        """Store a closed version and the document's full state at its end."""
+    async def add_version(
+        self, version: Version, state: bytes, changes: Sequence[BlockChange] = ()
+    ) -> None:
+        """Store a closed version, the blocks it changed, and (a checkpoint) the full state
+        at its end; `state` is empty for a version that is not a checkpoint."""
+        ...
+
+    async def block_changes(self, room_id: str) -> dict[int, list[BlockChange]]:
+        """The blocks each version changed, by version number."""
         ...
 
     async def versions(self, room_id: str) -> list[Version]:
@@ -113,7 +151,8 @@ class HistoryStore(Protocol):
         ...
 
     async def version_state(self, room_id: str, number: int) -> bytes | None:
-        """The full state at the end of a version; None when there is no such version."""
+        """The stored state of a version: empty when it is not a checkpoint, None when
+        there is no such version."""
         ...
 
     async def entries(self, room_id: str, *, after_seq: int = 0) -> list[Entry]:
@@ -161,3 +200,30 @@ def count_authors(entries: Sequence[Entry]) -> tuple[Author, ...]:
             names[key] = entry.origin.name
     order = sorted(counts, key=lambda key: (-counts[key], key))
     return tuple(Author(author=key, name=names[key], changes=counts[key]) for key in order)
+
+
+# A version is a checkpoint (keeps the full state) when this many updates or more were
+# recorded since the previous checkpoint: rebuilding any version applies fewer.
+CHECKPOINT_UPDATES = 5000
+
+
+async def rebuild_version(
+    store: HistoryStore, versions: Sequence[Version], number: int
+) -> tuple[bytes, Version]:
+    """The full state at the end of version `number`, and the checkpoint it was rebuilt from.
+
+    Raises `KeyError` when `versions` has no such version, `StoreError`, `InvalidUpdate`.
+    """
+    index = next(i for i, v in enumerate(versions) if v.number == number)
+    target = versions[index]
+    for checkpoint in reversed(versions[: index + 1]):
+        state = await store.version_state(target.room_id, checkpoint.number)
+        if state:
+            break
+    else:
+        raise InvalidUpdate(f"no checkpoint at or before version {number}")
+    if checkpoint is target:
+        return state, checkpoint
+    entries = await store.entries(target.room_id, after_seq=checkpoint.last_seq)
+    updates = [state, *(e.data for e in entries if e.seq <= target.last_seq)]
+    return await trio.to_thread.run_sync(merged_state, updates), checkpoint

@@ -24,7 +24,16 @@ from typing import Any
 from ..rooms.origin import Origin
 from .filenames import safe_name
 from .filesystem import FilesystemStore, _atomic_write, _fsync_dir, _write_all
-from .history import ClientOwner, Entry, Version, authors_from_json, authors_json
+from .history import (
+    BlockChange,
+    ClientOwner,
+    Entry,
+    Version,
+    authors_from_json,
+    authors_json,
+    changes_from_json,
+    changes_json,
+)
 from .historysql import _actor
 
 HISTORY_DIR = "history"
@@ -43,8 +52,14 @@ class FsHistory:
             return []
         return await self._store._call(partial(self._append, list(entries)))
 
-    async def add_version(self, version: Version, state: bytes) -> None:
-        await self._store._call(partial(self._add_version, version, state))
+    async def add_version(
+        self, version: Version, state: bytes, changes: Sequence[BlockChange] = ()
+    ) -> None:
+        await self._store._call(partial(self._add_version, version, state, changes))
+
+    async def block_changes(self, room_id: str) -> dict[int, list[BlockChange]]:
+        lines = await self._store._call(partial(self._lines, room_id, "versions.jsonl"))
+        return {int(line["n"]): changes_from_json(line.get("blocks", "[]")) for line in lines}
 
     async def versions(self, room_id: str) -> list[Version]:
         lines = await self._store._call(partial(self._lines, room_id, "versions.jsonl"))
@@ -52,8 +67,12 @@ class FsHistory:
 
     async def version_state(self, room_id: str, number: int) -> bytes | None:
         def read() -> bytes | None:
-            known = any(int(line["n"]) == number for line in self._lines(room_id, "versions.jsonl"))
-            return (self._dir(room_id) / f"v{number}.state").read_bytes() if known else None
+            for line in self._lines(room_id, "versions.jsonl"):
+                if int(line["n"]) == number:
+                    if not line.get("state", True):
+                        return b""
+                    return (self._dir(room_id) / f"v{number}.state").read_bytes()
+            return None
 
         return await self._store._call(read)
 
@@ -171,12 +190,15 @@ class FsHistory:
                     self._append_lines(room_id, "clients.jsonl", fresh)
         return seqs
 
-    def _add_version(self, version: Version, state: bytes) -> None:
+    def _add_version(self, version: Version, state: bytes, changes: Sequence[BlockChange]) -> None:
         self._store._writable()
         directory = self._dir(version.room_id)
         directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(directory / f"v{version.number}.state", state)
+        if state:
+            _atomic_write(directory / f"v{version.number}.state", state)
         line = {
+            "state": bool(state),
+            "blocks": changes_json(changes),
             "n": version.number,
             "start": version.started_ms,
             "end": version.ended_ms,
@@ -196,11 +218,18 @@ class FsHistory:
             versions = self._lines_in(directory, "versions.jsonl")
             if not versions:
                 continue
-            newest = max(int(line["n"]) for line in versions)
-            old = [v for v in versions if int(v["end"]) < before_ms and int(v["n"]) < newest]
+            young = [int(v["n"]) for v in versions if int(v["end"]) >= before_ms]
+            oldest_kept = min(young) if young else max(int(v["n"]) for v in versions)
+            checkpoints = [
+                int(v["n"]) for v in versions if int(v["n"]) <= oldest_kept and v.get("state", True)
+            ]
+            if not checkpoints:
+                continue
+            keep_from = max(checkpoints)
+            old = [v for v in versions if int(v["n"]) < keep_from]
             if not old:
                 continue
-            kept = [v for v in versions if v not in old]
+            kept = [v for v in versions if int(v["n"]) >= keep_from]
             first_kept = min(int(v["first"]) for v in kept)
             updates = self._lines_in(directory, "updates.jsonl")
             _rewrite(directory / "versions.jsonl", kept)

@@ -24,13 +24,29 @@ import trio
 
 from ..rooms.origin import IMPORT_ORIGIN, Origin
 from .errors import StoreError, StoreTimeout
-from .history import Author, Entry, HistoryStore, Version, VersionReason, client_ids, count_authors
+from .history import (
+    CHECKPOINT_UPDATES,
+    Author,
+    BlockChange,
+    Entry,
+    HistoryStore,
+    Version,
+    VersionReason,
+    client_ids,
+    count_authors,
+    rebuild_version,
+)
 from .rebuild import merged_state
 from .records import now_ms
 
 log = logging.getLogger("civicrealtime.history")
 
 DAY_MS = 86_400_000
+
+# The blocks a version changed, from the state before it and its entries (run in a
+# thread; records rooms: history_blame.changed_blocks). Injected so that persistence
+# needs no knowledge of room types.
+Analyse = Callable[[str, bytes | None, list[Entry]], list[BlockChange]]
 
 
 class HistoryRecorder:
@@ -45,6 +61,7 @@ class HistoryRecorder:
         op_timeout: float = 30.0,
         shutdown_timeout: float = 5.0,
         clock: Callable[[], int] = now_ms,
+        analyse: Analyse | None = None,
     ) -> None:
         self.store = store
         self.node = node
@@ -58,6 +75,10 @@ class HistoryRecorder:
         self._active: dict[str, float] = {}  # room -> trio time of its last update
         self._closing: set[str] = set()  # rooms that left memory: close at the next tick
         self._baselines: dict[str, list[bytes]] = {}
+        self._analyse = analyse
+        # The last version's state and the last checkpoint's seq, per room in memory.
+        self._states: dict[str, tuple[int, bytes]] = {}
+        self._since: dict[str, int] = {}
         self._lock = trio.Lock()  # one version close (or flush) at a time
         self._last_prune = -float("inf")
         self.healthy = True
@@ -196,10 +217,7 @@ class HistoryRecorder:
             entries = await self.store.entries(room_id, after_seq=after)
             version: Version | None = None
             if entries:
-                base: list[bytes] = []
-                if previous is not None:
-                    state = await self.store.version_state(room_id, previous.number)
-                    base = [state] if state is not None else []
+                base, since = await self._base(room_id, versions)
                 updates = [*base, *(entry.data for entry in entries)]
                 state = await trio.to_thread.run_sync(merged_state, updates)
                 version = Version(
@@ -212,20 +230,51 @@ class HistoryRecorder:
                     reason=reason,
                     authors=count_authors(entries),
                 )
-                await self.store.add_version(version, state)
+                changes: list[BlockChange] = []
+                if self._analyse is not None:
+                    changes = await trio.to_thread.run_sync(
+                        self._analyse, room_id, base[0] if base else None, entries
+                    )
+                checkpoint = (
+                    previous is None
+                    or reason == "restore"
+                    or version.last_seq - since >= CHECKPOINT_UPDATES
+                )
+                await self.store.add_version(version, state if checkpoint else b"", changes)
+                # Kept for the next version of a room in memory (dropped when it leaves).
+                self._states[room_id] = (version.number, state)
+                if checkpoint:
+                    self._since[room_id] = version.last_seq
                 self.versions_closed += 1
                 log.info(
-                    "history.version room=%s version=%d updates=%d reason=%s",
+                    "history.version room=%s version=%d updates=%d reason=%s checkpoint=%s",
                     room_id,
                     version.number,
                     len(entries),
                     reason,
+                    checkpoint,
                 )
         # Closed (or nothing to close): the room has no open version until its next update.
         if not any(entry.room_id == room_id for entry in self._buffer):
             self._active.pop(room_id, None)
+            if room_id in self._closing:
+                self._states.pop(room_id, None)
+                self._since.pop(room_id, None)
         self._closing.discard(room_id)
         return version
+
+    async def _base(self, room_id: str, versions: list[Version]) -> tuple[list[bytes], int]:
+        """The state the next version builds on ([] before the first) and the last seq of
+        the checkpoint it is rebuilt from (0: none yet)."""
+        if not versions:
+            return [], 0
+        previous = versions[-1]
+        cached = self._states.get(room_id)
+        if cached is not None and cached[0] == previous.number and room_id in self._since:
+            return [cached[1]], self._since[room_id]
+        state, checkpoint = await rebuild_version(self.store, versions, previous.number)
+        self._since[room_id] = checkpoint.last_seq
+        return [state], checkpoint.last_seq
 
     async def _maybe_prune(self, now: float) -> None:
         if self._retention_ms is None or now - self._last_prune < 3600:

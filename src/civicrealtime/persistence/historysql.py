@@ -16,7 +16,16 @@ from functools import partial
 from typing import Any
 
 from ..rooms.origin import Actor, Origin
-from .history import ClientOwner, Entry, Version, authors_from_json, authors_json
+from .history import (
+    BlockChange,
+    ClientOwner,
+    Entry,
+    Version,
+    authors_from_json,
+    authors_json,
+    changes_from_json,
+    changes_json,
+)
 from .sqlbase import SqlStore, Tx
 
 UPDATES = "realtime_history_updates"
@@ -50,6 +59,7 @@ def history_ddl(blob: str, suffix: str = "") -> tuple[str, ...]:
   last_seq BIGINT NOT NULL,
   reason TEXT NOT NULL,
   authors TEXT NOT NULL,
+  block_changes TEXT NOT NULL,
   state_data {blob} NOT NULL,
   PRIMARY KEY (room_id, number)
 ){suffix}""",
@@ -77,8 +87,21 @@ class SqlHistory:
             return []
         return await self._store._call(True, partial(self._append, list(entries)))
 
-    async def add_version(self, version: Version, state: bytes) -> None:
-        await self._store._call(True, partial(self._add_version, version, state))
+    async def add_version(
+        self, version: Version, state: bytes, changes: Sequence[BlockChange] = ()
+    ) -> None:
+        await self._store._call(
+            True, partial(self._add_version, version, state, changes_json(changes))
+        )
+
+    async def block_changes(self, room_id: str) -> dict[int, list[BlockChange]]:
+        rows = await self._store._call(
+            False,
+            lambda tx: tx.rows(
+                f"SELECT number, block_changes FROM {VERSIONS} WHERE room_id = ?", (room_id,)
+            ),
+        )
+        return {int(number): changes_from_json(str(text)) for number, text in rows}
 
     async def versions(self, room_id: str) -> list[Version]:
         rows = await self._store._call(
@@ -193,10 +216,11 @@ class SqlHistory:
             )
         return seqs
 
-    def _add_version(self, version: Version, state: bytes, tx: Tx) -> None:
+    def _add_version(self, version: Version, state: bytes, changes: str, tx: Tx) -> None:
         tx.run(
             f"INSERT INTO {VERSIONS} (room_id, number, started_at, ended_at, first_seq, "
-            "last_seq, reason, authors, state_data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "last_seq, reason, authors, block_changes, state_data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 version.room_id,
                 version.number,
@@ -206,6 +230,7 @@ class SqlHistory:
                 version.last_seq,
                 version.reason,
                 authors_json(version.authors),
+                changes,
                 state,
             ),
         )
@@ -214,22 +239,30 @@ class SqlHistory:
         rooms = tx.rows(f"SELECT DISTINCT room_id FROM {VERSIONS} WHERE ended_at < ?", (before_ms,))
         dropped = 0
         for (room_id,) in rooms:
-            # The newest version of a room stays whatever its age: it is today's document,
-            # and later versions are rebuilt on top of it.
-            newest = int(
-                tx.rows(f"SELECT MAX(number) FROM {VERSIONS} WHERE room_id = ?", (room_id,))[0][0]
+            # The oldest version retention keeps (the newest one at least: it is today's
+            # document), and from the checkpoint that rebuilds it; earlier versions go.
+            young = tx.rows(
+                f"SELECT MIN(number) FROM {VERSIONS} WHERE room_id = ? AND ended_at >= ?",
+                (room_id, before_ms),
             )
+            newest = tx.rows(f"SELECT MAX(number) FROM {VERSIONS} WHERE room_id = ?", (room_id,))
+            oldest_kept = int(young[0][0] if young[0][0] is not None else newest[0][0])
+            found = tx.rows(
+                f"SELECT MAX(number) FROM {VERSIONS} WHERE room_id = ? AND number <= ? "
+                "AND length(state_data) > 0",
+                (room_id, oldest_kept),
+            )
+            if found[0][0] is None:
+                continue
+            keep_from = int(found[0][0])
             old = tx.rows(
-                f"SELECT COUNT(*) FROM {VERSIONS} WHERE room_id = ? AND ended_at < ? "
-                "AND number < ?",
-                (room_id, before_ms, newest),
+                f"SELECT COUNT(*) FROM {VERSIONS} WHERE room_id = ? AND number < ?",
+                (room_id, keep_from),
             )
-            tx.run(
-                f"DELETE FROM {VERSIONS} WHERE room_id = ? AND ended_at < ? AND number < ?",
-                (room_id, before_ms, newest),
-            )
+            tx.run(f"DELETE FROM {VERSIONS} WHERE room_id = ? AND number < ?", (room_id, keep_from))
             first_kept = tx.rows(
-                f"SELECT MIN(first_seq) FROM {VERSIONS} WHERE room_id = ?", (room_id,)
+                f"SELECT first_seq FROM {VERSIONS} WHERE room_id = ? AND number = ?",
+                (room_id, keep_from),
             )
             tx.run(
                 f"DELETE FROM {UPDATES} WHERE room_id = ? AND seq < ?",
