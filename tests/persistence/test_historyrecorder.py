@@ -234,3 +234,22 @@ async def test_only_checkpoints_keep_a_state_and_others_are_rebuilt(
     assert [v.number for v in kept] == [3, 4, 5]
     state, _ = await rebuild_version(history, kept, 4)
     assert text_of([state]) == texts[3]
+
+
+async def test_the_buffer_is_bounded_while_the_store_fails(tmp_path: Path) -> None:
+    async with SqliteStore(tmp_path / "h.sqlite3") as store:
+        failing = Failing(history_of(store))
+        recorder = HistoryRecorder(failing, node="n1", max_buffer_bytes=400)  # type: ignore[arg-type]
+        editor = Editor()
+        updates = [editor.type(f"word{i} ") for i in range(40)]
+        for update in updates:
+            recorder.received("records:a", update, ALICE)
+            await recorder.tick()
+        assert recorder.entries_shed > 0
+        assert recorder._buffered_bytes <= 400
+        failing.down = False
+        await recorder.tick()
+        entries = await failing.inner.entries("records:a")
+        # The newest are kept, in order; the oldest were shed.
+        assert len(entries) == 40 - recorder.entries_shed
+        assert [e.data for e in entries] == updates[recorder.entries_shed :]

@@ -62,6 +62,7 @@ class HistoryRecorder:
         shutdown_timeout: float = 5.0,
         clock: Callable[[], int] = now_ms,
         analyse: Analyse | None = None,
+        max_buffer_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.store = store
         self.node = node
@@ -72,6 +73,9 @@ class HistoryRecorder:
         self._shutdown_timeout = shutdown_timeout
         self._clock = clock
         self._buffer: list[Entry] = []
+        self._buffered_bytes = 0
+        self._max_buffer = max_buffer_bytes
+        self.entries_shed = 0
         self._active: dict[str, float] = {}  # room -> trio time of its last update
         self._closing: set[str] = set()  # rooms that left memory: close at the next tick
         self._baselines: dict[str, list[bytes]] = {}
@@ -100,8 +104,31 @@ class HistoryRecorder:
                 data=update,
             )
         )
+        self._buffered_bytes += len(update)
+        if self._buffered_bytes > self._max_buffer:
+            self._shed()
         self._active[room_id] = trio.current_time()
         self._closing.discard(room_id)
+
+    def _shed(self) -> None:
+        """Past the memory bound (the store has failed for long): drop the oldest entries.
+
+        Their content is safe (the document store holds it); their attribution is lost,
+        which the ERROR line says once per episode, with the count.
+        """
+        dropped = 0
+        while self._buffer and self._buffered_bytes > self._max_buffer * 3 // 4:
+            self._buffered_bytes -= len(self._buffer.pop(0).data)
+            dropped += 1
+        self.entries_shed += dropped
+        log.error(
+            "history.overflow shed_entries=%d buffered_bytes=%d max=%d error=%s: their "
+            "content is in the document store, their authors are not recorded",
+            dropped,
+            self._buffered_bytes,
+            self._max_buffer,
+            self.last_error,
+        )
 
     def loaded(self, room_id: str, updates: Sequence[bytes]) -> None:
         """The updates a room was rebuilt from: its baseline, should it have no version."""
@@ -205,8 +232,11 @@ class HistoryRecorder:
         batch = list(self._buffer)
         with self._deadline(f"append of {len(batch)} entries"):
             await self.store.append_entries(batch)
-        # Only now, and only these: entries that arrived during the write stay buffered.
-        del self._buffer[: len(batch)]
+        # Only now, and only these: entries that arrived during the write stay buffered
+        # (unless shedding dropped some meanwhile: then only what is left of the batch).
+        written = {id(entry) for entry in batch}
+        self._buffer[:] = [entry for entry in self._buffer if id(entry) not in written]
+        self._buffered_bytes = sum(len(entry.data) for entry in self._buffer)
         self.entries_written += len(batch)
 
     async def _close(self, room_id: str, reason: VersionReason) -> Version | None:
