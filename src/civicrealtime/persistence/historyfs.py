@@ -109,20 +109,7 @@ class FsHistory:
         return self._root / safe_name(room_id)
 
     def _lines(self, room_id: str, name: str) -> list[dict[str, Any]]:
-        try:
-            text = (self._dir(room_id) / name).read_text()
-        except FileNotFoundError:
-            return []
-        lines: list[dict[str, Any]] = []
-        for raw in text.split("\n"):
-            if not raw:
-                continue
-            try:
-                lines.append(json.loads(raw))
-            except ValueError:
-                # A torn last line from a crash mid-append: it was never acknowledged.
-                continue
-        return lines
+        return self._lines_in(self._dir(room_id), name)
 
     def _last_seq(self, room_id: str) -> int:
         if room_id not in self._last:
@@ -248,11 +235,13 @@ class FsHistory:
             return []
         found: list[dict[str, Any]] = []
         for raw in text.split("\n"):
-            if raw:
-                try:
-                    found.append(json.loads(raw))
-                except ValueError:
-                    continue
+            if not raw:
+                continue
+            try:
+                found.append(json.loads(raw))
+            except ValueError:
+                # A torn last line from a crash mid-append: it was never acknowledged.
+                continue
         return found
 
 
