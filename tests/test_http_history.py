@@ -15,7 +15,7 @@ from civicrealtime.records.to_markdown import fragment_to_markdown
 from civicrealtime.records.to_yjs import markdown_to_fragment
 
 from .conftest import RunningServer, StartServer
-from .polling import POLL_INTERVAL
+from .polling import POLL_INTERVAL, eventually
 from .test_http import admin_headers, http, start, token
 
 ROOM = "records%3Aminutes"
@@ -161,3 +161,31 @@ async def test_history_off_answers_409(start_server: StartServer, tmp_path: Path
     async with http(running) as client:
         answer = await client.get(f"/admin/rooms/{ROOM}/history", headers=admin_headers())
     assert answer.status_code == 409
+
+
+async def test_a_restore_loads_a_room_that_left_memory(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    running = await start(
+        start_server,
+        data_dir=str(tmp_path),
+        snapshots={"enabled": True, "flush_ms": 10},
+        history={"version_idle": 30},
+        rooms={"grace_period_ms": 0},
+    )
+    async with http(running) as client:
+        for number, text in enumerate(("First text.", "Second text."), start=1):
+            editor = await running.client("minutes", token=token("ada", name="Ada"))
+            await editor.edit(write(text))
+            await eventually(lambda: running.service.rooms.get("records:minutes") is not None)
+            await editor.ws.aclose()
+            # Eviction closes the open version (long before 30 s of quiet).
+            await eventually(lambda: running.service.rooms.get("records:minutes") is None)
+            await versions_until(client, number)
+        answer = await client.post(
+            f"/admin/rooms/{ROOM}/restore", json={"version": 1}, headers=admin_headers()
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["changed"] is True
+    later = await running.client("minutes", token=token("bo"))
+    await later.wait_for(lambda: markdown_of(later.doc) == "First text.\n")
