@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import trio
 from pycrdt import Doc, XmlFragment
@@ -16,7 +17,7 @@ from civicrealtime.records.to_yjs import markdown_to_fragment
 
 from .conftest import RunningServer, StartServer
 from .polling import POLL_INTERVAL, eventually
-from .test_http import admin_headers, http, start, token
+from .test_http import SECRET, admin_headers, http, start, token
 
 ROOM = "records%3Aminutes"
 
@@ -163,6 +164,11 @@ async def test_history_off_answers_409(start_server: StartServer, tmp_path: Path
     assert answer.status_code == 409
 
 
+def applied(running: RunningServer) -> int:
+    handle = running.service.rooms.get("records:minutes")
+    return handle.room.updates_applied if handle is not None else 0
+
+
 async def test_a_restore_loads_a_room_that_left_memory(
     start_server: StartServer, tmp_path: Path
 ) -> None:
@@ -177,7 +183,7 @@ async def test_a_restore_loads_a_room_that_left_memory(
         for number, text in enumerate(("First text.", "Second text."), start=1):
             editor = await running.client("minutes", token=token("ada", name="Ada"))
             await editor.edit(write(text))
-            await eventually(lambda: running.service.rooms.get("records:minutes") is not None)
+            await eventually(lambda: applied(running) > 0)
             await editor.ws.aclose()
             # Eviction closes the open version (long before 30 s of quiet).
             await eventually(lambda: running.service.rooms.get("records:minutes") is None)
@@ -189,3 +195,23 @@ async def test_a_restore_loads_a_room_that_left_memory(
         assert answer.json()["changed"] is True
     later = await running.client("minutes", token=token("bo"))
     await later.wait_for(lambda: markdown_of(later.doc) == "First text.\n")
+
+
+async def test_a_demo_clerk_token_may_read_history_an_editor_token_may_not(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    running = await start_with_history(start_server, tmp_path)
+    async with http(running) as client:
+        clerk = (await client.post("/demo/token", json={"name": "Cleo", "role": "clerk"})).json()
+        editor = (await client.post("/demo/token", json={"name": "Ed", "role": "editor"})).json()
+        path = f"/admin/rooms/{ROOM}/history"
+        as_clerk = await client.get(path, headers=bearer(clerk["token"]))
+        as_editor = await client.get(path, headers=bearer(editor["token"]))
+        elsewhere = await client.get(
+            "/admin/rooms/notes%3Ax/history", headers=bearer(clerk["token"])
+        )
+    claims = jwt.decode(clerk["token"], SECRET, algorithms=["HS256"])
+    assert (claims["role"], claims["permissions"]) == ("editor", ["records:history"])
+    assert as_clerk.status_code == 404  # allowed in; the room has no history yet
+    assert as_editor.status_code == 403
+    assert elsewhere.status_code == 403  # demo tokens are for records rooms only

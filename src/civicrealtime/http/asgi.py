@@ -39,7 +39,7 @@ MAX_BODY = 64 * 1024
 # A room that crashed this recently makes /health say "degraded".
 CRASH_MEMORY_SECONDS = 300.0
 LAG_DEGRADED_SECONDS = 1.0
-DEMO_ROLES = {"editor", "public"}
+DEMO_ROLES = {"editor", "clerk", "public"}
 _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -257,7 +257,9 @@ class OpsApp:
             body = await _json_body(receive)
             name, role = body.get("name"), body.get("role", "editor")
             if not isinstance(name, str) or not name.strip() or role not in DEMO_ROLES:
-                raise HttpError(400, 'expected {"name": "...", "role": "editor" | "public"}')
+                raise HttpError(
+                    400, 'expected {"name": "...", "role": "editor" | "clerk" | "public"}'
+                )
             token = self._service.demo_token(name.strip()[:40], role)
             host = (_header(scope, b"host") or "localhost").rsplit(":", 1)[0]
             return _json(
