@@ -253,3 +253,24 @@ async def test_the_buffer_is_bounded_while_the_store_fails(tmp_path: Path) -> No
         # The newest are kept, in order; the oldest were shed.
         assert len(entries) == 40 - recorder.entries_shed
         assert [e.data for e in entries] == updates[recorder.entries_shed :]
+
+
+async def test_content_history_never_saw_is_recorded_as_an_import(make_store: MakeStore) -> None:
+    history = history_of(await make_store())
+    recorder = HistoryRecorder(history, node="n1")
+    editor = Editor()
+    recorder.received("records:a", editor.type("seen "), ALICE)
+    await recorder.close_version("records:a", "cut")
+    # Loaded as history knows it: nothing to add.
+    recorder.loaded("records:a", [editor.state()])
+    await recorder.tick()
+    assert len(await history.entries("records:a")) == 1
+    # `snapshots import` (or a shed entry) put content in the document store only.
+    editor.type("unseen")
+    recorder.loaded("records:a", [editor.state()])
+    recorder.received("records:a", editor.type("!"), BOB)
+    await recorder.close_version("records:a", "cut")
+    entries = await history.entries("records:a")
+    assert [e.origin.author for e in entries] == ["alice", "import", "bob"]
+    assert text_of([entries[1].data, *[e.data for e in entries[:1]]]) == "seen unseen"
+    assert text_of([await state_of(history, "records:a", 2)]) == "seen unseen!"

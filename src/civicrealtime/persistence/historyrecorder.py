@@ -19,9 +19,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
+import pycrdt
 import trio
+from pycrdt import Doc
 
+from ..protocol.updates import apply_update
 from ..rooms.origin import IMPORT_ORIGIN, Origin
 from .errors import StoreError, StoreTimeout
 from .history import (
@@ -36,7 +40,7 @@ from .history import (
     count_authors,
     rebuild_version,
 )
-from .rebuild import merged_state
+from .rebuild import _pycrdt, merged_state, rebuild
 from .records import now_ms
 
 log = logging.getLogger("civicrealtime.history")
@@ -207,7 +211,10 @@ class HistoryRecorder:
                 continue
             updates = self._baselines[room_id]
             with self._deadline("baseline"):
-                if not await self.store.versions(room_id):
+                versions = await self.store.versions(room_id)
+                if versions:
+                    await self._reconcile(room_id, versions, updates)
+                else:
                     state = await trio.to_thread.run_sync(merged_state, updates)
                     last = await self.store.last_seq(room_id)
                     at = self._clock()
@@ -225,6 +232,40 @@ class HistoryRecorder:
                         state,
                     )
             del self._baselines[room_id]
+
+    async def _reconcile(self, room_id: str, versions: list[Version], loaded: list[bytes]) -> None:
+        """Record, as an `import` entry, what the room loaded that history never saw.
+
+        Content can reach the document store around the rooms (`snapshots import`), or
+        miss the history (entries shed during a long outage, a crash between the two
+        writers). Without this, versions would no longer rebuild today's document.
+        """
+        base, _ = await rebuild_version(self.store, versions, versions[-1].number)
+        later = await self.store.entries(room_id, after_seq=versions[-1].last_seq)
+        buffered = [e.data for e in self._buffer if e.room_id == room_id]
+        known = [base, *(e.data for e in later), *buffered]
+        missing = await trio.to_thread.run_sync(_missing, known, loaded)
+        if missing is None:
+            return
+        log.warning(
+            "history.unrecorded_content room=%s bytes=%d: recorded as an import",
+            room_id,
+            len(missing),
+        )
+        self._buffer.insert(
+            0,
+            Entry(
+                room_id=room_id,
+                seq=0,
+                at_ms=self._clock(),
+                origin=IMPORT_ORIGIN,
+                node=self.node,
+                client_ids=client_ids(missing),
+                data=missing,
+            ),
+        )
+        self._buffered_bytes += len(missing)
+        self._active[room_id] = trio.current_time()
 
     async def _flush(self) -> None:
         if not self._buffer:
@@ -325,6 +366,20 @@ class HistoryRecorder:
             log.warning("history.retry_failed %s", message)
         self.healthy = False
         self.last_error = message
+
+
+def _missing(known: list[bytes], loaded: list[bytes]) -> bytes | None:
+    """The update that brings `known` to `loaded`, or None when it would change nothing."""
+    history = rebuild(known)
+    document = rebuild(loaded)
+    if not history.state or history.state == document.state:
+        return None
+    doc: Doc[Any] = Doc()
+    apply_update(doc, history.state)
+    before = doc.get_update()
+    diff = _pycrdt(pycrdt.get_update, document.state, doc.get_state())
+    apply_update(doc, diff)
+    return diff if doc.get_update() != before else None
 
 
 @contextmanager
