@@ -117,8 +117,8 @@ class HistoryRecorder:
     def _shed(self) -> None:
         """Past the memory bound (the store has failed for long): drop the oldest entries.
 
-        Their content is safe (the document store holds it); their attribution is lost,
-        which the ERROR line says once per episode, with the count.
+        Their content is safe (the document store holds it, and the room's next load
+        records it as an `import` entry); their authors are lost, which the ERROR says.
         """
         dropped = 0
         while self._buffer and self._buffered_bytes > self._max_buffer * 3 // 4:
@@ -127,7 +127,7 @@ class HistoryRecorder:
         self.entries_shed += dropped
         log.error(
             "history.overflow shed_entries=%d buffered_bytes=%d max=%d error=%s: their "
-            "content is in the document store, their authors are not recorded",
+            "content is in the document store, their authors are lost",
             dropped,
             self._buffered_bytes,
             self._max_buffer,
