@@ -54,6 +54,10 @@ async def versions(client: httpx.AsyncClient) -> list[dict[str, Any]]:
     return list(answer.json().get("versions", [])) if answer.status_code == 200 else []
 
 
+def store_bytes(directory: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in directory.glob("realtime.sqlite3*"))
+
+
 async def versions_until(client: httpx.AsyncClient, count: int) -> None:
     """Versions close on a timer (`version_idle`): poll for them, as `eventually` does."""
     with trio.fail_after(10):
@@ -66,7 +70,8 @@ async def test_a_restore_during_a_store_outage_is_refused_whole(
     start_server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     running = await start_with_history(start_server, tmp_path)
-    editor = await running.client("minutes", token=token("ada", name="Ada"))
+    secret_token = token("ada", name="Ada")
+    editor = await running.client("minutes", token=secret_token)
     async with http(running) as client:
         await editor.edit(write("First text."))
         await versions_until(client, 1)
@@ -100,6 +105,14 @@ async def test_a_restore_during_a_store_outage_is_refused_whole(
         listed = await versions(client)
         assert listed[-1]["reason"] == "restore"
         assert listed[-1]["authors"][0]["user"] == "restore:root"
+        history = running.service.history
+        assert history is not None
+        first = (await history.store.entries("records:minutes"))[0]
+        assert (first.origin.sub, first.origin.name) == ("ada", "Ada")
+    # Who, never the credential: the token is nowhere in the store's files.
+    stored = await trio.to_thread.run_sync(store_bytes, tmp_path)
+    assert b"Ada" in stored
+    assert secret_token.encode() not in stored
 
 
 @pytest.mark.parametrize(
