@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import attrs
 import psycopg
 from psycopg import sql
 
@@ -95,8 +96,12 @@ async def test_versions_keep_their_range_authors_and_state(make_store: MakeStore
         reason="idle",
         authors=(Author(author="alice", name="Alice", changes=3), Author("bob", None, 1)),
     )
-    await history.add_version(version, editor.state())
+    assert await history.add_version(version, editor.state())
     assert await history.versions("records:a") == [version]
+    # Another node closing the same number later writes nothing.
+    other = Editor()
+    other.type("other")
+    assert not await history.add_version(attrs.evolve(version, last_seq=9), other.state())
     assert await history.versions("records:b") == []
     state = await history.version_state("records:a", 1)
     assert state is not None and text_of([state]) == "v1"

@@ -134,10 +134,10 @@ class Failing:
             raise StoreUnavailable("history store down")
         return await self.inner.append_entries(entries)
 
-    async def add_version(self, version: Version, state: bytes) -> None:
+    async def add_version(self, version: Version, state: bytes, changes: Any = ()) -> bool:
         if self.down:
             raise StoreUnavailable("history store down")
-        await self.inner.add_version(version, state)
+        return await self.inner.add_version(version, state, changes)
 
 
 async def test_a_failing_store_keeps_entries_for_the_next_tick(tmp_path: Path) -> None:
@@ -274,3 +274,38 @@ async def test_content_history_never_saw_is_recorded_as_an_import(make_store: Ma
     assert [e.origin.author for e in entries] == ["alice", "import", "bob"]
     assert text_of([entries[1].data, *[e.data for e in entries[:1]]]) == "seen unseen"
     assert text_of([await state_of(history, "records:a", 2)]) == "seen unseen!"
+
+
+class Stale:
+    """A history store whose first `versions` answer misses what another node just wrote."""
+
+    def __init__(self, inner: HistoryStore) -> None:
+        self.inner = inner
+        self.stale = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def versions(self, room_id: str) -> list[Version]:
+        if self.stale:
+            self.stale = False
+            return []
+        return await self.inner.versions(room_id)
+
+
+async def test_a_version_another_node_closed_first_is_left_to_it(make_store: MakeStore) -> None:
+    history = history_of(await make_store())
+    first = HistoryRecorder(history, node="n1")
+    second = HistoryRecorder(Stale(history), node="n2")  # type: ignore[arg-type]
+    editor = Editor()
+    first.received("records:a", editor.type("one "), ALICE)
+    await first.close_version("records:a", "cut")
+    second.received("records:a", editor.type("two"), BOB)
+    assert await second.close_version("records:a", "cut") is None  # number 1 was taken
+    closed = await second.close_version("records:a", "cut")
+    assert closed is not None and closed.number == 2
+    assert [[a.author for a in v.authors] for v in await history.versions("records:a")] == [
+        ["alice"],
+        ["bob"],
+    ]
+    assert text_of([await state_of(history, "records:a", 2)]) == "one two"

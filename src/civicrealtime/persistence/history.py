@@ -137,9 +137,13 @@ class HistoryStore(Protocol):
 
     async def add_version(
         self, version: Version, state: bytes, changes: Sequence[BlockChange] = ()
-    ) -> None:
+    ) -> bool:
         """Store a closed version, the blocks it changed, and (a checkpoint) the full state
-        at its end; `state` is empty for a version that is not a checkpoint."""
+        at its end; `state` is empty for a version that is not a checkpoint.
+
+        False when the room already has a version of that number (another node sharing
+        the store closed it first): nothing is written.
+        """
         ...
 
     async def block_changes(self, room_id: str) -> dict[int, list[BlockChange]]:

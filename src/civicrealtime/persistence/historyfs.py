@@ -54,8 +54,8 @@ class FsHistory:
 
     async def add_version(
         self, version: Version, state: bytes, changes: Sequence[BlockChange] = ()
-    ) -> None:
-        await self._store._call(partial(self._add_version, version, state, changes))
+    ) -> bool:
+        return await self._store._call(partial(self._add_version, version, state, changes))
 
     async def block_changes(self, room_id: str) -> dict[int, list[BlockChange]]:
         lines = await self._store._call(partial(self._lines, room_id, "versions.jsonl"))
@@ -177,8 +177,11 @@ class FsHistory:
                     self._append_lines(room_id, "clients.jsonl", fresh)
         return seqs
 
-    def _add_version(self, version: Version, state: bytes, changes: Sequence[BlockChange]) -> None:
+    def _add_version(self, version: Version, state: bytes, changes: Sequence[BlockChange]) -> bool:
         self._store._writable()
+        known = self._lines(version.room_id, "versions.jsonl")
+        if any(int(line["n"]) == version.number for line in known):
+            return False
         directory = self._dir(version.room_id)
         directory.mkdir(parents=True, exist_ok=True)
         if state:
@@ -195,6 +198,7 @@ class FsHistory:
             "authors": authors_json(version.authors),
         }
         self._append_lines(version.room_id, "versions.jsonl", [line])
+        return True
 
     def _prune(self, before_ms: int) -> int:
         self._store._writable()

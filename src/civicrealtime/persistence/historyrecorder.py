@@ -311,7 +311,16 @@ class HistoryRecorder:
                     or reason == "restore"
                     or version.last_seq - since >= CHECKPOINT_UPDATES
                 )
-                await self.store.add_version(version, state if checkpoint else b"", changes)
+                stored = await self.store.add_version(
+                    version, state if checkpoint else b"", changes
+                )
+                if not stored:
+                    # Another node closed this number first; what it left open closes
+                    # at a later tick, built on the version it wrote.
+                    self._states.pop(room_id, None)
+                    self._since.pop(room_id, None)
+                    log.info("history.version_taken room=%s version=%d", room_id, version.number)
+                    return None
                 # Kept for the next version of a room in memory (dropped when it leaves).
                 self._states[room_id] = (version.number, state)
                 if checkpoint:

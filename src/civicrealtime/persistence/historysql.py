@@ -89,8 +89,8 @@ class SqlHistory:
 
     async def add_version(
         self, version: Version, state: bytes, changes: Sequence[BlockChange] = ()
-    ) -> None:
-        await self._store._call(
+    ) -> bool:
+        return await self._store._call(
             True, partial(self._add_version, version, state, changes_json(changes))
         )
 
@@ -216,7 +216,15 @@ class SqlHistory:
             )
         return seqs
 
-    def _add_version(self, version: Version, state: bytes, changes: str, tx: Tx) -> None:
+    def _add_version(self, version: Version, state: bytes, changes: str, tx: Tx) -> bool:
+        # Nodes sharing a database may close the same version at once: the first wins.
+        self._store._lock_room(tx, "history:" + version.room_id)
+        taken = tx.rows(
+            f"SELECT 1 FROM {VERSIONS} WHERE room_id = ? AND number = ?",
+            (version.room_id, version.number),
+        )
+        if taken:
+            return False
         tx.run(
             f"INSERT INTO {VERSIONS} (room_id, number, started_at, ended_at, first_seq, "
             "last_seq, reason, authors, block_changes, state_data) "
@@ -234,6 +242,7 @@ class SqlHistory:
                 state,
             ),
         )
+        return True
 
     def _prune(self, before_ms: int, tx: Tx) -> int:
         rooms = tx.rows(f"SELECT DISTINCT room_id FROM {VERSIONS} WHERE ended_at < ?", (before_ms,))
