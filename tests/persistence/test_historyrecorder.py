@@ -134,10 +134,10 @@ class Failing:
             raise StoreUnavailable("history store down")
         return await self.inner.append_entries(entries)
 
-    async def add_version(self, version: Version, state: bytes, changes: Any = ()) -> bool:
+    async def add_versions(self, items: Any) -> list[bool]:
         if self.down:
             raise StoreUnavailable("history store down")
-        return await self.inner.add_version(version, state, changes)
+        return await self.inner.add_versions(items)
 
 
 async def test_a_failing_store_keeps_entries_for_the_next_tick(tmp_path: Path) -> None:

@@ -146,6 +146,12 @@ class HistoryStore(Protocol):
         """
         ...
 
+    async def add_versions(
+        self, items: Sequence[tuple[Version, bytes, Sequence[BlockChange]]]
+    ) -> list[bool]:
+        """`add_version` for several versions (any rooms) in one transaction."""
+        ...
+
     async def block_changes(self, room_id: str) -> dict[int, list[BlockChange]]:
         """The blocks each version changed, by version number."""
         ...

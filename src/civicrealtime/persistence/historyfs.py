@@ -55,7 +55,17 @@ class FsHistory:
     async def add_version(
         self, version: Version, state: bytes, changes: Sequence[BlockChange] = ()
     ) -> bool:
-        return await self._store._call(partial(self._add_version, version, state, changes))
+        (stored,) = await self.add_versions([(version, state, changes)])
+        return stored
+
+    async def add_versions(
+        self, items: Sequence[tuple[Version, bytes, Sequence[BlockChange]]]
+    ) -> list[bool]:
+        if not items:
+            return []
+        return await self._store._call(
+            lambda: [self._add_version(version, state, c) for version, state, c in items]
+        )
 
     async def block_changes(self, room_id: str) -> dict[int, list[BlockChange]]:
         lines = await self._store._call(partial(self._lines, room_id, "versions.jsonl"))

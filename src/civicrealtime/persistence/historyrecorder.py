@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+import attrs
 import pycrdt
 import trio
 from pycrdt import Doc
@@ -168,8 +169,12 @@ class HistoryRecorder:
             async with self._lock:
                 await self._write_baselines()
                 await self._flush()
-                for room_id in sorted(set(due) | self._closing):
-                    await self._close(room_id, "evicted" if room_id in self._closing else "idle")
+                closing = set(self._closing)
+                rooms = sorted(set(due) | closing)
+                if rooms:
+                    await self._close_many(
+                        rooms, lambda room: "evicted" if room in closing else "idle"
+                    )
                 await self._maybe_prune(now)
         except StoreError as exc:
             self._failed(str(exc))
@@ -193,8 +198,8 @@ class HistoryRecorder:
             async with self._lock:
                 await self._write_baselines()
                 await self._flush()
-                for room_id in sorted(self._active):
-                    await self._close(room_id, "shutdown")
+                if self._active:
+                    await self._close_many(sorted(self._active), lambda _: "shutdown")
         except StoreError as exc:
             log.error(  # noqa: TRY400 - the store's message says it all; no bug to trace
                 "history.unwritten entries=%d open_versions=%d error=%s",
@@ -281,67 +286,102 @@ class HistoryRecorder:
         self.entries_written += len(batch)
 
     async def _close(self, room_id: str, reason: VersionReason) -> Version | None:
-        with self._deadline(f"closing a version of {room_id!r}"):
-            versions = await self.store.versions(room_id)
-            previous = versions[-1] if versions else None
-            after = previous.last_seq if previous is not None else 0
-            entries = await self.store.entries(room_id, after_seq=after)
-            version: Version | None = None
-            if entries:
-                base, since = await self._base(room_id, versions)
-                updates = [*base, *(entry.data for entry in entries)]
-                state = await trio.to_thread.run_sync(merged_state, updates)
-                version = Version(
-                    room_id=room_id,
-                    number=previous.number + 1 if previous is not None else 1,
-                    started_ms=entries[0].at_ms,
-                    ended_ms=entries[-1].at_ms,
-                    first_seq=entries[0].seq,
-                    last_seq=entries[-1].seq,
-                    reason=reason,
-                    authors=count_authors(entries),
-                )
-                changes: list[BlockChange] = []
-                if self._analyse is not None:
-                    changes = await trio.to_thread.run_sync(
-                        self._analyse, room_id, base[0] if base else None, entries
-                    )
-                checkpoint = (
-                    previous is None
-                    or reason == "restore"
-                    or version.last_seq - since >= CHECKPOINT_UPDATES
-                )
-                stored = await self.store.add_version(
-                    version, state if checkpoint else b"", changes
-                )
-                if not stored:
-                    # Another node closed this number first; what it left open closes
-                    # at a later tick, built on the version it wrote.
-                    self._states.pop(room_id, None)
-                    self._since.pop(room_id, None)
-                    log.info("history.version_taken room=%s version=%d", room_id, version.number)
-                    return None
-                # Kept for the next version of a room in memory (dropped when it leaves).
-                self._states[room_id] = (version.number, state)
-                if checkpoint:
-                    self._since[room_id] = version.last_seq
-                self.versions_closed += 1
-                log.info(
-                    "history.version room=%s version=%d updates=%d reason=%s checkpoint=%s",
-                    room_id,
-                    version.number,
-                    len(entries),
-                    reason,
-                    checkpoint,
-                )
-        # Closed (or nothing to close): the room has no open version until its next update.
+        (version,) = await self._close_many([room_id], lambda _: reason)
+        return version
+
+    async def _close_many(
+        self, rooms: list[str], reason: Callable[[str], VersionReason]
+    ) -> list[Version | None]:
+        """Close the open version of each room; the versions are written in one call (one
+        transaction, one fsync, however many rooms left memory at once)."""
+        prepared: list[_Prepared | None] = []
+        for room_id in rooms:
+            with self._deadline(f"closing a version of {room_id!r}"):
+                prepared.append(await self._prepare(room_id, reason(room_id)))
+        ready = [item for item in prepared if item is not None]
+        with self._deadline(f"writing {len(ready)} versions"):
+            stored = await self.store.add_versions(
+                [(p.version, p.state if p.checkpoint else b"", p.changes) for p in ready]
+            )
+        written = dict(zip((id(p) for p in ready), stored, strict=True))
+        results: list[Version | None] = []
+        for room_id, item in zip(rooms, prepared, strict=True):
+            if item is not None and not written[id(item)]:
+                # Another node closed this number first; what it left open closes at a
+                # later tick, built on the version it wrote.
+                self._states.pop(room_id, None)
+                self._since.pop(room_id, None)
+                log.info("history.version_taken room=%s version=%d", room_id, item.version.number)
+                results.append(None)
+                continue
+            if item is not None:
+                self._closed(item)
+            self._settle(room_id)
+            results.append(item.version if item is not None else None)
+        return results
+
+    async def _prepare(self, room_id: str, reason: VersionReason) -> _Prepared | None:
+        versions = await self.store.versions(room_id)
+        previous = versions[-1] if versions else None
+        after = previous.last_seq if previous is not None else 0
+        entries = await self.store.entries(room_id, after_seq=after)
+        if not entries:
+            return None
+        base, since = await self._base(room_id, versions)
+        updates = [*base, *(entry.data for entry in entries)]
+        state = await trio.to_thread.run_sync(merged_state, updates)
+        version = Version(
+            room_id=room_id,
+            number=previous.number + 1 if previous is not None else 1,
+            started_ms=entries[0].at_ms,
+            ended_ms=entries[-1].at_ms,
+            first_seq=entries[0].seq,
+            last_seq=entries[-1].seq,
+            reason=reason,
+            authors=count_authors(entries),
+        )
+        changes: list[BlockChange] = []
+        if self._analyse is not None:
+            changes = await trio.to_thread.run_sync(
+                self._analyse, room_id, base[0] if base else None, entries
+            )
+        checkpoint = (
+            previous is None
+            or reason == "restore"
+            or version.last_seq - since >= CHECKPOINT_UPDATES
+        )
+        return _Prepared(
+            version=version,
+            state=state,
+            changes=changes,
+            checkpoint=checkpoint,
+            updates=len(entries),
+        )
+
+    def _closed(self, item: _Prepared) -> None:
+        version = item.version
+        # Kept for the next version of a room in memory (dropped when it leaves).
+        self._states[version.room_id] = (version.number, item.state)
+        if item.checkpoint:
+            self._since[version.room_id] = version.last_seq
+        self.versions_closed += 1
+        log.info(
+            "history.version room=%s version=%d updates=%d reason=%s checkpoint=%s",
+            version.room_id,
+            version.number,
+            item.updates,
+            version.reason,
+            item.checkpoint,
+        )
+
+    def _settle(self, room_id: str) -> None:
+        """Closed (or nothing to close): no open version until the room's next update."""
         if not any(entry.room_id == room_id for entry in self._buffer):
             self._active.pop(room_id, None)
             if room_id in self._closing:
                 self._states.pop(room_id, None)
                 self._since.pop(room_id, None)
         self._closing.discard(room_id)
-        return version
 
     async def _base(self, room_id: str, versions: list[Version]) -> tuple[list[bytes], int]:
         """The state the next version builds on ([] before the first) and the last seq of
@@ -389,6 +429,17 @@ def _missing(known: list[bytes], loaded: list[bytes]) -> bytes | None:
     diff = _pycrdt(pycrdt.get_update, document.state, doc.get_state())
     apply_update(doc, diff)
     return diff if doc.get_update() != before else None
+
+
+@attrs.frozen
+class _Prepared:
+    """A version computed and ready to write."""
+
+    version: Version
+    state: bytes
+    changes: list[BlockChange]
+    checkpoint: bool
+    updates: int
 
 
 @contextmanager

@@ -90,8 +90,17 @@ class SqlHistory:
     async def add_version(
         self, version: Version, state: bytes, changes: Sequence[BlockChange] = ()
     ) -> bool:
+        (stored,) = await self.add_versions([(version, state, changes)])
+        return stored
+
+    async def add_versions(
+        self, items: Sequence[tuple[Version, bytes, Sequence[BlockChange]]]
+    ) -> list[bool]:
+        if not items:
+            return []
+        rows = [(version, state, changes_json(changes)) for version, state, changes in items]
         return await self._store._call(
-            True, partial(self._add_version, version, state, changes_json(changes))
+            True, lambda tx: [self._add_version(v, state, c, tx) for v, state, c in rows]
         )
 
     async def block_changes(self, room_id: str) -> dict[int, list[BlockChange]]:
