@@ -153,7 +153,7 @@ async def test_slow_reader_is_closed_with_1013_and_others_keep_receiving(
 
 
 class CrashOnMarker(MemoryOnly):
-    def received(self, key: str, update: bytes) -> None:
+    def received(self, key: str, update: bytes, origin: object = None) -> None:
         if b"BOOM" in update:
             raise RuntimeError("simulated room failure")
 

@@ -30,15 +30,19 @@ from .auth import Authenticator, DevelopmentAuthenticator
 from .auth.introspection import Introspector
 from .auth.keys import JwksFile, JwksUrl, KeyError_, KeyProvider, StaticKey
 from .auth.minting import mint_token
+from .auth.permissions import HISTORY
 from .auth.revocation import Revocations
 from .auth.secrets import SecretError, resolve_secret
 from .auth.token_auth import TokenAuthenticator
 from .config import RealtimeConfig
 from .extras import import_extra
+from .history_blame import changed_blocks
 from .http import OpsApp, serve_http
 from .loopmonitor import measure_loop_lag
 from .persistence import Persistence, Store, StoreError, store_for
 from .persistence.filesystem import FilesystemStore
+from .persistence.historyrecorder import HistoryRecorder
+from .persistence.historystores import history_for
 from .persistence.roomhooks import PersistedRooms
 from .persistence.sqlite import SqliteStore
 from .protocol import close_reason
@@ -51,6 +55,7 @@ from .rooms.edits import RoomGone, edit_room
 from .rooms.hooks import RoomHooks
 from .rooms.manager import RoomUnavailable
 from .rooms.messages import TakeSnapshot
+from .rooms.origin import FILESYSTEM_ORIGIN
 from .rooms.plugins import RoomTypeLoadError, add_configured_room_types
 from .server import RealtimeServer, Revoked
 from .stats import Stats
@@ -317,6 +322,8 @@ class RealtimeService:
         self.config = config
         self.stats = Stats()
         self.persistence: Persistence | None = None
+        # The history of every room (persistence/history*.py); None when off.
+        self.history: HistoryRecorder | None = None
         hooks: RoomHooks | None = None
         snapshots = config.snapshots
         if snapshots.enabled:
@@ -329,7 +336,18 @@ class RealtimeService:
                 compress_over=snapshots.compress_over,
                 shutdown_timeout=config.shutdown_timeout,
             )
-            hooks = PersistedRooms(self.persistence)
+            history_store = history_for(store) if config.history.enabled else None
+            if history_store is not None:
+                self.history = HistoryRecorder(
+                    history_store,
+                    node=config.cluster.node_id or socket.gethostname(),
+                    version_idle=config.history.version_idle,
+                    retention_days=config.history.retention_days,
+                    flush_s=snapshots.flush_ms / 1000,
+                    shutdown_timeout=config.shutdown_timeout,
+                    analyse=changed_blocks,
+                )
+            hooks = PersistedRooms(self.persistence, self.history)
         # Several nodes sharing rooms through Redis (docs/scaling.md); never touched when off.
         self.cluster: ClusterService | None = None
         if config.cluster.enabled:
@@ -417,7 +435,14 @@ class RealtimeService:
             if self.rooms.get(key) is None and key not in stored:
                 continue
             try:
-                result = await edit_room(self.rooms, key, "records", actor=FILE_ACTOR, edit=edit)
+                result = await edit_room(
+                    self.rooms,
+                    key,
+                    "records",
+                    actor=FILE_ACTOR,
+                    edit=edit,
+                    origin=FILESYSTEM_ORIGIN,
+                )
             except (RoomUnavailable, RoomGone) as exc:
                 failed[record_id] = str(exc) or type(exc).__name__
                 continue
@@ -471,6 +496,8 @@ class RealtimeService:
                     # Started first, cancelled last: its final flush follows the rooms' last
                     # snapshots at shutdown.
                     await root.start(self.persistence.run)
+                    if self.history is not None:
+                        await root.start(self.history.run)
                     root.start_soon(self._sweep_old_snapshots, self.persistence.store)
                 if self.cluster is not None:
                     # Started before the rooms, cancelled after them: their last presence
@@ -795,12 +822,15 @@ class RealtimeService:
         """A token this daemon accepts: its lifetime, algorithm, issuer and audience."""
         if self.hmac_secret is None:
             return name  # development mode: the token is the user id
+        # A demo clerk edits and reads the history (docs/history.md): an editor's role
+        # with `records:history` added, for records rooms only like every demo token.
         auth = self.config.auth
         return mint_token(
             self.hmac_secret,
             user=f"demo-{secrets.token_hex(4)}",
             name=name,
-            role=role,
+            role="editor" if role == "clerk" else role,
+            permissions=(HISTORY,) if role == "clerk" else (),
             rooms=("records:*",),
             ttl_seconds=self.demo_token_ttl,
             algorithm=next((a for a in auth.effective_algorithms if a.startswith("HS")), "HS256"),

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import trio
 
 from . import config as config_module
-from . import records_cli, snapshots_cli
+from . import history_cli, records_cli, snapshots_cli
 from .app import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -105,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     snapshots_cli.add_parser(commands)
     records_cli.add_parser(commands)
+    history_cli.add_parser(commands)
     return parser
 
 
@@ -131,6 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MissingExtra as exc:
             print(exc, file=sys.stderr)
             return EXIT_CONFIG
+        return records_cli.run(loaded.config, args)
+    if args.command == "history":
+        try:
+            loaded = _load(args.config)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_CONFIG
+        return history_cli.run(loaded.config, args)
     return _serve(args.config)
 
 

@@ -64,6 +64,13 @@ def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -
         raise FieldError(attribute.name, "a value greater than 0")
 
 
+def _positive_or_none(
+    instance: object, attribute: attrs.Attribute[Any], value: float | None
+) -> None:
+    if value is not None:
+        _positive(instance, attribute, value)
+
+
 @attrs.frozen(kw_only=True)
 class RoomsConfig:
     max_rooms: int = attrs.field(default=100, validator=_at_least(1))
@@ -126,6 +133,18 @@ class SnapshotsConfig:
         if self.storage == "filesystem":
             return "filesystem:" + (self.directory or data_dir)
         return self.database_url or str(Path(data_dir) / "realtime.sqlite3")
+
+
+@attrs.frozen(kw_only=True)
+class HistoryConfig:
+    # Keep every accepted update with who, when and where, and versions to read, compare
+    # and restore (docs/history.md). Needs snapshots.enabled (the same store).
+    enabled: bool = True
+    # Seconds of quiet after which a room's open version closes (also at eviction and at
+    # shutdown).
+    version_idle: float = attrs.field(default=120.0, validator=_positive)
+    # Days of history to keep; null keeps everything. The newest version always stays.
+    retention_days: float | None = attrs.field(default=None, validator=_positive_or_none)
 
 
 @attrs.frozen(kw_only=True)
@@ -439,6 +458,7 @@ class RealtimeConfig:
     allowed_origins: tuple[str, ...] = ()
     rooms: RoomsConfig = attrs.Factory(RoomsConfig)
     snapshots: SnapshotsConfig = attrs.Factory(SnapshotsConfig)
+    history: HistoryConfig = attrs.Factory(HistoryConfig)
     rate_limiting: RateLimitingConfig = attrs.Factory(RateLimitingConfig)
     connection_cleanup: ConnectionCleanupConfig = attrs.Factory(ConnectionCleanupConfig)
     connection: ConnectionConfig = attrs.Factory(ConnectionConfig)

@@ -58,6 +58,7 @@ from .messages import (
     ServerEdit,
     TakeSnapshot,
 )
+from .origin import SEED_ORIGIN, Origin
 from .pending import Held, PendingUpdates, waits
 from .relay import NoRelay, RoomRelay
 from .types import RoomType
@@ -218,7 +219,7 @@ class Room:
             if seeded:
                 # The seed is the room's first state: persist it like an edit.
                 for update in self._applied:
-                    self._hooks.received(self.key, update)
+                    self._hooks.received(self.key, update, SEED_ORIGIN)
                 self._unsnapshotted += len(self._applied)
             self._applied.clear()
         self.size_estimate = len(self.doc.get_update())
@@ -642,7 +643,7 @@ class Room:
         if changed or held:
             # The raw update, as received: one whose dependencies are missing waits inside
             # pycrdt and is absent from get_update(), so only the raw bytes keep it.
-            self._hooks.received(self.key, update)
+            self._hooks.received(self.key, update, _origin_of(member))
             self._relay.local_update(self.key, update)
             self._unsnapshotted += 1
             if self._unsnapshotted >= self._config.snapshots.max_updates:
@@ -680,7 +681,7 @@ class Room:
             self._stats.updates_applied += 1
             self.size_estimate += len(update)
             self._broadcast(WireFrame(encode_sync_update(update)), exclude=None)
-            self._hooks.received(self.key, update)
+            self._hooks.received(self.key, update, message.origin)
             self._relay.local_update(self.key, update)
             self._unsnapshotted += 1
         if changes and self._unsnapshotted >= self._config.snapshots.max_updates:
@@ -920,6 +921,11 @@ class Room:
                     member.outbound.close(
                         CloseCode.GOING_AWAY, close_reason("STALE_CONNECTION"), flush=False
                     )
+
+
+def _origin_of(member: Member) -> Origin:
+    identity = member.identity
+    return Origin(sub=identity.user_id, name=identity.name, conn_id=member.conn_id)
 
 
 class CloseRequestReason:
