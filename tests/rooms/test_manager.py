@@ -7,6 +7,7 @@ Timers run on trio's autojump clock.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 import trio
@@ -80,7 +81,7 @@ async def join(manager: RoomManager, key: str, member: Member) -> RoomHandle:
 
 
 def update_with(text: str) -> bytes:
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.get("t", type=Text).insert(0, text)
     return doc.get_update()
 

@@ -54,7 +54,7 @@ from .members import (
 
 def doc_with(text: str, *, base: bytes | None = None) -> bytes:
     """An update inserting `text` at the start of `t` (after `base`, if given)."""
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     if base is not None:
         doc.apply_update(base)
     before = doc.get_state()
@@ -63,7 +63,7 @@ def doc_with(text: str, *, base: bytes | None = None) -> bytes:
 
 
 def text_of(*updates: bytes) -> str:
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     for update in updates:
         doc.apply_update(update)
     return str(doc.get("t", type=Text))
@@ -291,7 +291,7 @@ async def test_step1_gets_what_the_client_misses() -> None:
     async with open_room(hooks=Stored(base)) as h:
         member = make_member(1)
         await h.join(member)
-        client = Doc()
+        client: Doc[Any] = Doc()
         client.apply_update(base)
         await h.client_sends(member, messages.encode_sync_update(doc_with("more ", base=base)))
         await h.client_sends(member, messages.encode_sync_step1(client.get_state()))
@@ -353,7 +353,7 @@ async def test_a_member_whose_queue_is_full_is_closed_1013_and_the_others_get_ev
         for member in (writer, fast, slow):
             await h.join(member)
         await drain(fast)
-        client = Doc()
+        client: Doc[Any] = Doc()
         for i in range(5):
             before = client.get_state()
             client.get("t", type=Text).insert(0, f"{i} ")
@@ -450,7 +450,7 @@ async def test_frames_queued_while_the_room_loads_follow_the_loaded_state() -> N
     room = build_room(receive, send, on_empty=lambda room: None, hooks=Stored(stored, gate=gate))
     h = Harness(room=room, mailbox=send, emptied=trio.Event())
     reader, early = make_member(1), make_member(2)
-    early_doc = Doc()
+    early_doc: Doc[Any] = Doc()
     early_doc.apply_update(stored)
     early_doc.get("t", type=Text).insert(7, "early")
     async with trio.open_nursery() as nursery:
