@@ -188,27 +188,18 @@ class PendingBudget:
         (a rebuild of the document) and the sender is closed with 4029: a y-websocket
         client reconnects and syncs, which sends what was missing, if it has it.
         """
-        rooms = self._config
         owner = member.conn_id if member is not None else None
         self.pending.add(Held(update, owner, trio.current_time()))
         self._peak_bytes = max(self._peak_bytes, self._size() + self.pending.total)
         self._added.set()
-        over_connection = (
-            member is not None and self.pending.of(owner) > rooms.max_pending_bytes_per_connection
-        )
-        if not over_connection and self.pending.total <= rooms.max_pending_bytes:
+        if self._over_budget(member) is None:
             return True
         # Maybe some are resolved by now; only what still waits is held against the budget.
         self.pending.settle(self._document.doc.get_state())
-        over_connection = (
-            member is not None and self.pending.of(owner) > rooms.max_pending_bytes_per_connection
-        )
-        if not over_connection and self.pending.total <= rooms.max_pending_bytes:
+        why = self._over_budget(member)
+        if why is None:
             return True
-        self._drop(
-            [held for held in self.pending.held if held.owner == owner],
-            why="connection_budget" if over_connection else "room_budget",
-        )
+        self._drop([held for held in self.pending.held if held.owner == owner], why=why)
         if member is not None:
             self._stats.pending_closes += 1
             send_error(
@@ -220,6 +211,18 @@ class PendingBudget:
                 CloseCode.LIMIT_EXCEEDED, close_reason("PENDING_LIMIT"), flush=True
             )
         return False
+
+    def _over_budget(self, member: Member | None) -> str | None:
+        """The budget the held updates exceed, the member's first; None: within both."""
+        limits = self._config
+        if (
+            member is not None
+            and self.pending.of(member.conn_id) > limits.max_pending_bytes_per_connection
+        ):
+            return "connection_budget"
+        if self.pending.total > limits.max_pending_bytes:
+            return "room_budget"
+        return None
 
     def hold_stored(self, stored: list[bytes]) -> None:
         """After a load: stored updates that still wait are held (and bounded) like others."""

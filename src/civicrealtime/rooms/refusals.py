@@ -14,13 +14,11 @@ from pycrdt import Doc
 
 from ..protocol import InvalidUpdate
 from ..protocol.messages import encode_permission_denied
-from ..protocol.updates import adds_structs, decode_state_vector
+from ..protocol.updates import EMPTY_UPDATE, adds_structs, decode_state_vector
 from .fanout import send_error
 from .member import Member
 
 log = logging.getLogger("civicrealtime.room")
-
-EMPTY_UPDATE = b"\x00\x00"
 
 
 def reject(key: str, member: Member, detail: str) -> None:

@@ -32,6 +32,7 @@ from ..protocol import (
 from ..protocol import control as control_frames
 from ..protocol.document import YDocument
 from ..protocol.messages import encode_sync_step1, encode_sync_step2, encode_sync_update
+from ..protocol.updates import EMPTY_UPDATE
 from ..protocol.wire import WireFrame
 from ..stats import Stats
 from .fanout import CloseRequestReason, Fanout, send_error
@@ -50,7 +51,7 @@ from .messages import (
 )
 from .pending import TRIM_AFTER_BYTES, PendingBudget, PendingUpdates, waits
 from .presence import Presence
-from .refusals import EMPTY_UPDATE, refuse_viewer_update, reject
+from .refusals import refuse_viewer_update, reject
 from .relay import NoRelay, RoomRelay
 from .snapshots import Snapshots
 from .timers import GraceTimer, sweep_stale
