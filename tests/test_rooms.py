@@ -1,4 +1,8 @@
-"""Room lifecycle and isolation, through the real server."""
+"""Room lifecycle and isolation, through the real server.
+
+The same behaviours one level down, a `Room` and a `RoomManager` fed through their mailboxes
+without a network, are in tests/rooms/.
+"""
 
 from __future__ import annotations
 
