@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Mapping
 from functools import partial
@@ -23,13 +24,17 @@ import trio.lowlevel
 from .auth import Authenticator
 from .auth.configured import build_authenticator
 from .auth.minting import mint_token
+from .auth.permissions import HISTORY
 from .auth.revocation import Revocations
 from .config import RealtimeConfig
 from .extras import import_extra
+from .history_blame import changed_blocks
 from .http import OpsApp, serve_http
 from .http.ports import Outcome
 from .loopmonitor import measure_loop_lag
 from .persistence import Store, StoreError, StoreWriter, store_for
+from .persistence.historyrecorder import HistoryRecorder
+from .persistence.historystores import history_for
 from .persistence.roomhooks import PersistedRooms
 from .protocol import close_reason
 from .protocol.closecodes import CloseCode
@@ -96,6 +101,8 @@ class RealtimeService:
         self.config = config
         self.stats = Stats()
         self.persistence: StoreWriter | None = None
+        # The history of every room (persistence/history*.py); None when off.
+        self.history: HistoryRecorder | None = None
         hooks: RoomHooks | None = None
         snapshots = config.snapshots
         if snapshots.enabled:
@@ -108,7 +115,18 @@ class RealtimeService:
                 compress_over=snapshots.compress_over,
                 shutdown_timeout=config.shutdown_timeout,
             )
-            hooks = PersistedRooms(self.persistence)
+            history_store = history_for(store) if config.history.enabled else None
+            if history_store is not None:
+                self.history = HistoryRecorder(
+                    history_store,
+                    node=config.cluster.node_id or socket.gethostname(),
+                    version_idle=config.history.version_idle,
+                    retention_days=config.history.retention_days,
+                    flush_s=snapshots.flush_ms / 1000,
+                    shutdown_timeout=config.shutdown_timeout,
+                    analyse=changed_blocks,
+                )
+            hooks = PersistedRooms(self.persistence, self.history)
         # Several nodes sharing rooms through Redis (docs/scaling.md); never touched when off.
         self.cluster: ClusterService | None = None
         if config.cluster.enabled:
@@ -203,6 +221,8 @@ class RealtimeService:
                     # Started first, cancelled last: its final flush follows the rooms' last
                     # snapshots at shutdown.
                     await root.start(self.persistence.run)
+                    if self.history is not None:
+                        await root.start(self.history.run)
                     root.start_soon(self._sweep_old_snapshots, self.persistence.store)
                 if self.cluster is not None:
                     # Started before the rooms, cancelled after them: their last presence
@@ -397,12 +417,15 @@ class RealtimeService:
         """A token this daemon accepts: its lifetime, algorithm, issuer and audience."""
         if self.hmac_secret is None:
             return name  # development mode: the token is the user id
+        # A demo clerk edits and reads the history (docs/history.md): an editor's role
+        # with `records:history` added, for records rooms only like every demo token.
         auth = self.config.auth
         return mint_token(
             self.hmac_secret,
             user=f"demo-{secrets.token_hex(4)}",
             name=name,
-            role=role,
+            role="editor" if role == "clerk" else role,
+            permissions=(HISTORY,) if role == "clerk" else (),
             rooms=("records:*",),
             ttl_seconds=self.demo_token_ttl,
             algorithm=next((a for a in auth.effective_algorithms if a.startswith("HS")), "HS256"),

@@ -107,9 +107,10 @@ class Connection:
                 outbound.detach()
 
     def end_session(self, code: str, reason: str) -> None:
-        """Close with 4001 after a `session.revoked` frame (revocation, token expiry)."""
+        """Close with 4001 (revocation, token expiry); a `session.revoked` frame first to a
+        connection that gets control frames (the close reason carries the same)."""
         outbound = self.member.outbound
-        if self._config.protocol.control_frames:
+        if self.member.control_frames:
             outbound.push(control_frames.session_revoked_frame(reason))
         outbound.close(CloseCode.AUTH_FAILED, close_reason(code, reason=reason), flush=True)
 
@@ -139,7 +140,7 @@ class Connection:
     async def _reader(self) -> None:
         ws, member, outbound = self._ws, self.member, self.member.outbound
         mailbox = self._handle.mailbox
-        control = self._config.protocol.control_frames
+        control = member.control_frames
         while True:
             try:
                 frame = await ws.get_message()

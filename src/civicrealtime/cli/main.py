@@ -29,6 +29,7 @@ from ..startup import (
     describe_os_error,
 )
 from ..version import VERSION
+from . import history as history_cli
 from . import records as records_cli
 from . import snapshots as snapshots_cli
 
@@ -106,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     snapshots_cli.add_parser(commands)
     records_cli.add_parser(commands)
+    history_cli.add_parser(commands)
     return parser
 
 
@@ -119,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.path or args.config)
     if args.command == "token":
         return _token(args)
-    if args.command in ("snapshots", "records"):
+    if args.command in ("snapshots", "records", "history"):
         try:
             loaded = _load(args.config)
         except ConfigError as exc:
@@ -128,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.command == "snapshots":
                 return snapshots_cli.run(loaded.config, args)
+            if args.command == "history":
+                return history_cli.run(loaded.config, args)
             return records_cli.run(loaded.config, args)
         except MissingExtra as exc:
             print(exc, file=sys.stderr)

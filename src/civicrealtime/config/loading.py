@@ -14,13 +14,14 @@ import difflib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 import attrs
 import cattrs
 import yaml
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
+from ..protocol.control import ControlFramesMode
 from .schema import (
     ACCESS_VALUES,
     DEFAULT_ROLES,
@@ -111,6 +112,26 @@ def _structure_room_types(value: object, _: type) -> dict[str, RoomTypeConfig]:
     return result
 
 
+# `protocol.control_frames` was a boolean; a file written then keeps meaning what it meant.
+_CONTROL_FRAMES_BOOLEANS: dict[bool, ControlFramesMode] = {True: "always", False: "never"}
+
+
+def _control_frames_mode(value: object, _: type) -> ControlFramesMode:
+    if isinstance(value, bool):
+        return _CONTROL_FRAMES_BOOLEANS[value]
+    for mode in get_args(ControlFramesMode):
+        if value == mode:
+            return cast(ControlFramesMode, mode)
+    raise TypeError(
+        "expected one of 'opt-in', 'always', 'never' (or the former true, meaning 'always', "
+        "or false, meaning 'never')"
+    )
+
+
+# Literal types structured by their own hook (which names the allowed values itself).
+_LITERALS_WITH_HOOKS = (ControlFramesMode,)
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     converter.register_structure_hook(int, _strict_int)
@@ -124,6 +145,7 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook_func(
         lambda t: t == dict[str, RoomTypeConfig], _structure_room_types
     )
+    converter.register_structure_hook_func(lambda t: t == ControlFramesMode, _control_frames_mode)
     return converter
 
 
@@ -199,7 +221,9 @@ def _literal_problems(raw: Mapping[str, Any]) -> list[str]:
             ftype = field.type
             if attrs.has(ftype):
                 walk(ftype, value, (*path, field.name))
-            elif getattr(ftype, "__origin__", None) is Literal:
+            elif getattr(ftype, "__origin__", None) is Literal and (
+                ftype not in _LITERALS_WITH_HOOKS
+            ):
                 allowed = ftype.__args__
                 if value not in allowed or isinstance(value, bool):
                     choices = ", ".join(repr(a) for a in allowed)

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import attrs
 
+from ..protocol.control import ControlFramesMode
+
 
 class FieldError(ValueError):
     """A value out of range; carries the field name so the error can name the key path."""
@@ -44,6 +46,13 @@ def _at_most(maximum: float) -> Any:
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
         raise FieldError(attribute.name, "a value greater than 0")
+
+
+def _positive_or_none(
+    instance: object, attribute: attrs.Attribute[Any], value: float | None
+) -> None:
+    if value is not None:
+        _positive(instance, attribute, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -108,6 +117,18 @@ class SnapshotsConfig:
         if self.storage == "filesystem":
             return "filesystem:" + (self.directory or data_dir)
         return self.database_url or str(Path(data_dir) / "realtime.sqlite3")
+
+
+@attrs.frozen(kw_only=True)
+class HistoryConfig:
+    # Keep every accepted update with who, when and where, and versions to read, compare
+    # and restore (docs/history.md). Needs snapshots.enabled (the same store).
+    enabled: bool = True
+    # Seconds of quiet after which a room's open version closes (also at eviction and at
+    # shutdown).
+    version_idle: float = attrs.field(default=120.0, validator=_positive)
+    # Days of history to keep; null keeps everything. The newest version always stays.
+    retention_days: float | None = attrs.field(default=None, validator=_positive_or_none)
 
 
 @attrs.frozen(kw_only=True)
@@ -208,8 +229,12 @@ class RecordsConfig:
 
 @attrs.frozen(kw_only=True)
 class ProtocolConfig:
-    # Unsolicited text frames (connection.ack, error, notice) for CivicPress's editor.
-    control_frames: bool = True
+    # Who gets the unsolicited JSON text frames (connection.ack, error, notice,
+    # session.revoked), which stock y-websocket clients cannot parse: "opt-in", a connection
+    # that offers the `civicrealtime.control.v1` subprotocol; "always", every connection;
+    # "never", none. Pongs always go out. The former booleans still load: true is "always"
+    # (what it did), false is "never".
+    control_frames: ControlFramesMode = "opt-in"
 
 
 # What a role may do in the rooms of a configured room type (`room_types.<name>.roles`).
@@ -417,6 +442,7 @@ class RealtimeConfig:
     allowed_origins: tuple[str, ...] = ()
     rooms: RoomsConfig = attrs.Factory(RoomsConfig)
     snapshots: SnapshotsConfig = attrs.Factory(SnapshotsConfig)
+    history: HistoryConfig = attrs.Factory(HistoryConfig)
     rate_limiting: RateLimitingConfig = attrs.Factory(RateLimitingConfig)
     connection_cleanup: ConnectionCleanupConfig = attrs.Factory(ConnectionCleanupConfig)
     connection: ConnectionConfig = attrs.Factory(ConnectionConfig)

@@ -24,6 +24,7 @@ from ..auth.permissions import ALL
 from ..version import VERSION
 from . import content
 from .exchange import BodyTooLarge, header, json_response, read_body
+from .history import HistoryRoutes, history_route
 from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
 from .ports import OpsService, Receive, Scope, Send
 from .roomviews import describe_room, describe_rooms
@@ -35,7 +36,7 @@ MAX_BODY = 64 * 1024
 # A room that crashed this recently makes /health say "degraded".
 CRASH_MEMORY_SECONDS = 300.0
 LAG_DEGRADED_SECONDS = 1.0
-DEMO_ROLES = {"editor", "public"}
+DEMO_ROLES = {"editor", "clerk", "public"}
 _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -76,6 +77,7 @@ class OpsApp:
         )
         self.demo_enabled = service.demo_enabled
         self._content_versions = content.ServedVersions()
+        self._history = HistoryRoutes(service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -114,6 +116,16 @@ class OpsApp:
             return 200, [(b"content-type", CONTENT_TYPE.encode())], body
         if content.is_content_route(path):
             return await content.handle(self._service, self._content_versions, scope, receive)
+        route = history_route(method, path)
+        if route is not None:
+            # Its own access rule: the admin credential or a `records:history` token.
+            return await self._history.handle(
+                route,
+                authorization=header(scope, b"authorization"),
+                peer=_client(scope),
+                query=scope.get("query_string", b""),
+                receive=receive,
+            )
         if path.startswith("/admin/"):
             await self._authorize_admin(scope)
             return await self._admin(method, path[len("/admin/") :], receive)
@@ -272,7 +284,9 @@ class OpsApp:
             body = await _json_body(receive)
             name, role = body.get("name"), body.get("role", "editor")
             if not isinstance(name, str) or not name.strip() or role not in DEMO_ROLES:
-                raise HttpError(400, 'expected {"name": "...", "role": "editor" | "public"}')
+                raise HttpError(
+                    400, 'expected {"name": "...", "role": "editor" | "clerk" | "public"}'
+                )
             token = self._service.demo_token(name.strip()[:40], role)
             host = (header(scope, b"host") or "localhost").rsplit(":", 1)[0]
             return json_response(

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import attrs
 
 from ..config import RealtimeConfig
+from ..persistence.historyrecorder import HistoryRecorder
 from ..persistence.writer import StoreWriter
 from ..rooms import RoomManager, RoomTypeRegistry
 from ..server import RealtimeServer
@@ -74,6 +75,8 @@ class OpsService(Protocol):
     def room_types(self) -> RoomTypeRegistry: ...
     @property
     def persistence(self) -> StoreWriter | None: ...
+    @property
+    def history(self) -> HistoryRecorder | None: ...
     @property
     def cluster(self) -> HasStatistics | None: ...
     @property

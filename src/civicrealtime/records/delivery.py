@@ -19,6 +19,7 @@ from ..persistence.store import STORE_CALL_TIMEOUT, Store
 from ..rooms import RoomManager, RoomTypeRegistry
 from ..rooms.edits import RoomGone, edit_room
 from ..rooms.manager import RoomUnavailable
+from ..rooms.origin import FILESYSTEM_ORIGIN
 from ..stats import Stats
 from .handler import RecordsRoomType
 from .watcher import ACTOR as FILE_ACTOR
@@ -56,7 +57,14 @@ class FileEditDelivery:
             if self._rooms.get(key) is None and key not in stored:
                 continue
             try:
-                result = await edit_room(self._rooms, key, "records", actor=FILE_ACTOR, edit=edit)
+                result = await edit_room(
+                    self._rooms,
+                    key,
+                    "records",
+                    actor=FILE_ACTOR,
+                    edit=edit,
+                    origin=FILESYSTEM_ORIGIN,
+                )
             except (RoomUnavailable, RoomGone) as exc:
                 failed[record_id] = str(exc) or type(exc).__name__
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from ..auth import Identity
+from .origin import Origin
 from .outbound import Outbound
 
 
@@ -16,6 +17,10 @@ class Member:
     outbound: Outbound
     peer: str
     can_edit: bool = True
+    # Whether this connection gets the unsolicited JSON control frames (ack, error, notice,
+    # session.revoked): settled at the upgrade (protocol.control.negotiate). A stock
+    # y-websocket client cannot parse them, so they are off unless it asked.
+    control_frames: bool = False
     may_publish_awareness: bool = True
     # Set once the member was told it may not edit: one error frame, not one per keystroke.
     told_read_only: bool = False
@@ -30,3 +35,8 @@ class Member:
     # Whether its first awareness frame has been seen: only that one can be a client coming
     # back after a blip (later outranked states are echoes of other clients' updates).
     awareness_seen: bool = False
+
+    @property
+    def origin(self) -> Origin:
+        """Who the history attributes this member's updates to (never the token itself)."""
+        return Origin(sub=self.identity.user_id, name=self.identity.name, conn_id=self.conn_id)
