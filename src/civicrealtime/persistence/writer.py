@@ -73,12 +73,7 @@ class _Buffered:
 
 
 class StoreWriter:
-    """The one writer between the rooms and the store (group commit, snapshots, retries).
-
-    Owns the buffered updates and the flusher task. Rooms hand it updates without waiting;
-    it never touches a room's document and never makes a room wait on the store. What it
-    sheds past `max_pending_bytes` the room's next snapshot stores (see above).
-    """
+    """Owns the buffered updates and the flusher; never touches a room's document."""
 
     def __init__(
         self,
