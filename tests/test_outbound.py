@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from civicrealtime.protocol.closecodes import CloseCode
-from civicrealtime.rooms.outbound import Outbound
+from civicrealtime.transport.outbound import Outbound
 
 
 def test_a_queue_holding_its_bytes_closes_on_the_next_frame() -> None:

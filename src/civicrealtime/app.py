@@ -41,8 +41,7 @@ from .persistence import Persistence, Store, StoreError, store_for
 from .persistence.filesystem import FilesystemStore
 from .persistence.roomhooks import PersistedRooms
 from .persistence.sqlite import SqliteStore
-from .protocol import close_reason
-from .protocol.closecodes import CloseCode
+from .protocol import closecodes
 from .records.handler import RecordsRoomType
 from .records.watcher import ACTOR as FILE_ACTOR
 from .records.watcher import Edit, PublishedWatcher
@@ -52,8 +51,8 @@ from .rooms.hooks import RoomHooks
 from .rooms.manager import RoomUnavailable
 from .rooms.messages import TakeSnapshot
 from .rooms.plugins import RoomTypeLoadError, add_configured_room_types
-from .server import RealtimeServer, Revoked
 from .stats import Stats
+from .transport import RealtimeServer, Revoked
 
 if TYPE_CHECKING:
     from .cluster import ClusterService
@@ -513,9 +512,7 @@ class RealtimeService:
                     log.info("server.stopping connections=%d", len(self.server.connections))
                     self.server.stop_accepting()
                     await self.rooms.shutdown(deadline)
-                    self.server.close_all(
-                        CloseCode.SHUTTING_DOWN, close_reason("SERVER_SHUTTING_DOWN")
-                    )
+                    self.server.close_all(closecodes.SERVER_SHUTTING_DOWN)
                     with trio.move_on_at(deadline + self.config.connection.close_timeout):
                         await self.server.drained()
                     connections.cancel_scope.cancel()

@@ -23,15 +23,14 @@ from ..memory import trim_memory
 from ..protocol import (
     AwarenessReceived,
     AwarenessStates,
-    CloseCode,
     InvalidUpdate,
     MalformedMessage,
     QueryAwarenessReceived,
     SyncStep1Received,
     UpdateReceived,
-    close_reason,
     diff_update,
 )
+from ..protocol import closecodes as closes
 from ..protocol import control as control_frames
 from ..protocol.awareness import AwarenessEntry, decode_awareness_update
 from ..protocol.document import YDocument
@@ -326,15 +325,15 @@ class Room:
             return
         self.stopping_reason = reason
         for member in list(self.members.values()):
-            self._send_error(member, reason.error_code, reason.message)
-            member.outbound.close(reason.close_code, reason.close_reason, flush=True)
+            self._send_error(member, reason.reason_code, reason.text)
+            member.outbound.close(reason, flush=True)
         self._stop_scope.cancel()
 
     def abort_members(self, reason: CloseRequestReason) -> None:
         """After a crash: tell every member and close them; no other state is trusted."""
         for member in list(self.members.values()):
-            self._send_error(member, reason.error_code, reason.message)
-            member.outbound.close(reason.close_code, reason.close_reason, flush=True)
+            self._send_error(member, reason.reason_code, reason.text)
+            member.outbound.close(reason, flush=True)
 
     @property
     def holds_unwritten_updates(self) -> bool:
@@ -777,14 +776,8 @@ class Room:
         )
         if member is not None:
             self._stats.pending_closes += 1
-            self._send_error(
-                member,
-                "PENDING_LIMIT",
-                "too many changes that depend on changes the server never received",
-            )
-            member.outbound.close(
-                CloseCode.LIMIT_EXCEEDED, close_reason("PENDING_LIMIT"), flush=True
-            )
+            self._send_error(member, closes.PENDING_LIMIT.reason_code, closes.PENDING_LIMIT.text)
+            member.outbound.close(closes.PENDING_LIMIT, flush=True)
         return False
 
     def _hold_stored(self, stored: list[bytes]) -> None:
@@ -917,36 +910,12 @@ class Room:
             for member in list(self.members.values()):
                 if member.last_seen < deadline:
                     log.info("connection.stale room=%s conn=%s", self.key, member.conn_id)
-                    member.outbound.close(
-                        CloseCode.GOING_AWAY, close_reason("STALE_CONNECTION"), flush=False
-                    )
+                    member.outbound.close(closes.STALE_CONNECTION, flush=False)
 
 
-class CloseRequestReason:
-    """Why a room closes its members: the error frame and the close frame they get."""
-
-    __slots__ = ("close_code", "close_reason", "error_code", "message")
-
-    def __init__(self, *, close_code: int, error_code: str, message: str) -> None:
-        self.close_code = close_code
-        self.error_code = error_code
-        self.message = message
-        self.close_reason = close_reason(error_code)
-
-
-SHUTDOWN = CloseRequestReason(
-    close_code=CloseCode.SHUTTING_DOWN,
-    error_code="SERVER_SHUTTING_DOWN",
-    message="server restarting",
-)
-EVICTED = CloseRequestReason(
-    close_code=CloseCode.TRY_AGAIN_LATER, error_code="ROOM_EVICTED", message="room evicted"
-)
-CLOSED_BY_ADMIN = CloseRequestReason(
-    close_code=CloseCode.SHUTTING_DOWN,
-    error_code="ROOM_CLOSED",
-    message="room closed; reconnecting",
-)
-CRASHED = CloseRequestReason(
-    close_code=CloseCode.ROOM_FAILED, error_code="UNKNOWN_ERROR", message="room failed; reconnect"
-)
+# Why a room closes its members: a row of the close table (its error frame and close frame).
+CloseRequestReason = closes.Close
+SHUTDOWN = closes.SERVER_SHUTTING_DOWN
+EVICTED = closes.ROOM_EVICTED
+CLOSED_BY_ADMIN = closes.ROOM_CLOSED
+CRASHED = closes.UNKNOWN_ERROR
