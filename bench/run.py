@@ -319,8 +319,11 @@ CATEGORIES = (
         ("trio/_socket", "trio/_highlevel_socket", "trio/_core/_io"),
     ),
     ("trio scheduler, cancel scopes, locks, channels", ("trio/",)),
-    ("civicrealtime outbound queue", ("civicrealtime/rooms/outbound.py",)),
-    ("civicrealtime connection (reader, writer, metric labels)", ("civicrealtime/connection.py",)),
+    ("civicrealtime outbound queue and flusher", ("civicrealtime/transport/outbound.py",)),
+    (
+        "civicrealtime transport (server, reader, writer, direct writes)",
+        ("civicrealtime/transport/",),
+    ),
     ("civicrealtime room actor", ("civicrealtime/rooms/",)),
     ("civicrealtime protocol decode/encode", ("civicrealtime/protocol/",)),
     ("civicrealtime persistence", ("civicrealtime/persistence/",)),
