@@ -135,6 +135,24 @@ class Outbound:
             # aborting one drops them.
             self._forget(held)
             return
+        if len(held) == 1 and isinstance(held[0], WireFrame):
+            # The common case at low load (one broadcast per drain): no lists, no join.
+            frame = held[0]
+            wire = frame.wire
+            sent = socket.write_now(wire)
+            if sent == len(wire):
+                self._pending -= 1
+                self._bytes -= len(frame)
+                stats = self._stats
+                if stats is not None:
+                    stats.bytes_sent += len(frame)
+                    stats.messages_sent[sent_label(frame)] += 1
+                return
+            if sent < 0:
+                self._forget(held)
+                return
+            self._queue_unsent(held, [wire], sent)
+            return
         wires = [wire_bytes(frame) for frame in held]
         data = wires[0] if len(wires) == 1 else b"".join(wires)
         sent = socket.write_now(data)
@@ -142,6 +160,11 @@ class Outbound:
             # Closed under us: the reader sees it and ends the connection.
             self._forget(held)
             return
+        self._queue_unsent(held, wires, sent)
+
+    def _queue_unsent(self, held: list[Outgoing], wires: list[bytes], sent: int) -> None:
+        """Count the frames the write took (`sent` bytes of `wires`); queue the rest, in
+        order, for the writer."""
         stats = self._stats
         for frame, wire in zip(held, wires, strict=True):
             if sent >= len(wire):
