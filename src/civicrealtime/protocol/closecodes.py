@@ -93,6 +93,9 @@ NORMAL = _row(CloseCode.NORMAL, "", "closed")
 STALE_CONNECTION = _row(CloseCode.GOING_AWAY, "STALE_CONNECTION", "nothing received for too long")
 SLOW_CONSUMER = _row(CloseCode.TRY_AGAIN_LATER, "SLOW_CONSUMER", "fell too far behind")
 SEND_TIMEOUT = _row(CloseCode.TRY_AGAIN_LATER, "SEND_TIMEOUT", "a write took too long")
+TRANSPORT_FAILED = _row(
+    CloseCode.INTERNAL_ERROR, "TRANSPORT_FAILED", "the server failed to write to the connection"
+)
 SETUP_TIMEOUT = _row(CloseCode.TRY_AGAIN_LATER, "SETUP_TIMEOUT", "joining took too long")
 ROOM_EVICTED = _row(CloseCode.TRY_AGAIN_LATER, "ROOM_EVICTED", "room evicted")
 AUTH_FAILED = _row(CloseCode.AUTH_FAILED, "AUTH_FAILED", "authentication failed")
@@ -131,6 +134,7 @@ CLOSES: tuple[Close, ...] = (
     STALE_CONNECTION,
     SLOW_CONSUMER,
     SEND_TIMEOUT,
+    TRANSPORT_FAILED,
     SETUP_TIMEOUT,
     ROOM_EVICTED,
     AUTH_FAILED,

@@ -12,11 +12,12 @@ frame. Broadcast frames are shared by every member's queue, so this counts what 
 member keeps alive, not extra copies.
 
 Coalescing. While the connection serves and nothing waits for its writer, pushed frames
-are held, and the outbox is marked for the run's flusher (one system task per trio run).
-The flusher runs once the room's mailbox drain yields, and writes everything the drain
-produced for this member in one non-blocking `write`: the room makes no system call, and
-under load the calls per delivery fall (docs/benchmarks.md). What the socket does not take
-goes to the writer task, which waits for the socket under `connection.send_timeout`.
+are held, and the outbox is marked for the run's flusher (a trio instrument). The flusher
+runs as soon as the task that pushed yields (for a room: after its mailbox drain), and
+writes everything that step produced for this member in one non-blocking `write`: the
+room makes no system call, and under load the calls per delivery fall (docs/benchmarks.md).
+What the socket does not take goes to the writer task, which waits for the socket under
+`connection.send_timeout`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import math
 import trio
 import trio.lowlevel
 
-from ..protocol.closecodes import SLOW_CONSUMER, Close, CloseRequest
+from ..protocol.closecodes import SLOW_CONSUMER, TRANSPORT_FAILED, Close, CloseRequest
 from ..protocol.wire import WireFrame, WireRest, wire_bytes
 from ..rooms.member import Outgoing
 from ..stats import Stats
@@ -258,48 +259,35 @@ def sent_label(frame: Outgoing) -> str:
     return _SENT_KIND.get(frame[0], "other") if frame else "other"
 
 
-class _Flusher:
-    """Writes the outboxes marked since it last ran: one pass per scheduling round.
+class _Flusher(trio.abc.Instrument):
+    """Writes the outboxes marked during a task step, right after that step.
 
-    A system task of the trio run: marking costs no task switch per member, and the pass
-    runs after the room task that pushed has yielded, so one drain is one write per member.
+    A trio instrument rather than a task: the flush runs when the task that pushed (a room
+    draining its mailbox, a reader answering a ping) yields, with no task switch of its
+    own, so one drain is one write per member and the room itself makes no system call.
     """
 
     def __init__(self) -> None:
         self._marked: list[Outbound] = []
-        self._lot = trio.lowlevel.ParkingLot()
-        self.passes = 0
 
     def mark(self, outbound: Outbound) -> None:
         self._marked.append(outbound)
-        if len(self._marked) == 1:
-            self._lot.unpark()
 
-    async def run(self) -> None:
-        while True:
-            if not self._marked:
-                await self._lot.park()
-            marked, self._marked = self._marked, []
-            self.passes += 1
-            for outbound in marked:
-                try:
-                    outbound.flush()
-                except Exception:
-                    # The isolation boundary of one member's write: a bug here must not end
-                    # the run (a system task's error would), only that connection.
-                    log.exception("transport.flush_failed")
-                    outbound.close(SLOW_CONSUMER, flush=False)
-            # One pass per round: let the connections' and rooms' tasks run between.
-            await trio.lowlevel.cancel_shielded_checkpoint()
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if not self._marked:
+            return
+        marked, self._marked = self._marked, []
+        for outbound in marked:
+            try:
+                outbound.flush()
+            except Exception:
+                # The isolation boundary of one member's write: a bug here must not reach
+                # trio (which would drop the instrument, and every later flush with it).
+                log.exception("transport.flush_failed")
+                outbound.close(TRANSPORT_FAILED, flush=False)
 
 
 _FLUSHER: trio.lowlevel.RunVar[_Flusher] = trio.lowlevel.RunVar("civicrealtime_flusher")
-
-
-def start_flusher() -> None:
-    """Start this run's flusher now (the server does, before it listens) rather than at the
-    first push: its one task then exists for the whole life of the server."""
-    _flusher()
 
 
 def _flusher() -> _Flusher:
@@ -308,5 +296,11 @@ def _flusher() -> _Flusher:
     except LookupError:
         flusher = _Flusher()
         _FLUSHER.set(flusher)
-        trio.lowlevel.spawn_system_task(flusher.run, name="civicrealtime.transport.flusher")
+        trio.lowlevel.add_instrument(flusher)
         return flusher
+
+
+def start_flusher() -> None:
+    """Install this run's flusher now (the server does, before it listens) rather than at
+    the first push."""
+    _flusher()
