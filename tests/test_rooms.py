@@ -1,4 +1,8 @@
-"""Room lifecycle and isolation, through the real server."""
+"""Room lifecycle and isolation, through the real server.
+
+The same behaviours one level down, a `Room` and a `RoomManager` fed through their mailboxes
+without a network, are in tests/rooms/.
+"""
 
 from __future__ import annotations
 
@@ -156,7 +160,7 @@ async def test_slow_reader_is_closed_with_1013_and_others_keep_receiving(
 
 
 class CrashOnMarker(MemoryOnly):
-    def received(self, key: str, update: bytes) -> None:
+    def received(self, key: str, update: bytes, origin: object = None) -> None:
         if b"BOOM" in update:
             raise RuntimeError("simulated room failure")
 

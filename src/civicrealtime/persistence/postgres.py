@@ -22,7 +22,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import StoreBusy, StoreError, StoreFull, StoreReadOnly, StoreUnavailable
-from .records import now_ms
+from .historysql import history_ddl
+from .rows import now_ms
 from .schema import (
     CREATE_SCHEMA_TABLE,
     RECORD_VERSION,
@@ -81,6 +82,8 @@ SCHEMA = (
   until_at DOUBLE PRECISION,
   PRIMARY KEY (kind, subject)
 )""",
+    # Schema 2: the history tables (a store of version 1 gets them, empty).
+    *history_ddl("BYTEA"),
 )
 
 
@@ -97,6 +100,7 @@ def describe_url(url: str) -> str:
 
 class PostgresStore(SqlStore):
     _blocks = True  # a cancel request is a network round trip
+    shared_by_nodes = True  # a database server every node of a cluster reaches
 
     def __init__(
         self,

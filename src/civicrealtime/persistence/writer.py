@@ -1,4 +1,4 @@
-"""`Persistence`: the service rooms hand their updates to, and the one task that writes them.
+"""`StoreWriter`: the service rooms hand their updates to, and the one task that writes them.
 
 Rooms call `received` for every update they apply (raw, as the client sent it: an update
 whose dependencies are missing stays pending inside pycrdt and is absent from
@@ -47,7 +47,7 @@ FAILURE_LOG_INTERVAL = 60.0
 
 
 @attrs.frozen(kw_only=True)
-class PersistenceStats:
+class StoreWriterStats:
     log_writes: int  # successful append calls (one per flush)
     updates_written: int
     snapshot_writes: int
@@ -72,7 +72,9 @@ class _Buffered:
     data: bytes
 
 
-class Persistence:
+class StoreWriter:
+    """Owns the buffered updates and the flusher; never touches a room's document."""
+
     def __init__(
         self,
         store: Store,
@@ -361,8 +363,8 @@ class Persistence:
             self._buffers.pop(room_id, None)
             self._receipts.pop(room_id, None)
 
-    def statistics(self) -> PersistenceStats:
-        return PersistenceStats(
+    def statistics(self) -> StoreWriterStats:
+        return StoreWriterStats(
             log_writes=self._log_writes,
             updates_written=self._updates_written,
             snapshot_writes=self._snapshot_writes,

@@ -18,6 +18,7 @@ from pycrdt import Doc
 from ..protocol.document import YDocument
 from .manager import RoomManager
 from .messages import EditResult, ServerEdit
+from .origin import Origin
 
 T = TypeVar("T")
 
@@ -33,14 +34,22 @@ async def edit_room(
     *,
     actor: str,
     edit: Callable[[YDocument], None],
+    origin: Origin | None = None,
 ) -> EditResult:
-    """Run `edit` in the room's task; raises `RoomUnavailable` or `RoomGone`."""
+    """Run `edit` in the room's task; raises `RoomUnavailable` or `RoomGone`.
+
+    `origin` is who the history attributes the change to; by default the API `actor`.
+    """
+    if origin is None:
+        origin = Origin(actor="api", sub=actor)
     handle = await manager.acquire(key, room_type)
     try:
         reply, answer = trio.open_memory_channel[EditResult](1)
         result: EditResult | None = None
         try:
-            await handle.mailbox.send(ServerEdit(actor=actor, edit=edit, reply=reply))
+            await handle.mailbox.send(
+                ServerEdit(actor=actor, origin=origin, edit=edit, reply=reply)
+            )
             # A room that stops with the edit still queued drops it unanswered: stop
             # waiting when it is gone (it answers at once otherwise, before it can stop).
             async with trio.open_nursery() as nursery:

@@ -13,6 +13,7 @@ import attrs
 from ..auth import Identity
 from ..protocol.closecodes import Close, CloseRequest
 from ..protocol.wire import WireFrame
+from .origin import Origin
 
 # What a room pushes: a binary message (framed once per broadcast when a WireFrame), or a
 # JSON control frame (text).
@@ -73,3 +74,8 @@ class Member:
     # Whether its first awareness frame has been seen: only that one can be a client coming
     # back after a blip (later outranked states are echoes of other clients' updates).
     awareness_seen: bool = False
+
+    @property
+    def origin(self) -> Origin:
+        """Who the history attributes this member's updates to (never the token itself)."""
+        return Origin(sub=self.identity.user_id, name=self.identity.name, conn_id=self.conn_id)

@@ -10,6 +10,7 @@ import trio
 from ..protocol import Event
 from ..protocol.document import YDocument
 from .member import Member
+from .origin import Origin
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -74,6 +75,8 @@ class ServerEdit(RoomMessage):
     """
 
     actor: str
+    # Who the history attributes it to (a restore's caller; the API's or the watcher's actor).
+    origin: Origin
     # On the room's `YDocument`: a peer's update goes through `apply` (character splits),
     # a local change is written into `document.doc` in one transaction.
     edit: Callable[[YDocument], None]

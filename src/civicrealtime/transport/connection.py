@@ -29,11 +29,11 @@ from ..limits import TokenBucket
 from ..protocol import (
     AwarenessReceived,
     Event,
+    FrameDecoder,
     Ignored,
     InvalidMessage,
     PingReceived,
     QueryAwarenessReceived,
-    Session,
     SyncStep1Received,
     UpdateReceived,
 )
@@ -73,7 +73,7 @@ class Connection:
         self.room_type = handle.room_type
         self._config = config
         presence = config.awareness
-        self._session = Session(
+        self._session = FrameDecoder(
             awareness_limits=AwarenessLimits.for_room(
                 max_states=presence.max_room_states,
                 max_state_bytes=presence.max_state_bytes,
