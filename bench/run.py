@@ -46,7 +46,7 @@ NODE_PEER = (
 PYCRDT_RUNNER = BENCH / "peers" / "python" / "pycrdt_server.py"
 DEFAULT_PEERS_PYTHON = BENCH / ".venv-peers" / "bin" / "python"
 
-SERVERS = ("civicrealtime", "y-websocket-server", "pycrdt-websocket")
+SERVERS = ("civicrealtime", "civicrealtime-nosnap", "y-websocket-server", "pycrdt-websocket")
 WORKLOADS = ("fanout", "rooms", "storm", "saturation", "cold")
 STORM_ROOM = "storm"
 
@@ -190,6 +190,9 @@ class Civicrealtime(Server):
         self.secret = secrets.token_urlsafe(48)
         self.data_dir = work / "civicrealtime-data"
         self.fresh_data = True
+        # civicrealtime-nosnap: the same daemon with `snapshots.enabled: false`, so the
+        # cost of durability shows next to the peers, which keep nothing.
+        self.snapshots = not name.endswith("-nosnap")
 
     def command(self) -> tuple[list[str], dict[str, str], Path]:
         if self.fresh_data and self.data_dir.exists():
@@ -213,7 +216,7 @@ class Civicrealtime(Server):
                             "connections_per_user": 100000,
                         },
                         "auth": {"mode": "jwt"},
-                        "snapshots": {"enabled": True, "storage": "database"},
+                        "snapshots": {"enabled": self.snapshots, "storage": "database"},
                         "http": {"enabled": True, "host": "127.0.0.1", "port": 0},
                     }
                 },
@@ -269,6 +272,7 @@ class PycrdtPeer(Server):
 
 SERVER_CLASSES = {
     "civicrealtime": Civicrealtime,
+    "civicrealtime-nosnap": Civicrealtime,
     "y-websocket-server": NodePeer,
     "pycrdt-websocket": PycrdtPeer,
 }
@@ -319,8 +323,11 @@ CATEGORIES = (
         ("trio/_socket", "trio/_highlevel_socket", "trio/_core/_io"),
     ),
     ("trio scheduler, cancel scopes, locks, channels", ("trio/",)),
-    ("civicrealtime outbound queue", ("civicrealtime/rooms/outbound.py",)),
-    ("civicrealtime connection (reader, writer, metric labels)", ("civicrealtime/connection.py",)),
+    ("civicrealtime outbound queue and flusher", ("civicrealtime/transport/outbound.py",)),
+    (
+        "civicrealtime transport (server, reader, writer, direct writes)",
+        ("civicrealtime/transport/",),
+    ),
     ("civicrealtime room actor", ("civicrealtime/rooms/",)),
     ("civicrealtime protocol decode/encode", ("civicrealtime/protocol/",)),
     ("civicrealtime persistence", ("civicrealtime/persistence/",)),
@@ -510,6 +517,7 @@ def run_server(name: str, work: Path, args: argparse.Namespace, tag: str) -> dic
             wl == "storm"
             and "cold" in args.workloads
             and isinstance(server, Civicrealtime)
+            and server.snapshots
             and "error" not in result
         ):
             out["workloads"]["cold"] = cold_load(
@@ -647,9 +655,13 @@ def markdown(report: dict[str, Any]) -> str:
         )
     if "civicrealtime" in servers:
         add("")
-        add("| ratio civicrealtime / peer | vs y-websocket-server | vs pycrdt-websocket |")
-        add("|---|---:|---:|")
+        add(
+            "| ratio civicrealtime / peer | vs y-websocket-server | vs pycrdt-websocket "
+            "| snapshots off vs y-websocket-server |"
+        )
+        add("|---|---:|---:|---:|")
         mine = servers["civicrealtime"]["workloads"]
+        nosnap = servers.get("civicrealtime-nosnap", {}).get("workloads", {})
         for wl, key, label in (
             (
                 "fanout",
@@ -677,7 +689,13 @@ def markdown(report: dict[str, Any]) -> str:
                 a = mine.get(wl, {}).get(key)
                 b = servers.get(peer, {}).get("workloads", {}).get(wl, {}).get(key)
                 cells.append(ratio(a, b))
-            add(f"| {label} | {cells[0]} | {cells[1]} |")
+            cells.append(
+                ratio(
+                    nosnap.get(wl, {}).get(key),
+                    servers.get("y-websocket-server", {}).get("workloads", {}).get(wl, {}).get(key),
+                )
+            )
+            add(f"| {label} | {cells[0]} | {cells[1]} | {cells[2]} |")
     notes = [
         f"- {n}: {servers[n].get('error') or servers[n]['note']}"
         for n in names

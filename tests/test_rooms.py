@@ -154,6 +154,9 @@ async def test_slow_reader_is_closed_with_1013_and_others_keep_receiving(
     await writer.edit(lambda d: d.get("t", type=Text).insert(0, "after"))
     await fast.wait_for(lambda: fast.text("t").startswith("after"))
     assert fast.closed is None
+    # Counted from the close table's row, not from the reason's text.
+    assert server.stats.close_reasons["SLOW_CONSUMER"] == 1
+    assert server.stats.slow_consumer_closes == 1
 
 
 class CrashOnMarker(MemoryOnly):
@@ -249,6 +252,7 @@ async def test_graceful_shutdown_closes_with_4503(nursery: trio.Nursery) -> None
     with trio.fail_after(5):
         await service.stopped.wait()
     assert service.server.stats.closes[CloseCode.SHUTTING_DOWN] == 1
+    assert service.server.stats.close_reasons["SERVER_SHUTTING_DOWN"] == 1
 
 
 def _doc_with(text: str) -> bytes:

@@ -36,8 +36,7 @@ from .persistence import Store, StoreError, StoreWriter, store_for
 from .persistence.historyrecorder import HistoryRecorder
 from .persistence.historystores import history_for
 from .persistence.roomhooks import PersistedRooms
-from .protocol import close_reason
-from .protocol.closecodes import CloseCode
+from .protocol import closecodes
 from .records.delivery import FileEditDelivery, make_watcher
 from .records.handler import RecordsRoomType
 from .revoking import Revoking
@@ -45,7 +44,6 @@ from .rooms import RoomManager, RoomTypeRegistry
 from .rooms.hooks import RoomHooks
 from .rooms.messages import TakeSnapshot
 from .rooms.plugins import RoomTypeLoadError, add_configured_room_types
-from .server import RealtimeServer
 from .startup import (
     EXIT_CONFIG,
     RoomTypeSetupError,
@@ -56,6 +54,7 @@ from .startup import (
     store_advice,
 )
 from .stats import Stats
+from .transport import RealtimeServer
 
 if TYPE_CHECKING:
     from .cluster import ClusterService
@@ -265,9 +264,7 @@ class RealtimeService:
                     log.info("server.stopping connections=%d", len(self.server.connections))
                     self.server.stop_accepting()
                     await self.rooms.shutdown(deadline)
-                    self.server.close_all(
-                        CloseCode.SHUTTING_DOWN, close_reason("SERVER_SHUTTING_DOWN")
-                    )
+                    self.server.close_all(closecodes.SERVER_SHUTTING_DOWN)
                     with trio.move_on_at(deadline + self.config.connection.close_timeout):
                         await self.server.drained()
                     connections.cancel_scope.cancel()

@@ -19,8 +19,8 @@ from .http.ports import Outcome
 from .persistence import Store, StoreError, StoreWriter
 from .persistence.revocationstore import revocations_in
 from .persistence.store import STORE_CALL_TIMEOUT
-from .server import RealtimeServer, Revoked
 from .startup import StoreSetupError
+from .transport import RealtimeServer, Revoked
 
 if TYPE_CHECKING:
     from .cluster import ClusterService

@@ -12,6 +12,8 @@ from collections import Counter
 
 import attrs
 
+from .protocol.closecodes import SLOW_CONSUMER_CLOSES, Close
+
 
 @attrs.define
 class Summary:
@@ -38,6 +40,8 @@ class Stats:
     text_splits: int = 0
     fanout_deliveries: int = 0
     closes: Counter[int] = attrs.Factory(Counter)
+    # Closes by reason code (a row of protocol/closecodes.py; "" for a normal close).
+    close_reasons: Counter[str] = attrs.Factory(Counter)
     auth_failures: Counter[str] = attrs.Factory(Counter)
     rate_limit_slowdowns: int = 0
     rate_limit_closes: int = 0
@@ -66,6 +70,13 @@ class Stats:
     loop_lag_max_seconds: float = 0.0
 
     HYDRATION_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def count_close(self, close: Close) -> None:
+        """One close sent: counted by code and by reason, from its row of the table."""
+        self.closes[close.code] += 1
+        self.close_reasons[close.reason_code] += 1
+        if close in SLOW_CONSUMER_CLOSES:
+            self.slow_consumer_closes += 1
 
     def observe_hydration(self, seconds: float) -> None:
         self.hydration_seconds.observe(seconds)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from civicrealtime.protocol import BadRoom, closecodes, parse_target
 from civicrealtime.protocol.closecodes import MAX_REASON_BYTES, CloseCode, close_reason
+from civicrealtime.stats import Stats
 
 CODES = [
     "INVALID_ROOM",
@@ -114,3 +118,90 @@ def test_multibyte_and_escaped_values(value: str) -> None:
     reason = close_reason("ROOM_TYPE_NOT_REGISTERED", message=value)
     assert len(reason.encode("utf-8")) <= MAX_REASON_BYTES
     assert json.loads(reason)["code"] == "ROOM_TYPE_NOT_REGISTERED"
+
+
+# -- the close table against its documentation and the demo ---------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _documented_closes() -> list[tuple[int, tuple[str, ...], str]]:
+    """Rows of docs/protocol.md's "Close codes" table: (code, reason codes, editor label)."""
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    section = text.split("## Close codes", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or not cells[0].isdigit():
+            continue
+        rows.append((int(cells[0]), tuple(re.findall(r'"code":"([A-Z_]+)"', cells[1])), cells[-1]))
+    return rows
+
+
+def test_every_row_of_the_table_is_documented_with_its_code() -> None:
+    documented = {
+        (code, reason) for code, reasons, _ in _documented_closes() for reason in reasons or ("",)
+    }
+    table = {(int(close.code), close.reason_code) for close in closecodes.CLOSES}
+    # 1009 is the one close the server does not choose: trio-websocket sends it, with
+    # wsproto's text, for a message over `connection.max_message_size`.
+    assert documented - table == {(int(CloseCode.MESSAGE_TOO_BIG), "")}
+    assert table - documented == set()
+
+
+def test_the_documented_editor_labels_are_the_tables() -> None:
+    for code, _, label in _documented_closes():
+        assert label == closecodes.editor_label(code), code
+
+
+def test_the_demo_shows_the_tables_labels() -> None:
+    source = (ROOT / "web" / "demo" / "src" / "status.js").read_text()
+    block = source.split("CLOSE_MESSAGES = {", 1)[1].split("}", 1)[0]
+    demo = {int(code): label for code, label in re.findall(r"(\d{4}): '([^']*)'", block)}
+    assert demo == {int(code): label for code, label in closecodes.EDITOR_LABELS.items()}
+    lost = re.search(r"CONNECTION_LOST = '([^']*)'", source)
+    assert lost is not None and lost.group(1) == closecodes.CONNECTION_LOST
+
+
+def test_reason_codes_are_unique_and_found() -> None:
+    reasons = [close.reason_code for close in closecodes.CLOSES]
+    assert len(reasons) == len(set(reasons))
+    for close in closecodes.CLOSES:
+        assert closecodes.by_reason(close.reason_code) is close
+    with pytest.raises(KeyError):
+        closecodes.by_reason("NOT_A_ROW")
+
+
+def test_a_rows_reason_carries_its_code_and_extras() -> None:
+    assert closecodes.NORMAL.reason() == ""
+    request = closecodes.SESSION_REVOKED.request(reason="gone")
+    assert request.code == 4001
+    assert json.loads(request.reason) == {"code": "SESSION_REVOKED", "reason": "gone"}
+
+
+@pytest.mark.parametrize(
+    "target", ["/realtime/records/a%2Fb", "/realtime/records", "/realtime/devices/a"]
+)
+def test_routing_refusals_are_rows_with_the_same_code(target: str) -> None:
+    route = parse_target(target, "/realtime", ("records",))
+    assert isinstance(route, BadRoom)
+    assert closecodes.by_reason(route.code).code == route.close_code
+
+
+def test_room_refusals_are_rows_with_the_same_code() -> None:
+    """The manager's refusals (RoomUnavailable) close with the table's row of their code."""
+    source = (ROOT / "src" / "civicrealtime" / "rooms" / "manager.py").read_text()
+    refusals = re.findall(r'RoomUnavailable\(\s*"([A-Z_]+)",.*?CloseCode\.([A-Z_]+)', source, re.S)
+    assert len(refusals) >= 4
+    for reason_code, code_name in refusals:
+        assert closecodes.by_reason(reason_code).code == CloseCode[code_name]
+
+
+def test_closes_are_counted_by_row() -> None:
+    stats = Stats()
+    stats.count_close(closecodes.SLOW_CONSUMER)
+    stats.count_close(closecodes.SEND_TIMEOUT)
+    stats.count_close(closecodes.ROOM_EVICTED)  # 1013 as well, but not a slow consumer
+    assert stats.closes[1013] == 3
+    assert stats.slow_consumer_closes == 2
+    assert stats.close_reasons == {"SLOW_CONSUMER": 1, "SEND_TIMEOUT": 1, "ROOM_EVICTED": 1}

@@ -1,8 +1,9 @@
 """Members for room unit tests, built and read in one place, without a network.
 
-A room reaches a member only through its outbound side: these helpers build a member, take
-what the room queued for it, and say how the room asked it to close. Should a member's
-outbound side change shape, this module is the one to adapt.
+A room reaches a member only through its `Outbox` (rooms.member): these helpers build a
+member on the transport's outbox with no socket attached (so every push is queued), take
+what the room queued for it, and say how the room asked it to close (a row of the close
+table). Should the outbox change shape, this module is the one to adapt.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from civicrealtime.protocol.awareness import (
     encode_awareness_update,
 )
 from civicrealtime.protocol.wire import WireFrame
-from civicrealtime.rooms import Member, Outbound
+from civicrealtime.rooms import Member
+from civicrealtime.transport import Outbound
 
 Frame = bytes | str | WireFrame
 
@@ -55,13 +57,21 @@ async def drain(member: Member) -> list[Frame]:
 
     Never waits for a frame: it takes only what is queued (a close request ends it).
     """
+    outbox = _outbound(member)
     frames: list[Frame] = []
-    while member.outbound.pending:
-        batch, closing = await member.outbound.next_batch(1 << 30)
+    while outbox.pending:
+        batch, closing = await outbox.next_batch(1 << 30)
         frames.extend(batch)
         if closing:
             break
     return frames
+
+
+def _outbound(member: Member) -> Outbound:
+    """The concrete outbox make_member gave the member (the room sees only `Outbox`)."""
+    outbox = member.outbound
+    assert isinstance(outbox, Outbound)
+    return outbox
 
 
 def close_of(member: Member) -> tuple[int, str] | None:
@@ -73,7 +83,7 @@ def close_of(member: Member) -> tuple[int, str] | None:
 async def wait_closed(member: Member) -> None:
     """Return once the room closed the member at once (as its connection would be woken)."""
     with trio.CancelScope() as scope:
-        member.outbound.bind(scope)
+        _outbound(member).bind(scope)
         await trio.sleep_forever()
 
 

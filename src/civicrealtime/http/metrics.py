@@ -23,8 +23,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ..rooms import RoomManager
-from ..server import RealtimeServer
 from ..stats import Stats
+from ..transport import RealtimeServer
 from ..version import VERSION
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -91,6 +91,12 @@ class DaemonCollector(Collector):
         )
         yield _labelled(
             P + "closes", "Close codes sent", "code", {str(k): v for k, v in s.closes.items()}
+        )
+        yield _labelled(
+            P + "close_reasons",
+            "Closes sent, by reason code (protocol/closecodes.py; NORMAL for 1000)",
+            "reason",
+            {k or "NORMAL": v for k, v in s.close_reasons.items()},
         )
         yield _labelled(
             P + "auth_failures", "Refused connections, by reason", "reason", s.auth_failures

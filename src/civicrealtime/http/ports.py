@@ -16,8 +16,8 @@ from ..config import RealtimeConfig
 from ..persistence.historyrecorder import HistoryRecorder
 from ..persistence.writer import StoreWriter
 from ..rooms import RoomManager, RoomTypeRegistry
-from ..server import RealtimeServer
 from ..stats import Stats
+from ..transport import RealtimeServer
 
 # The ASGI callables' types.
 Scope = MutableMapping[str, Any]

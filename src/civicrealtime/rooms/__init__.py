@@ -2,20 +2,19 @@
 
 from .hooks import MemoryOnly, RoomHooks
 from .manager import RoomHandle, RoomManager, RoomStats, RoomUnavailable
-from .member import Member
+from .member import Member, Outbox, Outgoing
 from .messages import FromClient, Join, Leave, RoomMessage
-from .outbound import CloseRequest, Outbound
 from .room import Room
 from .types import RoomType, RoomTypeRegistry
 
 __all__ = [
-    "CloseRequest",
     "FromClient",
     "Join",
     "Leave",
     "Member",
     "MemoryOnly",
-    "Outbound",
+    "Outbox",
+    "Outgoing",
     "Room",
     "RoomHandle",
     "RoomHooks",

@@ -1,49 +1,28 @@
 """How a room reaches its members: one encoding queued to each, errors, closing them all.
 
-Every delivery is a push into a member's bounded outbound queue and never waits: a full
-queue closes that member (1013) instead (rooms/outbound.py). The room's parts (presence,
-held updates) deliver through here, in the room's task, never from another task.
+Every delivery is a push into a member's outbox (rooms.member.Outbox) and never waits: a
+full queue closes that member (1013, SLOW_CONSUMER) instead (transport/outbound.py). The
+room's parts (presence, held updates) deliver through here, in the room's task, never from
+another task.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..protocol import CloseCode, close_reason
+from ..protocol import closecodes as closes
 from ..protocol import control as control_frames
 from ..protocol.wire import WireFrame
 from ..stats import Stats
 from .member import Member
 
-
-class CloseRequestReason:
-    """Why a room closes its members: the error frame and the close frame they get."""
-
-    __slots__ = ("close_code", "close_reason", "error_code", "message")
-
-    def __init__(self, *, close_code: int, error_code: str, message: str) -> None:
-        self.close_code = close_code
-        self.error_code = error_code
-        self.message = message
-        self.close_reason = close_reason(error_code)
-
-
-SHUTDOWN = CloseRequestReason(
-    close_code=CloseCode.SHUTTING_DOWN,
-    error_code="SERVER_SHUTTING_DOWN",
-    message="server restarting",
-)
-EVICTED = CloseRequestReason(
-    close_code=CloseCode.TRY_AGAIN_LATER, error_code="ROOM_EVICTED", message="room evicted"
-)
-CLOSED_BY_ADMIN = CloseRequestReason(
-    close_code=CloseCode.SHUTTING_DOWN,
-    error_code="ROOM_CLOSED",
-    message="room closed; reconnecting",
-)
-CRASHED = CloseRequestReason(
-    close_code=CloseCode.ROOM_FAILED, error_code="UNKNOWN_ERROR", message="room failed; reconnect"
-)
+# Why a room closes its members: rows of the close table (protocol/closecodes.py), each
+# giving the error frame the members get and the close frame that follows it.
+CloseRequestReason = closes.Close
+SHUTDOWN = closes.SERVER_SHUTTING_DOWN
+EVICTED = closes.ROOM_EVICTED
+CLOSED_BY_ADMIN = closes.ROOM_CLOSED
+CRASHED = closes.UNKNOWN_ERROR
 
 
 def send_error(member: Member, code: str, message: str) -> None:
@@ -72,5 +51,5 @@ class Fanout:
     def close_all(self, reason: CloseRequestReason) -> None:
         """Tell every member why, then close each after what is already queued for it."""
         for member in list(self.members.values()):
-            send_error(member, reason.error_code, reason.message)
-            member.outbound.close(reason.close_code, reason.close_reason, flush=True)
+            send_error(member, reason.reason_code, reason.text)
+            member.outbound.close(reason, flush=True)

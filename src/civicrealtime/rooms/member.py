@@ -1,12 +1,51 @@
-"""A connection as its room sees it."""
+"""A connection as its room sees it: an identity and an outbox to push frames into.
+
+The room knows nothing of sockets, websockets or locks: `transport/` implements `Outbox`
+(transport/outbound.py) and owns every byte between it and the TCP socket.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import attrs
 
 from ..auth import Identity
+from ..protocol.closecodes import Close, CloseRequest
+from ..protocol.wire import WireFrame
 from .origin import Origin
-from .outbound import Outbound
+
+# What a room pushes: a binary message (framed once per broadcast when a WireFrame), or a
+# JSON control frame (text).
+Outgoing = bytes | str | WireFrame
+
+
+class Outbox(Protocol):
+    """Where a room pushes a member's frames. Never waits, never raises on a dead peer."""
+
+    def push(self, frame: Outgoing) -> bool:
+        """Queue (or write) a frame; False if the connection is closing or just closed by
+        this push (its queue was full: SLOW_CONSUMER)."""
+        ...
+
+    def close(self, close: Close | CloseRequest, *, flush: bool) -> None:
+        """Ask the transport to close: after the frames already pushed (`flush`), or at once.
+        The first request wins."""
+        ...
+
+    @property
+    def closing(self) -> bool: ...
+
+    @property
+    def close_request(self) -> CloseRequest | None: ...
+
+    @property
+    def pending(self) -> int:
+        """Frames pushed and not yet written."""
+        ...
+
+    @property
+    def pending_bytes(self) -> int: ...
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -14,7 +53,7 @@ class Member:
     conn_id: int
     client_id: str  # the `clientId` of connection.ack
     identity: Identity
-    outbound: Outbound
+    outbound: Outbox
     peer: str
     can_edit: bool = True
     # Whether this connection gets the unsolicited JSON control frames (ack, error, notice,

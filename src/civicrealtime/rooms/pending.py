@@ -25,7 +25,7 @@ import trio
 
 from ..config import RoomsConfig
 from ..memory import trim_memory
-from ..protocol import CloseCode, close_reason
+from ..protocol import closecodes as closes
 from ..protocol.document import YDocument
 from ..protocol.errors import MalformedMessage
 from ..protocol.updates import InvalidUpdate, decode_state_vector, guarded
@@ -189,14 +189,8 @@ class PendingBudget:
         self._drop([held for held in self.pending.held if held.owner == owner], why=why)
         if member is not None:
             self._stats.pending_closes += 1
-            send_error(
-                member,
-                "PENDING_LIMIT",
-                "too many changes that depend on changes the server never received",
-            )
-            member.outbound.close(
-                CloseCode.LIMIT_EXCEEDED, close_reason("PENDING_LIMIT"), flush=True
-            )
+            send_error(member, closes.PENDING_LIMIT.reason_code, closes.PENDING_LIMIT.text)
+            member.outbound.close(closes.PENDING_LIMIT, flush=True)
         return False
 
     def _over_budget(self, member: Member | None) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 import trio
 
 from ..config import ConnectionCleanupConfig
-from ..protocol import CloseCode, close_reason
+from ..protocol import closecodes as closes
 from .member import Member
 
 log = logging.getLogger("civicrealtime.room")
@@ -58,6 +58,4 @@ async def sweep_stale(
         for member in list(members.values()):
             if member.last_seen < deadline:
                 log.info("connection.stale room=%s conn=%s", key, member.conn_id)
-                member.outbound.close(
-                    CloseCode.GOING_AWAY, close_reason("STALE_CONNECTION"), flush=False
-                )
+                member.outbound.close(closes.STALE_CONNECTION, flush=False)

@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from .config import RealtimeConfig
-from .limits import TokenBucket
-from .protocol import (
+from ..config import RealtimeConfig
+from ..limits import TokenBucket
+from ..protocol import (
     AwarenessReceived,
-    CloseCode,
     Event,
     FrameDecoder,
     Ignored,
@@ -38,13 +36,15 @@ from .protocol import (
     QueryAwarenessReceived,
     SyncStep1Received,
     UpdateReceived,
-    close_reason,
 )
-from .protocol import control as control_frames
-from .protocol.awareness import AwarenessLimits
-from .protocol.wire import WireFrame, wire_bytes
-from .rooms import FromClient, Leave, Member, RoomHandle
-from .stats import Stats
+from ..protocol import closecodes as closes
+from ..protocol import control as control_frames
+from ..protocol.awareness import AwarenessLimits
+from ..protocol.wire import WireFrame, wire_bytes
+from ..rooms import FromClient, Leave, Member, RoomHandle
+from ..stats import Stats
+from .outbound import Outbound, sent_label
+from .wsio import RawSocket
 
 # Bytes one write may gather from a member's queue.
 WRITE_BATCH_BYTES = 64 * 1024
@@ -58,11 +58,15 @@ class Connection:
         *,
         ws: WebSocketConnection,
         member: Member,
+        outbound: Outbound,
         handle: RoomHandle,
         config: RealtimeConfig,
         stats: Stats,
     ) -> None:
         self._ws = ws
+        self._socket = RawSocket(ws)
+        # The member's outbox, as the transport implements it (the room sees `Outbox`).
+        self.outbound = outbound
         self._stats = stats
         self.member = member
         self._handle = handle
@@ -91,10 +95,10 @@ class Connection:
         Returns normally in every case but cancellation of the caller; the caller closes
         the socket with `member.outbound.close_request` (or 1000).
         """
-        outbound = self.member.outbound
+        outbound = self.outbound
         with trio.CancelScope() as scope:
             outbound.bind(scope)
-            outbound.attach(self._ws, self._stats)
+            outbound.attach(self._socket, self._stats)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._run_then_cancel, self._writer, nursery)
@@ -109,10 +113,10 @@ class Connection:
     def end_session(self, code: str, reason: str) -> None:
         """Close with 4001 (revocation, token expiry); a `session.revoked` frame first to a
         connection that gets control frames (the close reason carries the same)."""
-        outbound = self.member.outbound
+        outbound = self.outbound
         if self.member.control_frames:
             outbound.push(control_frames.session_revoked_frame(reason))
-        outbound.close(CloseCode.AUTH_FAILED, close_reason(code, reason=reason), flush=True)
+        outbound.close(closes.by_reason(code).request(reason=reason), flush=True)
 
     async def _expire(self, expires_at: float) -> None:
         await trio.sleep(max(0.0, expires_at - time.time()))
@@ -138,7 +142,7 @@ class Connection:
         nursery.cancel_scope.cancel()
 
     async def _reader(self) -> None:
-        ws, member, outbound = self._ws, self.member, self.member.outbound
+        ws, member, outbound = self._ws, self.member, self.outbound
         mailbox = self._handle.mailbox
         control = member.control_frames
         while True:
@@ -188,17 +192,13 @@ class Connection:
                 "rate.slowed conn=%s user=%s", self.member.conn_id, self.member.identity.user_id
             )
             if control:
-                self.member.outbound.push(
-                    control_frames.notice_frame("warning", "Rate limit approaching")
-                )
+                self.outbound.push(control_frames.notice_frame("warning", "Rate limit approaching"))
         if now - self._flooding_since >= self._config.rate_limiting.flood_close_after:
             self._stats.rate_limit_closes += 1
             log.info(
                 "rate.closed conn=%s user=%s", self.member.conn_id, self.member.identity.user_id
             )
-            self.member.outbound.close(
-                CloseCode.TOO_MANY_EDITS, close_reason("RATE_LIMIT_EXCEEDED"), flush=True
-            )
+            self.outbound.close(closes.RATE_LIMIT_EXCEEDED, flush=True)
             await trio.sleep_forever()  # the writer flushes, then the nursery is cancelled
         await trio.sleep(delay)
 
@@ -211,77 +211,45 @@ class Connection:
             reason,
         )
         if control:
-            self.member.outbound.push(
+            self.outbound.push(
                 control_frames.error_frame("INVALID_MESSAGE", "message rejected: " + reason)
             )
 
     async def _writer(self) -> None:
-        outbound = self.member.outbound
+        """Write what the flusher could not: whole batches, each under `send_timeout`."""
+        outbound, socket = self.outbound, self._socket
         timeout = self._config.connection.send_timeout
         while True:
             batch, closing = await outbound.next_batch(WRITE_BATCH_BYTES)
             if batch:
-                # Broadcast frames arrive framed once for the whole room (WireFrame).
-                data = b"".join(wire_bytes(message) for message in batch)
-                sent = self._write_now(data)
-                if sent < 0:
-                    return
-                data = data[sent:]
                 with trio.move_on_after(timeout) as scope:
-                    if data and not await self._write(data):
+                    if not await self._write(socket, batch):
                         return
                 if scope.cancelled_caught:
                     log.info("connection.send_timeout conn=%s", self.member.conn_id)
-                    outbound.close(
-                        CloseCode.TRY_AGAIN_LATER, close_reason("SEND_TIMEOUT"), flush=False
-                    )
+                    outbound.close(closes.SEND_TIMEOUT, flush=False)
                     return
                 stats = self._stats
                 for message in batch:
                     stats.bytes_sent += len(message)
-                    stats.messages_sent[_sent_label(message)] += 1
+                    stats.messages_sent[sent_label(message)] += 1
             if closing:
                 return  # a close was requested after the queued frames
 
-    def _write_now(self, data: bytes) -> int:
-        """Bytes written at once without waiting (0 if someone else is writing); -1: closed."""
-        ws = self._ws
-        if ws.closed is not None:
-            return -1
-        stream = ws._stream
-        if ws._stream_lock.locked() or not isinstance(stream, trio.SocketStream):
-            return 0  # someone is writing; or TLS, which needs the awaited path
-        fd = stream.socket.fileno()
-        if fd < 0:
-            return -1
-        try:
-            return os.write(fd, data)
-        except BlockingIOError:
-            return 0
-        except OSError:
-            return -1
-
-    async def _write(self, data: bytes) -> bool:
-        """Write pre-framed messages to the socket; False once the connection is closing.
-
-        trio-websocket offers only `send_message`, which frames each message through wsproto
-        on every connection and costs one system call per message (the profile in
-        docs/benchmarks.md). This writes whole frames under the connection's own stream
-        lock instead, which is what `send_message` itself does after framing. Server frames
-        need no mask and we negotiate no extension, so they are valid on every connection.
-        Pinned to trio-websocket 0.12.2; tests/protocol/test_wire.py checks the internals it uses.
-        """
-        ws = self._ws
-        if ws.closed is not None:
+    @staticmethod
+    async def _write(socket: RawSocket, batch: list[bytes | str | WireFrame]) -> bool:
+        """One batch: a non-blocking write first, then wait for the socket to take the rest.
+        False once the connection is closing."""
+        if not socket.direct:
+            return await socket.send_messages(
+                [m.payload if isinstance(m, WireFrame) else m for m in batch]
+            )
+        # Broadcast frames arrive framed once for the whole room (WireFrame).
+        data = b"".join(wire_bytes(message) for message in batch)
+        sent = socket.write_now(data)
+        if sent < 0:
             return False
-        async with ws._stream_lock:
-            if ws.closed is not None:  # a close frame went out while we waited
-                return False
-            try:
-                await ws._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return False
-        return True
+        return sent == len(data) or await socket.write(data[sent:])
 
     async def _keepalive(self) -> None:
         interval = self._config.connection_cleanup.check_interval
@@ -293,21 +261,6 @@ class Connection:
                 except ConnectionClosed:
                     return
                 self.member.last_seen = trio.current_time()
-
-
-_SENT_SYNC = {0: "sync_step1", 1: "sync_step2", 2: "sync_update"}
-_SENT_KIND = {1: "awareness", 2: "auth", 3: "query_awareness"}
-
-
-def _sent_label(frame: bytes | str | WireFrame) -> str:
-    """The metric label of an outbound frame, read from its first bytes."""
-    if isinstance(frame, WireFrame):
-        frame = frame.payload
-    if isinstance(frame, str):
-        return "control"
-    if frame[:1] == b"\x00" and len(frame) > 1:
-        return _SENT_SYNC.get(frame[1], "sync")
-    return _SENT_KIND.get(frame[0], "other") if frame else "other"
 
 
 def _received_label(event: Event) -> str:

@@ -1,6 +1,8 @@
-"""The WebSocket server: accept, authenticate, resolve the room, run the connection.
+"""The WebSocket server: accept, upgrade, route, authenticate, limit, run the connection.
 
 It is thin on purpose: protocol decisions live in `protocol/`, room state in `rooms/`.
+Every close it sends is a row of the close table (protocol/closecodes.py), and is counted
+by that row.
 
 Task tree (each line owns the ones below it)::
 
@@ -29,16 +31,20 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
-from .auth import Authenticator, AuthRejected, Identity, UpgradeRequest
-from .auth.permissions import effective_permissions, has_permission, room_allowed
-from .auth.revocation import Revocation, Revocations
-from .config import RealtimeConfig
+from ..auth import Authenticator, AuthRejected, Identity, UpgradeRequest
+from ..auth.permissions import effective_permissions, has_permission, room_allowed
+from ..auth.revocation import Revocation, Revocations
+from ..config import RealtimeConfig
+from ..limits import ConnectionLimits, LimitExceeded, SharedCounts, client_address
+from ..protocol import BadRoom, OutsidePrefix, RoomRoute, parse_target
+from ..protocol import closecodes as closes
+from ..protocol import control as control_frames
+from ..protocol.closecodes import Close, CloseRequest
+from ..rooms import Join, Member, RoomManager, RoomTypeRegistry, RoomUnavailable
+from ..stats import Stats
 from .connection import Connection
-from .limits import ConnectionLimits, LimitExceeded, SharedCounts, client_address
-from .protocol import BadRoom, CloseCode, OutsidePrefix, RoomRoute, close_reason, parse_target
-from .protocol import control as control_frames
-from .rooms import Join, Member, Outbound, RoomManager, RoomTypeRegistry, RoomUnavailable
-from .stats import Stats
+from .outbound import Outbound, start_flusher
+from .wsio import RawSocket, peer_address
 
 log = logging.getLogger("civicrealtime.server")
 
@@ -80,8 +86,6 @@ class RealtimeServer:
         # Upgraded sockets not yet fully closed; shutdown waits for this to reach zero
         # (a closing handshake needs the connection's reader task alive until it ends).
         self._open_sockets = 0
-        # Connections closed without flushing (slow consumer, send timeout): TCP is cut.
-        self._aborted: set[int] = set()
         self._drained = trio.Event()
         self.port: int | None = None
         self._listener_scope: trio.CancelScope | None = None
@@ -98,6 +102,7 @@ class RealtimeServer:
     ) -> None:
         """Listen until `stop_accepting`; handlers run in `connections`, owned by the caller."""
         cfg = self._config
+        start_flusher()
         with trio.CancelScope() as scope:
             self._listener_scope = scope
             async with trio.open_nursery() as nursery:
@@ -160,7 +165,7 @@ class RealtimeServer:
         )
         try:
             ws = await request.accept(subprotocol=negotiated.subprotocol)
-            tcp_peer = _peer_address(ws)
+            tcp_peer = peer_address(ws)
         except (ConnectionClosed, OSError):
             # The client went away during the upgrade (a reset, a port scan): nothing to
             # serve and nothing wrong on our side.
@@ -175,7 +180,7 @@ class RealtimeServer:
         opened = time.monotonic()
         self._open_sockets += 1
         try:
-            code, reason = await self._after_upgrade(
+            request_, aborted = await self._after_upgrade(
                 ws=ws,
                 request=request,
                 headers=headers,
@@ -184,20 +189,18 @@ class RealtimeServer:
                 peer=peer,
                 control=negotiated.control_frames,
             )
-            self.stats.closes[code] += 1
-            if '"SLOW_CONSUMER"' in reason or '"SEND_TIMEOUT"' in reason:
-                self.stats.slow_consumer_closes += 1
+            self.stats.count_close(request_.close)
+            code, reason = request_.code, request_.reason
             with (
                 trio.CancelScope(shield=True),
                 trio.move_on_after(self._config.connection.close_timeout),
             ):
-                if conn_id in self._aborted:
+                if aborted:
                     # A write was cut off mid-frame (or a frame's tail is still queued): a
                     # close frame now would be read as the rest of that frame. Drop TCP.
-                    await ws._stream.aclose()
+                    await RawSocket(ws).abort()
                 await ws.aclose(code, reason)
         finally:
-            self._aborted.discard(conn_id)
             self._open_sockets -= 1
             if not self._open_sockets and not self._accepting:
                 self._drained.set()
@@ -220,15 +223,15 @@ class RealtimeServer:
         conn_id: int,
         peer: str,
         control: bool,
-    ) -> tuple[int, str]:
-        """Everything after the upgrade; returns the close code and reason to send.
+    ) -> tuple[CloseRequest, bool]:
+        """Everything after the upgrade; returns the close to send, and whether TCP must be
+        cut instead of a closing handshake (the connection was aborted mid-write).
 
         `control`: whether this connection gets the JSON control frames (error before a
         rejection close, and the rest once joined).
         """
         if isinstance(route, BadRoom):
-            await self._refuse(ws, control, route.code, route.message)
-            return route.close_code, close_reason(route.code)
+            return await self._refuse(ws, control, closes.by_reason(route.code), route.message)
         assert isinstance(route, RoomRoute)
         upgrade = UpgradeRequest(
             target=request.path,
@@ -248,11 +251,10 @@ class RealtimeServer:
                     exc.reason,
                     exc.detail,
                 )
-                await self._refuse(ws, control, exc.code, "authentication failed")
-                return CloseCode.AUTH_FAILED, close_reason(exc.code)
+                return await self._refuse(ws, control, closes.by_reason(exc.code))
         if setup.cancelled_caught:
             log.info("connection.setup_timeout conn=%s peer=%s", conn_id, peer)
-            return CloseCode.TRY_AGAIN_LATER, close_reason("SETUP_TIMEOUT")
+            return closes.SETUP_TIMEOUT.request(), False
         room_type = self._types.get(route.room_type)
         granted = effective_permissions(identity, self._config.auth.roles)
         if not has_permission(granted, room_type.view_permission) or not room_allowed(
@@ -260,13 +262,11 @@ class RealtimeServer:
         ):
             self.stats.auth_failures["permission_denied"] += 1
             log.info("auth.denied conn=%s user=%s room=%s", conn_id, identity.user_id, route.key)
-            await self._refuse(ws, control, "PERMISSION_DENIED", "no permission to open this room")
-            return CloseCode.PERMISSION_DENIED, close_reason("PERMISSION_DENIED")
+            return await self._refuse(ws, control, closes.PERMISSION_DENIED)
         can_edit = has_permission(granted, room_type.edit_permission)
         if not await room_type.exists(route.room_id):
             log.info("room.not_found conn=%s room=%s", conn_id, route.key)
-            await self._refuse(ws, control, "ROOM_NOT_FOUND", "no such record")
-            return CloseCode.NOT_FOUND, close_reason("ROOM_NOT_FOUND")
+            return await self._refuse(ws, control, closes.ROOM_NOT_FOUND)
         try:
             with self._limits.hold(peer, identity.user_id):
                 async with self._limits.hold_across_nodes(identity.user_id):
@@ -282,11 +282,9 @@ class RealtimeServer:
                     )
         except LimitExceeded as exc:
             log.info("limit.exceeded conn=%s peer=%s limit=%s", conn_id, peer, exc.what)
-            await self._refuse(
-                ws, control, "CONNECTION_LIMIT_EXCEEDED", f"too many connections ({exc.what})"
-            )
-            return CloseCode.LIMIT_EXCEEDED, close_reason(
-                "CONNECTION_LIMIT_EXCEEDED", reason=exc.what
+            limit = closes.CONNECTION_LIMIT_EXCEEDED
+            return await self._refuse(
+                ws, control, limit, f"{limit.text} ({exc.what})", reason=exc.what
             )
 
     async def _join_and_serve(
@@ -300,36 +298,38 @@ class RealtimeServer:
         conn_id: int,
         peer: str,
         control: bool,
-    ) -> tuple[int, str]:
+    ) -> tuple[CloseRequest, bool]:
         cfg = self._config
         try:
             with trio.fail_after(cfg.connection.setup_timeout):
                 handle = await self._rooms.acquire(key, room_type)
         except RoomUnavailable as exc:
             log.info("room.refused conn=%s room=%s code=%s", conn_id, key, exc.code)
-            await self._refuse(ws, control, exc.code, str(exc))
-            return exc.close_code, close_reason(exc.code)
+            return await self._refuse(ws, control, closes.by_reason(exc.code), str(exc))
         except trio.TooSlowError:
-            return CloseCode.TRY_AGAIN_LATER, close_reason("SETUP_TIMEOUT")
+            return closes.SETUP_TIMEOUT.request(), False
+        outbound = Outbound(
+            cfg.connection.outbound_queue, max_bytes=cfg.connection.outbound_queue_bytes
+        )
         member = Member(
             conn_id=conn_id,
             client_id=f"client_{int(time.time() * 1000)}_{secrets.token_hex(4)}",
             identity=identity,
-            outbound=Outbound(
-                cfg.connection.outbound_queue, max_bytes=cfg.connection.outbound_queue_bytes
-            ),
+            outbound=outbound,
             peer=peer,
             last_seen=trio.current_time(),
             can_edit=can_edit,
             control_frames=control,
             may_publish_awareness=can_edit or cfg.auth.viewers_publish_awareness,
         )
-        connection = Connection(ws=ws, member=member, handle=handle, config=cfg, stats=self.stats)
+        connection = Connection(
+            ws=ws, member=member, outbound=outbound, handle=handle, config=cfg, stats=self.stats
+        )
         try:
             await handle.mailbox.send(Join(member=member))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             RoomManager.release_pending(handle)
-            return CloseCode.ROOM_FAILED, close_reason("ROOM_UNAVAILABLE")
+            return closes.ROOM_UNAVAILABLE.request(), False
         except BaseException:
             RoomManager.release_pending(handle)
             raise
@@ -347,22 +347,30 @@ class RealtimeServer:
         finally:
             del self.connections[conn_id]
             await connection.leave_room()
-        if member.outbound.aborted:
-            self._aborted.add(conn_id)
-        request = member.outbound.close_request
+        request = outbound.close_request
         if request is None:
-            return CloseCode.NORMAL, ""
-        return request.code, request.reason
+            return closes.NORMAL.request(), False
+        return request, outbound.aborted
 
     async def _refuse(
-        self, ws: WebSocketConnection, control: bool, code: str, message: str
-    ) -> None:
-        """The error frame that precedes a rejection close, for a connection that gets them."""
-        if not control:
-            return
-        with trio.move_on_after(self._config.connection.send_timeout):
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send_message(control_frames.error_frame(code, message))
+        self,
+        ws: WebSocketConnection,
+        control: bool,
+        close: Close,
+        message: str | None = None,
+        **extra: str,
+    ) -> tuple[CloseRequest, bool]:
+        """A rejection after the upgrade: the error frame first, for a connection that gets
+        control frames (`message`, else the row's text), then the row's close."""
+        if control:
+            with trio.move_on_after(self._config.connection.send_timeout):
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send_message(
+                        control_frames.error_frame(
+                            close.reason_code, message if message is not None else close.text
+                        )
+                    )
+        return close.request(**extra), False
 
     async def drained(self) -> None:
         """Return once accepting stopped and the last connection ended."""
@@ -434,16 +442,16 @@ class RealtimeServer:
         for connection in list(self.connections.values()):
             member = connection.member
             # One already closing (an earlier revocation, expiry) is neither told nor counted.
-            if member.outbound.close_request is None and self._revocations.is_revoked(
+            if connection.outbound.close_request is None and self._revocations.is_revoked(
                 member.identity
             ):
                 connection.end_session("SESSION_REVOKED", reason)
                 closed += 1
         return closed
 
-    def close_all(self, code: int, reason: str) -> None:
+    def close_all(self, close: Close) -> None:
         for connection in list(self.connections.values()):
-            connection.member.outbound.close(code, reason, flush=True)
+            connection.outbound.close(close, flush=True)
 
 
 def _header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
@@ -451,9 +459,3 @@ def _header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
         if key == name:
             return value
     return None
-
-
-def _peer_address(ws: WebSocketConnection) -> str:
-    remote = ws.remote
-    address = getattr(remote, "address", remote)
-    return str(address)

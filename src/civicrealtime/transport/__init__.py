@@ -1,0 +1,15 @@
+"""Everything between the TCP socket and a room's mailbox.
+
+- `server`: accept, upgrade, route, authenticate, limit; closes each connection with a row
+  of the close table.
+- `connection`: a joined connection's reader, writer and keepalive.
+- `outbound`: the member's outbox the room pushes into (rooms.Outbox), bounded, coalescing
+  the frames of one mailbox drain into one write.
+- `wsio`: the only code that touches trio-websocket internals (direct writes, abort).
+"""
+
+from .connection import Connection
+from .outbound import Outbound
+from .server import RealtimeServer, Revoked
+
+__all__ = ["Connection", "Outbound", "RealtimeServer", "Revoked"]
