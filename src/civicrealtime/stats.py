@@ -62,7 +62,26 @@ class Stats:
     loop_lag_seconds: float = 0.0
     loop_lag_max_seconds: float = 0.0
 
+    # The "saved" acknowledgement: updates acknowledged as durable, and the time from each
+    # one's arrival to its acknowledgement, by bucket upper bound (seconds).
+    saved_updates: int = 0
+    save_ack_seconds: Summary = attrs.Factory(Summary)
+    save_ack_buckets: Counter[float] = attrs.Factory(Counter)
+
     HYDRATION_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    SAVE_ACK_BOUNDS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 10.0, 60.0)
+
+    def observe_save_ack(self, waited: tuple[float, ...]) -> None:
+        self.saved_updates += len(waited)
+        for seconds in waited:
+            self.save_ack_seconds.observe(seconds)
+            for bound in self.SAVE_ACK_BOUNDS:
+                if seconds <= bound:
+                    self.save_ack_buckets[bound] += 1
+                    break
+            else:
+                self.save_ack_buckets[float("inf")] += 1
 
     def observe_hydration(self, seconds: float) -> None:
         self.hydration_seconds.observe(seconds)

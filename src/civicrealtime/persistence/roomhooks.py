@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..rooms.hooks import SnapshotFailed, StateDamaged
 from .errors import RoomDamaged, StoreError
@@ -44,3 +44,13 @@ class PersistedRooms:
 
     def forget(self, key: str) -> None:
         self.persistence.forget(key)
+
+    # What is durable (rooms/saving.py `DurabilitySource`): the "saved" acknowledgement.
+    def durable(self, key: str) -> int:
+        return self.persistence.durable(key)
+
+    def watch(self, key: str, notify: Callable[[int], bool]) -> None:
+        self.persistence.watch(key, notify)
+
+    def unwatch(self, key: str, notify: Callable[[int], bool]) -> None:
+        self.persistence.unwatch(key, notify)

@@ -20,6 +20,12 @@ Snapshots are written by `snapshot`, called by the room with its full state. Cov
 tracked by receipt numbers: the state holds every update `received` before the call, so
 the snapshot covers every log record those updates were written as, and buffered ones are
 dropped (they are in the state) rather than flushed first.
+
+Durability is announced back (docs/saved.md): `durable(room)` is the highest receipt up to
+which every update of the room is durable (in a committed log append, or in a snapshot
+that holds it); after each flusher tick, the rooms that `watch` are told of a higher one,
+from the trio task, never from the store's thread. A notifier that cannot take it now
+(a full mailbox) is told again at the next tick.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
@@ -70,6 +76,11 @@ class PersistenceStats:
 class _Buffered:
     receipt: int
     data: bytes
+    at: float = 0.0  # trio.current_time() of its receipt: the age of unsaved changes
+
+
+# Told a room's new durable receipt; returns False when it could not take it now.
+DurableNotifier = Callable[[int], bool]
 
 
 class Persistence:
@@ -106,6 +117,11 @@ class Persistence:
         self._overflowing = False
         # sha256 of logged updates a room dropped, removed from the log by its next snapshot.
         self._discards: dict[str, set[bytes]] = {}
+        # Durability as receipts: the first receipt shed (not durable until a snapshot
+        # holds it) and its arrival, and who is told of progress (and what they were told).
+        self._shed_from: dict[str, tuple[int, float]] = {}
+        self._watchers: dict[str, DurableNotifier] = {}
+        self._told: dict[str, int] = {}
 
         self.healthy = True
         self.last_error: str | None = None
@@ -147,6 +163,7 @@ class Persistence:
                 else:
                     await trio.sleep(self._flush_s)
                 failures_in_row = 0 if await self._flush() else failures_in_row + 1
+                self._announce()
         finally:
             with trio.CancelScope(shield=True):
                 await self._final_flush()
@@ -217,7 +234,9 @@ class Persistence:
         """Buffer one raw update for the next flush. Never waits, never raises."""
         receipt = self._receipts.get(room_id, 0) + 1
         self._receipts[room_id] = receipt
-        self._buffers.setdefault(room_id, deque()).append(_Buffered(receipt, update))
+        self._buffers.setdefault(room_id, deque()).append(
+            _Buffered(receipt, update, trio.current_time())
+        )
         self._pending_bytes += len(update)
         if self._pending_bytes > self._max_pending:
             self._shed()
@@ -335,6 +354,7 @@ class Persistence:
         if self._shed_upto.get(room_id, 0) <= mark:
             self._shed_upto.pop(room_id, None)
             self._shed_counts.pop(room_id, None)
+            self._shed_from.pop(room_id, None)
         history = self._logged.get(room_id)
         while history and history[0][0] <= mark:
             history.popleft()
@@ -350,6 +370,53 @@ class Persistence:
         if self._shed_counts.get(room_id, 0):
             return True
         return not self.healthy and self.unflushed(room_id) > 0
+
+    # -- durability, told back to rooms -------------------------------------------------------
+
+    def durable(self, room_id: str) -> int:
+        """The highest receipt up to which every update of the room is durable.
+
+        Receipts are handed out in order, and an update leaves the buffer only when the
+        append holding it committed. A snapshot does not count for buffered updates: one
+        still pending in the document is not in the snapshot's state, only in the log to
+        come. Shed updates are durable once a snapshot holds them; the first one shed
+        bounds the answer until then, so the answer never runs ahead.
+        """
+        buffered = self._buffers.get(room_id)
+        upto = buffered[0].receipt - 1 if buffered else self._receipts.get(room_id, 0)
+        shed = self._shed_from.get(room_id)
+        if shed is not None:
+            upto = min(upto, shed[0] - 1)
+        return upto
+
+    def watch(self, room_id: str, notify: DurableNotifier) -> None:
+        """Tell `notify` the room's durable receipt whenever it grows (one room, one watcher)."""
+        self._watchers[room_id] = notify
+        self._told[room_id] = self.durable(room_id)
+
+    def unwatch(self, room_id: str, notify: DurableNotifier) -> None:
+        # A successor room of the same key may have replaced the watcher already.
+        if self._watchers.get(room_id) is notify:
+            del self._watchers[room_id]
+            self._told.pop(room_id, None)
+
+    def _announce(self) -> None:
+        """Tell each watching room whose durable receipt grew; retried while refused."""
+        for room_id, notify in list(self._watchers.items()):
+            durable = self.durable(room_id)
+            if durable > self._told.get(room_id, 0) and notify(durable):
+                self._told[room_id] = durable
+
+    def oldest_unsaved_seconds(self) -> float:
+        """Age of the oldest received update not durable yet (0 when there is none)."""
+        oldest: float | None = None
+        for buffered in self._buffers.values():
+            if buffered and (oldest is None or buffered[0].at < oldest):
+                oldest = buffered[0].at
+        for _, at in self._shed_from.values():
+            if oldest is None or at < oldest:
+                oldest = at
+        return 0.0 if oldest is None else trio.current_time() - oldest
 
     def forget(self, room_id: str) -> None:
         """The room left memory: drop its bookkeeping (not its unwritten updates)."""
@@ -405,6 +472,7 @@ class Persistence:
             buffered = self._buffers[room_id]
             count = len(buffered)
             self._shed_upto[room_id] = buffered[-1].receipt
+            self._shed_from.setdefault(room_id, (buffered[0].receipt, buffered[0].at))
             self._shed_counts[room_id] = self._shed_counts.get(room_id, 0) + count
             self._shed_total += count
             self._pending_bytes -= sizes[room_id]

@@ -16,6 +16,10 @@ class Member:
     outbound: Outbound
     peer: str
     can_edit: bool = True
+    # Whether this connection gets the unsolicited JSON control frames (ack, error, notice,
+    # session.revoked): settled at the upgrade (protocol.control.negotiate). A stock
+    # y-websocket client cannot parse them, so they are off unless it asked.
+    control_frames: bool = False
     may_publish_awareness: bool = True
     # Set once the member was told it may not edit: one error frame, not one per keystroke.
     told_read_only: bool = False

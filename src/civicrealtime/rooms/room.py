@@ -50,6 +50,7 @@ from .member import Member
 from .messages import FromClient, FromNode, Join, Leave, NodeGone, RoomMessage, TakeSnapshot
 from .pending import Held, PendingUpdates, waits
 from .relay import NoRelay, RoomRelay
+from .saving import DurabilitySource, Durable, SaveAcks
 from .types import RoomType
 
 log = logging.getLogger("civicrealtime.room")
@@ -123,6 +124,11 @@ class Room:
         self.pending = PendingUpdates()
         self._pending_added = trio.Event()
         self._peak_bytes = 0
+        # The "saved" acknowledgement (rooms/saving.py): only with a store that says what
+        # is durable, and a mailbox for the writer to say it through.
+        self._saves: SaveAcks | None = None
+        if isinstance(hooks, DurabilitySource) and mailbox_sender is not None:
+            self._saves = SaveAcks()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -144,6 +150,8 @@ class Room:
             self.document.reset()
             raise
         try:
+            if self._saves is not None:
+                self._watch_durable()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()
@@ -172,6 +180,7 @@ class Room:
                             self._handle(queued)
                 nursery.cancel_scope.cancel()
         finally:
+            self._unwatch_durable()
             # Senders to a room that is gone get BrokenResourceError instead of waiting.
             self._mailbox.close()
             # pycrdt holds the observer from Rust, a cycle the garbage collector cannot see:
@@ -351,6 +360,8 @@ class Room:
             case TakeSnapshot(reply=reply):
                 if self._nursery is not None:
                     self._nursery.start_soon(self._admin_snapshot, reply)
+            case Durable(receipt=receipt):
+                self._send_saved(receipt)
 
     def _join(self, member: Member) -> None:
         self.members[member.conn_id] = member
@@ -368,6 +379,8 @@ class Room:
     def _leave(self, member: Member) -> None:
         if self.members.pop(member.conn_id, None) is None:
             return
+        if self._saves is not None:
+            self._saves.leave(member.conn_id)
         for client_id in member.awareness_ids:
             if self._awareness_owners.get(client_id) is member:
                 del self._awareness_owners[client_id]
@@ -385,7 +398,10 @@ class Room:
         match event:
             case UpdateReceived(update=update, is_step2=is_step2):
                 if member.can_edit:
-                    self._apply(member, update)
+                    if self._saves is not None and member.control_frames:
+                        self._apply_and_track(member, update)
+                    else:
+                        self._apply(member, update)
                 else:
                     self._refuse_viewer_update(member, update, is_step2=is_step2)
             case SyncStep1Received(state_vector=sv):
@@ -685,6 +701,60 @@ class Room:
                 removals = self.awareness.removals(change.outranked)
                 if removals is not None:
                     self._relay.local_awareness(self.key, encode_awareness(removals))
+
+    # -- the "saved" acknowledgement (rooms/saving.py) -----------------------------------------
+
+    def _apply_and_track(self, member: Member, update: bytes) -> None:
+        """Apply, and note which receipt must be durable before the update is saved."""
+        assert self._saves is not None
+        before = self._hooks.mark(self.key)
+        self._apply(member, update)
+        self._saves.note(
+            member.conn_id,
+            update,
+            before=before,
+            after=self._hooks.mark(self.key),
+            state=self.doc.get_state(),
+            now=trio.current_time(),
+        )
+        if self._hooks.mark(self.key) == before:
+            # Nothing new to write (a duplicate, the empty answer to our step 1): saved
+            # already if what it repeats is, without waiting for a commit.
+            self._send_saved(self._durable_now(), only=member.conn_id)
+
+    def _durable_now(self) -> int:
+        assert isinstance(self._hooks, DurabilitySource)
+        return self._hooks.durable(self.key)
+
+    def _send_saved(self, receipt: int, *, only: int | None = None) -> None:
+        """Everything up to `receipt` is durable: one frame per connection it covers."""
+        if self._saves is None:
+            return
+        for ack in self._saves.durable(receipt, trio.current_time(), only=only):
+            member = self.members.get(ack.conn_id)
+            if member is None:
+                continue
+            member.outbound.push(control_frames.saved_frame(ack.through, ack.updates))
+            self._stats.observe_save_ack(ack.waited)
+
+    def _notify_durable(self, receipt: int) -> bool:
+        """The writer's notifier: through the mailbox, never into the room directly."""
+        assert self._mailbox_sender is not None
+        try:
+            self._mailbox_sender.send_nowait(Durable(receipt=receipt))
+        except trio.WouldBlock:
+            return False  # told again at the writer's next tick
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return True  # the room is gone; nobody to tell
+        return True
+
+    def _watch_durable(self) -> None:
+        assert isinstance(self._hooks, DurabilitySource)
+        self._hooks.watch(self.key, self._notify_durable)
+
+    def _unwatch_durable(self) -> None:
+        if self._saves is not None and isinstance(self._hooks, DurabilitySource):
+            self._hooks.unwatch(self.key, self._notify_durable)
 
     # -- pending updates ---------------------------------------------------------------------
 

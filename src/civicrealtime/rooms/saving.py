@@ -1,0 +1,149 @@
+"""The "saved" acknowledgement: which of a connection's updates are durable (docs/saved.md).
+
+The persistence writer numbers every update a room hands it (a receipt, in order) and tells
+the room, through its mailbox, the highest receipt up to which everything is durable. This
+module is the room's side of it: for each opted-in connection, the update messages it sent
+in order, each with the receipt that must be durable before it may be called saved, and the
+Yjs clocks it carried. When the durable receipt grows, each connection whose oldest entries
+it covers gets one frame. Plain bookkeeping: no trio, no sockets; the room pushes frames.
+
+Why a count of messages besides the clocks: a deletion adds no struct, so clocks alone
+cannot say it was saved. The client counts the update messages it sends on the connection
+and compares with `updates`; `through` gives the clocks, per Yjs client id.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from ..protocol import InvalidUpdate, MalformedMessage
+from ..protocol.updates import decode_state_vector
+from ..protocol.ystructs import read_layout
+from .messages import RoomMessage
+
+# The receipt of an update that will never be saved (refused, too large, dropped): it blocks
+# the acknowledgement of everything the connection sends after it, which is the truth.
+NEVER = math.inf
+
+
+@runtime_checkable
+class DurabilitySource(Protocol):
+    """Hooks that can say what is durable (persistence does; memory-only rooms do not)."""
+
+    def durable(self, key: str) -> int: ...
+
+    def watch(self, key: str, notify: Callable[[int], bool]) -> None: ...
+
+    def unwatch(self, key: str, notify: Callable[[int], bool]) -> None: ...
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Durable(RoomMessage):
+    """The persistence writer: every update of the room up to `receipt` is durable."""
+
+    receipt: int
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Ack:
+    """One frame to send: the connection, its saved clocks and count, and what it covered."""
+
+    conn_id: int
+    through: dict[int, int]
+    updates: int
+    waited: tuple[float, ...]  # seconds from each covered update's arrival to now
+
+
+@attrs.define(slots=True)
+class _Entry:
+    receipt: float  # a receipt, or NEVER
+    clocks: dict[int, int]  # {client: clock past the last struct it carried}
+    arrived: float
+
+
+@attrs.define(slots=True)
+class _Connection:
+    sent: int = 0  # update messages seen
+    acked: int = 0  # of which saved (a prefix)
+    entries: deque[_Entry] = attrs.Factory(deque)
+    through: dict[int, int] = attrs.Factory(dict)
+
+
+class SaveAcks:
+    def __init__(self) -> None:
+        self._connections: dict[int, _Connection] = {}
+
+    def note(
+        self,
+        conn_id: int,
+        update: bytes,
+        *,
+        before: int,
+        after: int,
+        state: bytes,
+        now: float,
+    ) -> None:
+        """One update message of the connection, handled by the room.
+
+        `before`/`after`: the room's receipt count around applying it. A new receipt means
+        the update was handed to persistence: it is saved once that receipt is durable.
+        No new receipt: either it changed nothing (everything it carries came earlier, in
+        receipts up to `before`, or from the store), or it was refused. `state`, the
+        document's state vector after it, tells which: an update whose structs the
+        document does not hold was refused and is never saved.
+        """
+        conn = self._connections.setdefault(conn_id, _Connection())
+        conn.sent += 1
+        try:
+            spans = read_layout(update).structs
+            held = decode_state_vector(state)
+        except (MalformedMessage, InvalidUpdate):
+            conn.entries.append(_Entry(NEVER, {}, now))
+            return
+        # Clocks are claimed only as far as the document holds them without a gap: a
+        # struct pending on one never received is in the log, but not yet in the document.
+        clocks = {client: min(end, held.get(client, 0)) for client, (_, end) in spans.items()}
+        if after > before:
+            receipt: float = after
+        elif all(held.get(client, 0) >= end for client, (_, end) in spans.items()):
+            receipt = before
+        else:
+            receipt = NEVER
+        conn.entries.append(_Entry(receipt, clocks, now))
+
+    def durable(self, receipt: int, now: float, *, only: int | None = None) -> list[Ack]:
+        """The frames owed now that everything up to `receipt` is durable (or `only` one's)."""
+        acks: list[Ack] = []
+        for conn_id, conn in self._connections.items():
+            if only is not None and conn_id != only:
+                continue
+            waited: list[float] = []
+            while conn.entries and conn.entries[0].receipt <= receipt:
+                entry = conn.entries.popleft()
+                waited.append(now - entry.arrived)
+                for client, clock in entry.clocks.items():
+                    if clock > conn.through.get(client, 0):
+                        conn.through[client] = clock
+            if waited:
+                conn.acked += len(waited)
+                acks.append(
+                    Ack(
+                        conn_id=conn_id,
+                        through=dict(conn.through),
+                        updates=conn.acked,
+                        waited=tuple(waited),
+                    )
+                )
+        return acks
+
+    def unsaved(self, conn_id: int) -> int:
+        conn = self._connections.get(conn_id)
+        return len(conn.entries) if conn is not None else 0
+
+    def leave(self, conn_id: int) -> None:
+        self._connections.pop(conn_id, None)
