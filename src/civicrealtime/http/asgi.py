@@ -164,6 +164,13 @@ class OpsApp:
                 "event_loop_lag_seconds": round(stats.loop_lag_seconds, 4),
                 "damaged_rooms": damaged,
                 "pending_bytes": room_stats.pending_bytes,
+                # The oldest update not yet durable, so not yet acknowledged as saved.
+                "oldest_unsaved_seconds": round(
+                    service.persistence.oldest_unsaved_seconds()
+                    if service.persistence is not None
+                    else 0.0,
+                    3,
+                ),
             },
         )
 
