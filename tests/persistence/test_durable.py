@@ -38,7 +38,7 @@ async def test_durable_only_after_the_append_committed(
     autojump_clock: trio.testing.MockClock, running: Persistence, fake: FakeStore
 ) -> None:
     told: list[int] = []
-    running.watch("a", lambda receipt: told.append(receipt) is None)
+    running.watch("a", lambda receipt, failing: told.append(receipt) is None)
     editor = Editor()
     for text in ("x", "y", "z"):
         running.received("a", editor.type(text))
@@ -59,21 +59,22 @@ async def test_durable_only_after_the_append_committed(
 async def test_failing_store_tells_nothing_and_resumes_after_recovery(
     autojump_clock: trio.testing.MockClock, running: Persistence, fake: FakeStore
 ) -> None:
-    told: list[int] = []
-    running.watch("a", lambda receipt: told.append(receipt) is None)
+    told: list[tuple[int, bool]] = []
+    running.watch("a", lambda receipt, failing: told.append((receipt, failing)) is None)
     editor = Editor()
     fake.failing = True
     running.received("a", editor.type("one"))
     await trio.sleep(2)
     running.received("a", editor.type("two"))
     await trio.sleep(2)
-    assert told == []
+    # Told once that the store fails, and nothing durable.
+    assert told == [(0, True)]
     assert running.durable("a") == 0
     assert running.oldest_unsaved_seconds() >= 4
     fake.failing = False
     await trio.sleep(2)
     # Everything durable by then, in one notification.
-    assert told == [2]
+    assert told == [(0, True), (2, False)]
     assert running.durable("a") == 2
 
 
@@ -82,7 +83,7 @@ async def test_a_refused_notification_is_repeated_at_the_next_tick(
 ) -> None:
     calls: list[int] = []
 
-    def full_once(receipt: int) -> bool:
+    def full_once(receipt: int, failing: bool) -> bool:
         calls.append(receipt)
         return len(calls) > 1  # the first time the mailbox is full
 
@@ -118,11 +119,11 @@ async def test_unwatch_by_a_previous_room_leaves_the_successor_watching(
     old: list[int] = []
     new: list[int] = []
 
-    def old_notify(receipt: int) -> bool:
+    def old_notify(receipt: int, failing: bool) -> bool:
         old.append(receipt)
         return True
 
-    def new_notify(receipt: int) -> bool:
+    def new_notify(receipt: int, failing: bool) -> bool:
         new.append(receipt)
         return True
 

@@ -49,8 +49,8 @@ class PersistedRooms:
     def durable(self, key: str) -> int:
         return self.persistence.durable(key)
 
-    def watch(self, key: str, notify: Callable[[int], bool]) -> None:
+    def watch(self, key: str, notify: Callable[[int, bool], bool]) -> None:
         self.persistence.watch(key, notify)
 
-    def unwatch(self, key: str, notify: Callable[[int], bool]) -> None:
+    def unwatch(self, key: str, notify: Callable[[int, bool], bool]) -> None:
         self.persistence.unwatch(key, notify)

@@ -79,8 +79,9 @@ class _Buffered:
     at: float = 0.0  # trio.current_time() of its receipt: the age of unsaved changes
 
 
-# Told a room's new durable receipt; returns False when it could not take it now.
-DurableNotifier = Callable[[int], bool]
+# Told a room's durable receipt and whether the store is failing, when either changed;
+# returns False when it could not take it now.
+DurableNotifier = Callable[[int, bool], bool]
 
 
 class Persistence:
@@ -121,7 +122,7 @@ class Persistence:
         # holds it) and its arrival, and who is told of progress (and what they were told).
         self._shed_from: dict[str, tuple[int, float]] = {}
         self._watchers: dict[str, DurableNotifier] = {}
-        self._told: dict[str, int] = {}
+        self._told: dict[str, tuple[int, bool]] = {}
 
         self.healthy = True
         self.last_error: str | None = None
@@ -390,9 +391,10 @@ class Persistence:
         return upto
 
     def watch(self, room_id: str, notify: DurableNotifier) -> None:
-        """Tell `notify` the room's durable receipt whenever it grows (one room, one watcher)."""
+        """Tell `notify` the room's durable receipt when it grows, and when the store starts
+        or stops failing (one room, one watcher)."""
         self._watchers[room_id] = notify
-        self._told[room_id] = self.durable(room_id)
+        self._told[room_id] = (self.durable(room_id), False)
 
     def unwatch(self, room_id: str, notify: DurableNotifier) -> None:
         # A successor room of the same key may have replaced the watcher already.
@@ -401,11 +403,15 @@ class Persistence:
             self._told.pop(room_id, None)
 
     def _announce(self) -> None:
-        """Tell each watching room whose durable receipt grew; retried while refused."""
+        """Tell each watching room whose durable receipt grew, or whose store started or
+        stopped failing; retried while refused."""
+        failing = not self.healthy
         for room_id, notify in list(self._watchers.items()):
             durable = self.durable(room_id)
-            if durable > self._told.get(room_id, 0) and notify(durable):
-                self._told[room_id] = durable
+            told, told_failing = self._told.get(room_id, (0, False))
+            if durable > told or failing != told_failing:
+                if notify(durable, failing):
+                    self._told[room_id] = (durable, failing)
 
     def oldest_unsaved_seconds(self) -> float:
         """Age of the oldest received update not durable yet (0 when there is none)."""

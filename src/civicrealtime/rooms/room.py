@@ -127,6 +127,7 @@ class Room:
         # The "saved" acknowledgement (rooms/saving.py): only with a store that says what
         # is durable, and a mailbox for the writer to say it through.
         self._saves: SaveAcks | None = None
+        self._store_failing = False
         if isinstance(hooks, DurabilitySource) and mailbox_sender is not None:
             self._saves = SaveAcks()
 
@@ -360,8 +361,10 @@ class Room:
             case TakeSnapshot(reply=reply):
                 if self._nursery is not None:
                     self._nursery.start_soon(self._admin_snapshot, reply)
-            case Durable(receipt=receipt):
+            case Durable(receipt=receipt, failing=failing):
                 self._send_saved(receipt)
+                self._store_failing = failing
+                self._tell_failing(failing)
 
     def _join(self, member: Member) -> None:
         self.members[member.conn_id] = member
@@ -717,6 +720,8 @@ class Room:
             state=self.doc.get_state(),
             now=trio.current_time(),
         )
+        if self._store_failing:
+            self._tell_failing(True)
         if self._hooks.mark(self.key) == before:
             # Nothing new to write (a duplicate, the empty answer to our step 1): saved
             # already if what it repeats is, without waiting for a commit.
@@ -737,11 +742,24 @@ class Room:
             member.outbound.push(control_frames.saved_frame(ack.through, ack.updates))
             self._stats.observe_save_ack(ack.waited)
 
-    def _notify_durable(self, receipt: int) -> bool:
+    def _tell_failing(self, failing: bool) -> None:
+        """While the store fails, each connection with unsaved changes is told once."""
+        if self._saves is None:
+            return
+        for conn_id in self._saves.failing(failing):
+            member = self.members.get(conn_id)
+            if member is not None:
+                member.outbound.push(
+                    control_frames.error_frame(
+                        "STORE_FAILING", "the server cannot store changes right now"
+                    )
+                )
+
+    def _notify_durable(self, receipt: int, failing: bool) -> bool:
         """The writer's notifier: through the mailbox, never into the room directly."""
         assert self._mailbox_sender is not None
         try:
-            self._mailbox_sender.send_nowait(Durable(receipt=receipt))
+            self._mailbox_sender.send_nowait(Durable(receipt=receipt, failing=failing))
         except trio.WouldBlock:
             return False  # told again at the writer's next tick
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -37,16 +37,18 @@ class DurabilitySource(Protocol):
 
     def durable(self, key: str) -> int: ...
 
-    def watch(self, key: str, notify: Callable[[int], bool]) -> None: ...
+    def watch(self, key: str, notify: Callable[[int, bool], bool]) -> None: ...
 
-    def unwatch(self, key: str, notify: Callable[[int], bool]) -> None: ...
+    def unwatch(self, key: str, notify: Callable[[int, bool], bool]) -> None: ...
 
 
 @attrs.frozen(kw_only=True, slots=True)
 class Durable(RoomMessage):
-    """The persistence writer: every update of the room up to `receipt` is durable."""
+    """The persistence writer: every update of the room up to `receipt` is durable, and
+    whether its store is failing now (nothing more becomes durable until it recovers)."""
 
     receipt: int
+    failing: bool = False
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -72,6 +74,7 @@ class _Connection:
     acked: int = 0  # of which saved (a prefix)
     entries: deque[_Entry] = attrs.Factory(deque)
     through: dict[int, int] = attrs.Factory(dict)
+    told_failing: bool = False  # told of the store's failure in this outage
 
 
 class SaveAcks:
@@ -140,6 +143,18 @@ class SaveAcks:
                     )
                 )
         return acks
+
+    def failing(self, failing: bool) -> list[int]:
+        """The store failed (or recovered): the connections to tell, once per outage, that
+        their unsaved changes cannot be stored now."""
+        told: list[int] = []
+        for conn_id, conn in self._connections.items():
+            if not failing:
+                conn.told_failing = False
+            elif conn.entries and not conn.told_failing:
+                conn.told_failing = True
+                told.append(conn_id)
+        return told
 
     def unsaved(self, conn_id: int) -> int:
         conn = self._connections.get(conn_id)
