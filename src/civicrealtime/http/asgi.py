@@ -23,6 +23,7 @@ import trio
 from ..auth import AuthRejected, UpgradeRequest
 from ..auth.permissions import ALL
 from ..version import VERSION
+from .client import CLIENT_PREFIX, client_asset
 from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
 
 if TYPE_CHECKING:
@@ -111,6 +112,11 @@ class OpsApp:
         if path.startswith("/admin/"):
             await self._authorize_admin(scope)
             return await self._admin(method, path[len("/admin/") :], receive)
+        if path.startswith(CLIENT_PREFIX) and method == "GET":
+            asset = client_asset(path)
+            if asset is None:
+                raise HttpError(404, "not found")
+            return asset
         if path == "/demo" or path.startswith("/demo/"):
             if not self.demo_enabled:
                 raise HttpError(404, "not found")

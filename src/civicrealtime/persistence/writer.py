@@ -409,9 +409,9 @@ class Persistence:
         for room_id, notify in list(self._watchers.items()):
             durable = self.durable(room_id)
             told, told_failing = self._told.get(room_id, (0, False))
-            if durable > told or failing != told_failing:
-                if notify(durable, failing):
-                    self._told[room_id] = (durable, failing)
+            changed = durable > told or failing != told_failing
+            if changed and notify(durable, failing):
+                self._told[room_id] = (durable, failing)
 
     def oldest_unsaved_seconds(self) -> float:
         """Age of the oldest received update not durable yet (0 when there is none)."""
