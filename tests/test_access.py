@@ -23,6 +23,7 @@ from civicrealtime.auth.token_auth import TokenAuthenticator
 from civicrealtime.config import RealtimeConfig
 from civicrealtime.protocol import messages
 from civicrealtime.protocol.closecodes import CloseCode
+from civicrealtime.protocol.control import CONTROL_SUBPROTOCOL
 
 from .conftest import RunningServer, StartServer, make_config
 from .polling import eventually
@@ -183,7 +184,7 @@ async def test_per_ip_limit_sees_the_client_behind_a_trusted_proxy(
         return await connect_websocket_url(
             running.nursery,
             url,
-            subprotocols=[f"auth.{token(client_ip)}"],
+            subprotocols=[f"auth.{token(client_ip)}", CONTROL_SUBPROTOCOL],
             extra_headers=[(b"X-Forwarded-For", client_ip.encode())],
         )
 
@@ -254,7 +255,7 @@ async def test_foreign_origin_is_refused_with_403(start_server: StartServer) -> 
     assert info.value.status_code == 403
     async with open_websocket_url(
         running.url(),
-        subprotocols=[f"auth.{token()}"],
+        subprotocols=[f"auth.{token()}", CONTROL_SUBPROTOCOL],
         extra_headers=[(b"Origin", b"https://civic.example")],
     ) as ws:
         assert "connection.ack" in await ws.get_message()

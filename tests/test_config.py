@@ -137,12 +137,38 @@ def test_example_file_is_valid_and_documents_every_key() -> None:
             {"rate_limiting": {"pings_per_second": 0}},
             "rate_limiting.pings_per_second: 0 is invalid: expected a value greater than 0",
         ),
+        (
+            {"protocol": {"control_frames": "yes"}},
+            "protocol.control_frames: 'yes' is invalid: expected one of 'opt-in', 'always', "
+            "'never'",
+        ),
+        ({"protocol": {"control_frames": 1}}, "protocol.control_frames: 1 is invalid"),
     ],
 )
 def test_invalid_values_name_key_value_and_expectation(raw: object, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         structure(raw)
     assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [
+        ("opt-in", "opt-in"),
+        ("always", "always"),
+        ("never", "never"),
+        # The former booleans keep what they did: true sent the frames to everyone.
+        (True, "always"),
+        (False, "never"),
+    ],
+)
+def test_control_frames_modes_and_former_booleans(value: object, mode: str) -> None:
+    assert structure({"protocol": {"control_frames": value}}).protocol.control_frames == mode
+
+
+def test_control_frames_are_opt_in_by_default() -> None:
+    assert RealtimeConfig().protocol.control_frames == "opt-in"
+    assert structure({}).protocol.control_frames == "opt-in"
 
 
 def test_several_problems_are_all_reported() -> None:

@@ -14,6 +14,7 @@ from civicrealtime.app import RealtimeService
 from civicrealtime.auth import DevelopmentAuthenticator
 from civicrealtime.protocol import messages
 from civicrealtime.protocol.closecodes import CloseCode
+from civicrealtime.protocol.control import CONTROL_SUBPROTOCOL
 from civicrealtime.rooms import MemoryOnly, RoomType, RoomTypeRegistry
 
 from .conftest import RunningServer, StartServer, make_config
@@ -226,7 +227,9 @@ async def test_stale_connection_is_swept(start_server: StartServer) -> None:
 async def test_graceful_shutdown_closes_with_4503(nursery: trio.Nursery) -> None:
     service = RealtimeService(make_config(), authenticator=DevelopmentAuthenticator())
     port = await nursery.start(service.run)
-    async with open_websocket_url(f"ws://127.0.0.1:{port}/realtime/records/bye") as ws:
+    async with open_websocket_url(
+        f"ws://127.0.0.1:{port}/realtime/records/bye", subprotocols=[CONTROL_SUBPROTOCOL]
+    ) as ws:
         for _ in range(3):
             await ws.get_message()
         await ws.send_message(messages.encode_sync_update(_doc_with("pending edit")))
@@ -255,7 +258,9 @@ async def test_service_runs_inside_a_host_applications_nursery() -> None:
     async with trio.open_nursery() as host:
         service = RealtimeService(make_config(), authenticator=DevelopmentAuthenticator())
         port = await host.start(service.run)
-        async with open_websocket_url(f"ws://127.0.0.1:{port}/realtime/records/host") as ws:
+        async with open_websocket_url(
+            f"ws://127.0.0.1:{port}/realtime/records/host", subprotocols=[CONTROL_SUBPROTOCOL]
+        ) as ws:
             assert "connection.ack" in await ws.get_message()
         service.shutdown()
     assert service.stopped.is_set()

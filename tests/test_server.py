@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import trio
 from pycrdt import Doc, Map, Text
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
@@ -15,6 +16,7 @@ from civicrealtime.protocol.awareness import (
     encode_awareness_update,
 )
 from civicrealtime.protocol.closecodes import CloseCode
+from civicrealtime.protocol.control import CONTROL_SUBPROTOCOL
 
 from .conftest import RunningServer, StartServer, make_config
 from .polling import eventually
@@ -44,12 +46,52 @@ async def test_join_sends_ack_then_step1_step2_then_awareness(server: RunningSer
 
 
 async def test_raw_handshake_order_is_text_ack_first(server: RunningServer) -> None:
-    async with open_websocket_url(server.url("order")) as ws:
+    async with open_websocket_url(server.url("order"), subprotocols=[CONTROL_SUBPROTOCOL]) as ws:
+        assert ws.subprotocol == CONTROL_SUBPROTOCOL  # the client knows it was understood
         frames = [await ws.get_message() for _ in range(3)]
     assert isinstance(frames[0], str)
     assert json.loads(frames[0])["event"] == "connection.ack"
     assert frames[1] == b"\x00\x00\x01\x00"  # step 1 of an empty doc: state vector [0]
     assert frames[2] == b"\x00\x01\x02\x00\x00"  # step 2 of an empty doc
+
+
+async def test_stock_client_gets_binary_frames_only_on_the_defaults(
+    server: RunningServer,
+) -> None:
+    """No control subprotocol offered: the y-protocols frames, and the pong it asked for."""
+    async with open_websocket_url(server.url("stock"), subprotocols=["auth.tok"]) as ws:
+        assert ws.subprotocol == "auth.tok"
+        with trio.fail_after(5):
+            assert await ws.get_message() == b"\x00\x00\x01\x00"
+            assert await ws.get_message() == b"\x00\x01\x02\x00\x00"
+            await ws.send_message(b"\x07")  # invalid: an opted-in client gets an error frame
+            await ws.send_message('{"type":"ping"}')
+            pong = json.loads(await ws.get_message())
+    assert list(pong) == ["type", "timestamp"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "offered", "selected", "control"),
+    [
+        ("opt-in", ["auth.t", CONTROL_SUBPROTOCOL], CONTROL_SUBPROTOCOL, True),
+        ("opt-in", [CONTROL_SUBPROTOCOL, "auth.t"], CONTROL_SUBPROTOCOL, True),
+        ("opt-in", ["auth.t"], "auth.t", False),
+        ("always", ["auth.t"], "auth.t", True),
+        ("always", ["auth.t", CONTROL_SUBPROTOCOL], CONTROL_SUBPROTOCOL, True),
+        ("never", ["auth.t", CONTROL_SUBPROTOCOL], "auth.t", False),
+    ],
+)
+async def test_control_frames_mode_and_subprotocol(
+    start_server: StartServer, mode: str, offered: list[str], selected: str, control: bool
+) -> None:
+    running = await start_server(make_config(protocol={"control_frames": mode}))
+    async with open_websocket_url(running.url(), subprotocols=offered) as ws:
+        assert ws.subprotocol == selected
+        with trio.fail_after(5):
+            first = await ws.get_message()
+    assert isinstance(first, str) == control
+    if control:
+        assert json.loads(first)["event"] == "connection.ack"
 
 
 async def test_late_joiner_gets_document_and_updates_fan_out(server: RunningServer) -> None:
@@ -321,10 +363,17 @@ async def test_path_outside_prefix_is_refused_with_404(server: RunningServer) ->
 async def test_bad_rooms_get_an_error_frame_then_a_close_code(
     server: RunningServer, target: str, code: int, error: str
 ) -> None:
-    async with open_websocket_url(f"ws://127.0.0.1:{server.port}{target}") as ws:
+    url = f"ws://127.0.0.1:{server.port}{target}"
+    async with open_websocket_url(url, subprotocols=[CONTROL_SUBPROTOCOL]) as ws:
         frame = await ws.get_message()
         assert json.loads(frame)["error"]["code"] == error
         with pytest.raises(ConnectionClosed) as info:
+            await ws.get_message()
+    assert info.value.reason.code == code
+    assert json.loads(info.value.reason.reason) == {"code": error}
+    # A stock client gets no error frame: the close code and its JSON reason say it all.
+    async with open_websocket_url(url) as ws:
+        with pytest.raises(ConnectionClosed) as info, trio.fail_after(5):
             await ws.get_message()
     assert info.value.reason.code == code
     assert json.loads(info.value.reason.reason) == {"code": error}
@@ -343,8 +392,11 @@ async def test_record_alias_and_percent_decoding_share_one_room(server: RunningS
     assert a.text_frames[0]["roomId"] == b.text_frames[0]["roomId"] == "records:été"
 
 
-async def test_control_frames_can_be_switched_off(start_server: StartServer) -> None:
-    running = await start_server(make_config(protocol={"control_frames": False}))
+@pytest.mark.parametrize("never", ["never", False])  # False: the former boolean spelling
+async def test_control_frames_can_be_switched_off(
+    start_server: StartServer, never: str | bool
+) -> None:
+    running = await start_server(make_config(protocol={"control_frames": never}))
     c = await running.client()
     await c.wait_for(lambda: len(c.binary) >= 2)
     await c.ws.send_message(b"\x07")

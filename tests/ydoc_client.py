@@ -21,6 +21,7 @@ from civicrealtime.protocol.awareness import (
     decode_awareness_update,
     encode_awareness_update,
 )
+from civicrealtime.protocol.control import CONTROL_SUBPROTOCOL
 from civicrealtime.protocol.varint import Reader
 
 
@@ -71,10 +72,14 @@ class YClient:
         token: str | None = None,
         doc: Doc | None = None,
         read: bool = True,
+        control: bool = True,
     ) -> YClient:
-        ws = await connect_websocket_url(
-            nursery, url, subprotocols=[f"auth.{token}"] if token else None
-        )
+        """Connect to `url`; `control`: ask for the JSON control frames, as the CivicPress
+        editor does (tests of what a stock client gets say `control=False`)."""
+        subprotocols = [f"auth.{token}"] if token else []
+        if control:
+            subprotocols.append(CONTROL_SUBPROTOCOL)
+        ws = await connect_websocket_url(nursery, url, subprotocols=subprotocols or None)
         client = cls(ws, doc)
         if read:
             nursery.start_soon(client.read_loop)

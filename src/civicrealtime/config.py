@@ -15,12 +15,14 @@ import ipaddress
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import attrs
 import cattrs
 import yaml
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from .protocol.control import ControlFramesMode
 
 DEFAULT_CONFIG_PATH = Path(".system-data/realtime.yml")
 ENV_CONFIG = "CIVICREALTIME_CONFIG"
@@ -220,8 +222,12 @@ class RecordsConfig:
 
 @attrs.frozen(kw_only=True)
 class ProtocolConfig:
-    # Unsolicited text frames (connection.ack, error, notice) for CivicPress's editor.
-    control_frames: bool = True
+    # Who gets the unsolicited JSON text frames (connection.ack, error, notice,
+    # session.revoked), which stock y-websocket clients cannot parse: "opt-in", a connection
+    # that offers the `civicrealtime.control.v1` subprotocol; "always", every connection;
+    # "never", none. Pongs always go out. The former booleans still load: true is "always"
+    # (what it did), false is "never".
+    control_frames: ControlFramesMode = "opt-in"
 
 
 # Mirrors CivicPress's roles: staff who write records may edit, the public may read.
@@ -459,6 +465,26 @@ def _strict_role_map(value: object, _: type) -> dict[str, tuple[str, ...]]:
     return {_strict_str(k, str): _strict_str_tuple(v, tuple) for k, v in value.items()}
 
 
+# `protocol.control_frames` was a boolean; a file written then keeps meaning what it meant.
+_CONTROL_FRAMES_BOOLEANS: dict[bool, ControlFramesMode] = {True: "always", False: "never"}
+
+
+def _control_frames_mode(value: object, _: type) -> ControlFramesMode:
+    if isinstance(value, bool):
+        return _CONTROL_FRAMES_BOOLEANS[value]
+    for mode in get_args(ControlFramesMode):
+        if value == mode:
+            return cast(ControlFramesMode, mode)
+    raise TypeError(
+        "expected one of 'opt-in', 'always', 'never' (or the former true, meaning 'always', "
+        "or false, meaning 'never')"
+    )
+
+
+# Literal types structured by their own hook (which names the allowed values itself).
+_LITERALS_WITH_HOOKS = (ControlFramesMode,)
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     converter.register_structure_hook(int, _strict_int)
@@ -469,6 +495,7 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook_func(
         lambda t: t == dict[str, tuple[str, ...]], _strict_role_map
     )
+    converter.register_structure_hook_func(lambda t: t == ControlFramesMode, _control_frames_mode)
     return converter
 
 
@@ -544,7 +571,9 @@ def _literal_problems(raw: Mapping[str, Any]) -> list[str]:
             ftype = field.type
             if attrs.has(ftype):
                 walk(ftype, value, (*path, field.name))
-            elif getattr(ftype, "__origin__", None) is Literal:
+            elif getattr(ftype, "__origin__", None) is Literal and (
+                ftype not in _LITERALS_WITH_HOOKS
+            ):
                 allowed = ftype.__args__
                 if value not in allowed or isinstance(value, bool):
                     choices = ", ".join(repr(a) for a in allowed)

@@ -113,7 +113,7 @@ class Connection:
     def end_session(self, code: str, reason: str) -> None:
         """Close with 4001 after a `session.revoked` frame (revocation, token expiry)."""
         outbound = self.member.outbound
-        if self._config.protocol.control_frames:
+        if self.member.control_frames:
             outbound.push(control_frames.session_revoked_frame(reason))
         outbound.close(CloseCode.AUTH_FAILED, close_reason(code, reason=reason), flush=True)
 
@@ -143,7 +143,7 @@ class Connection:
     async def _reader(self) -> None:
         ws, member, outbound = self._ws, self.member, self.member.outbound
         mailbox = self._handle.mailbox
-        control = self._config.protocol.control_frames
+        control = member.control_frames
         while True:
             try:
                 frame = await ws.get_message()

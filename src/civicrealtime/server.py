@@ -154,10 +154,13 @@ class RealtimeServer:
             log.info("origin.refused origin=%s", origin[:200])
             await request.reject(403, body=b"origin not allowed\n")
             return
-        # Browsers fail the handshake when they offered subprotocols and none is selected.
-        offered = request.proposed_subprotocols
+        # Control frames are settled here, from the offered subprotocols (the only input a
+        # browser controls besides the URL); the selected one tells the client the outcome.
+        negotiated = control_frames.negotiate(
+            self._config.protocol.control_frames, request.proposed_subprotocols
+        )
         try:
-            ws = await request.accept(subprotocol=offered[0] if offered else None)
+            ws = await request.accept(subprotocol=negotiated.subprotocol)
             tcp_peer = _peer_address(ws)
         except (ConnectionClosed, OSError):
             # The client went away during the upgrade (a reset, a port scan): nothing to
@@ -174,7 +177,13 @@ class RealtimeServer:
         self._open_sockets += 1
         try:
             code, reason = await self._after_upgrade(
-                ws=ws, request=request, headers=headers, route=route, conn_id=conn_id, peer=peer
+                ws=ws,
+                request=request,
+                headers=headers,
+                route=route,
+                conn_id=conn_id,
+                peer=peer,
+                control=negotiated.control_frames,
             )
             self.close_codes[code] += 1
             self.stats.closes[code] += 1
@@ -212,10 +221,15 @@ class RealtimeServer:
         route: RoomRoute | BadRoom,
         conn_id: int,
         peer: str,
+        control: bool,
     ) -> tuple[int, str]:
-        """Everything after the upgrade; returns the close code and reason to send."""
+        """Everything after the upgrade; returns the close code and reason to send.
+
+        `control`: whether this connection gets the JSON control frames (error before a
+        rejection close, and the rest once joined).
+        """
         if isinstance(route, BadRoom):
-            await self._refuse(ws, route.code, route.message)
+            await self._refuse(ws, control, route.code, route.message)
             return route.close_code, close_reason(route.code)
         assert isinstance(route, RoomRoute)
         upgrade = UpgradeRequest(
@@ -236,7 +250,7 @@ class RealtimeServer:
                     exc.reason,
                     exc.detail,
                 )
-                await self._refuse(ws, exc.code, "authentication failed")
+                await self._refuse(ws, control, exc.code, "authentication failed")
                 return CloseCode.AUTH_FAILED, close_reason(exc.code)
         if setup.cancelled_caught:
             log.info("connection.setup_timeout conn=%s peer=%s", conn_id, peer)
@@ -248,12 +262,12 @@ class RealtimeServer:
         ):
             self.stats.auth_failures["permission_denied"] += 1
             log.info("auth.denied conn=%s user=%s room=%s", conn_id, identity.user_id, route.key)
-            await self._refuse(ws, "PERMISSION_DENIED", "no permission to open this room")
+            await self._refuse(ws, control, "PERMISSION_DENIED", "no permission to open this room")
             return CloseCode.PERMISSION_DENIED, close_reason("PERMISSION_DENIED")
         can_edit = has_permission(granted, room_type.edit_permission)
         if not await room_type.exists(route.room_id):
             log.info("room.not_found conn=%s room=%s", conn_id, route.key)
-            await self._refuse(ws, "ROOM_NOT_FOUND", "no such record")
+            await self._refuse(ws, control, "ROOM_NOT_FOUND", "no such record")
             return CloseCode.NOT_FOUND, close_reason("ROOM_NOT_FOUND")
         try:
             with self._limits.hold(peer, identity.user_id):
@@ -266,11 +280,12 @@ class RealtimeServer:
                         can_edit=can_edit,
                         conn_id=conn_id,
                         peer=peer,
+                        control=control,
                     )
         except LimitExceeded as exc:
             log.info("limit.exceeded conn=%s peer=%s limit=%s", conn_id, peer, exc.what)
             await self._refuse(
-                ws, "CONNECTION_LIMIT_EXCEEDED", f"too many connections ({exc.what})"
+                ws, control, "CONNECTION_LIMIT_EXCEEDED", f"too many connections ({exc.what})"
             )
             return CloseCode.LIMIT_EXCEEDED, close_reason(
                 "CONNECTION_LIMIT_EXCEEDED", reason=exc.what
@@ -286,6 +301,7 @@ class RealtimeServer:
         can_edit: bool,
         conn_id: int,
         peer: str,
+        control: bool,
     ) -> tuple[int, str]:
         cfg = self._config
         try:
@@ -293,7 +309,7 @@ class RealtimeServer:
                 handle = await self._rooms.acquire(key, room_type)
         except RoomUnavailable as exc:
             log.info("room.refused conn=%s room=%s code=%s", conn_id, key, exc.code)
-            await self._refuse(ws, exc.code, str(exc))
+            await self._refuse(ws, control, exc.code, str(exc))
             return exc.close_code, close_reason(exc.code)
         except trio.TooSlowError:
             return CloseCode.TRY_AGAIN_LATER, close_reason("SETUP_TIMEOUT")
@@ -307,6 +323,7 @@ class RealtimeServer:
             peer=peer,
             last_seen=trio.current_time(),
             can_edit=can_edit,
+            control_frames=control,
             may_publish_awareness=can_edit or cfg.auth.viewers_publish_awareness,
         )
         connection = Connection(ws=ws, member=member, handle=handle, config=cfg, stats=self.stats)
@@ -339,9 +356,11 @@ class RealtimeServer:
             return CloseCode.NORMAL, ""
         return request.code, request.reason
 
-    async def _refuse(self, ws: WebSocketConnection, code: str, message: str) -> None:
-        """The error frame that precedes a rejection close (when control frames are on)."""
-        if not self._config.protocol.control_frames:
+    async def _refuse(
+        self, ws: WebSocketConnection, control: bool, code: str, message: str
+    ) -> None:
+        """The error frame that precedes a rejection close, for a connection that gets them."""
+        if not control:
             return
         with trio.move_on_after(self._config.connection.send_timeout):
             with contextlib.suppress(ConnectionClosed):

@@ -9,12 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from civicrealtime.protocol.control import (
+    CONTROL_SUBPROTOCOL,
     MAX_CONTROL_FRAME_CHARS,
     ClientPing,
+    ControlFramesMode,
+    Negotiated,
     OtherControl,
     connection_ack,
     decode_control,
     error_frame,
+    negotiate,
     notice_frame,
     pong_frame,
     session_revoked_frame,
@@ -192,3 +196,45 @@ def test_any_object_with_string_type(extra: dict[str, object], kind: str) -> Non
     obj = {**extra, "type": kind}
     expected = ClientPing() if kind == "ping" else OtherControl(type=kind)
     assert decode_control(json.dumps(obj)) == expected
+
+
+C = CONTROL_SUBPROTOCOL
+
+
+@pytest.mark.parametrize(
+    ("mode", "offered", "expected"),
+    [
+        # The default: only a client that offers the control subprotocol gets the frames,
+        # and the 101 selects it so the client knows.
+        ("opt-in", (), Negotiated(control_frames=False, subprotocol=None)),
+        ("opt-in", ("auth.t",), Negotiated(control_frames=False, subprotocol="auth.t")),
+        ("opt-in", ("auth.t", C), Negotiated(control_frames=True, subprotocol=C)),
+        ("opt-in", (C,), Negotiated(control_frames=True, subprotocol=C)),
+        ("opt-in", ("a", "b"), Negotiated(control_frames=False, subprotocol="a")),
+        ("always", (), Negotiated(control_frames=True, subprotocol=None)),
+        ("always", ("auth.t",), Negotiated(control_frames=True, subprotocol="auth.t")),
+        ("always", ("auth.t", C), Negotiated(control_frames=True, subprotocol=C)),
+        # never: the control entry is never selected, since the frames will not come.
+        ("never", ("auth.t", C), Negotiated(control_frames=False, subprotocol="auth.t")),
+        ("never", (C, "auth.t"), Negotiated(control_frames=False, subprotocol="auth.t")),
+        ("never", (C,), Negotiated(control_frames=False, subprotocol=None)),
+    ],
+)
+def test_negotiate(mode: ControlFramesMode, offered: tuple[str, ...], expected: Negotiated) -> None:
+    assert negotiate(mode, offered) == expected
+
+
+@settings(max_examples=200)
+@given(
+    st.sampled_from(["opt-in", "always", "never"]),
+    st.lists(st.sampled_from([C, "auth.x", "other", "civicrealtime.control.v2"]), max_size=4),
+)
+def test_negotiate_selects_only_an_offered_entry(
+    mode: ControlFramesMode, offered: list[str]
+) -> None:
+    result = negotiate(mode, offered)
+    assert result.subprotocol is None or result.subprotocol in offered
+    # The control entry is selected exactly when the connection gets the frames and asked.
+    assert (result.subprotocol == C) == (result.control_frames and C in offered)
+    others = [entry for entry in offered if entry != C]
+    assert result.subprotocol is not None or not others

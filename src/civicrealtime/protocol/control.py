@@ -1,18 +1,51 @@
 """Text (JSON) control frames: what the original CivicPress server sent, byte for byte.
 
 Compact JSON with keys in the original's order. The stock y-websocket client cannot parse
-text frames (it logs an error and carries on), so every unsolicited frame can be switched
-off with `protocol.control_frames: false`; replies the client asked for (pong) stay.
+a text frame: it throws in a browser and dies under Node. So the unsolicited frames (ack,
+error, notice, session.revoked) go only to a connection that asked for them by offering the
+`civicrealtime.control.v1` subprotocol, the one handshake input a browser controls besides
+the URL; `protocol.control_frames` can also send them to every connection or to none.
+Replies the client asked for (pong) always go out.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import attrs
 
 from .errors import MalformedMessage
+
+# Offered beside `auth.<token>`, it asks for the control frames; the server selects it in the
+# 101 exactly when the connection gets them, so a client can tell it was understood.
+CONTROL_SUBPROTOCOL = "civicrealtime.control.v1"
+
+# `protocol.control_frames`: who gets the unsolicited control frames.
+ControlFramesMode = Literal["opt-in", "always", "never"]
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class Negotiated:
+    """What the upgrade settled: control frames or not, and the subprotocol to select."""
+
+    control_frames: bool
+    subprotocol: str | None
+
+
+def negotiate(mode: ControlFramesMode, offered: Sequence[str]) -> Negotiated:
+    """Decide control frames for one connection from the subprotocols its client offered."""
+    asked = CONTROL_SUBPROTOCOL in offered
+    control = mode == "always" or (mode == "opt-in" and asked)
+    if control and asked:
+        return Negotiated(control_frames=True, subprotocol=CONTROL_SUBPROTOCOL)
+    # Browsers fail the handshake when they offered subprotocols and none is selected, so
+    # the first other entry is echoed, as the original server did (`auth.<token>`). The
+    # control entry is never selected for a connection that will not get the frames; a
+    # client that offered nothing else then gets no subprotocol.
+    others = [entry for entry in offered if entry != CONTROL_SUBPROTOCOL]
+    return Negotiated(control_frames=control, subprotocol=others[0] if others else None)
 
 
 def _dump(obj: dict[str, Any]) -> str:

@@ -371,7 +371,7 @@ class Room:
         self._cancel_grace()
         self._on_join(self)
         out = member.outbound
-        if self._config.protocol.control_frames:
+        if member.control_frames:
             out.push(control_frames.connection_ack(self.key, member.client_id))
         out.push(encode_sync_step1(self.doc.get_state()))
         out.push(encode_sync_step2(self.doc.get_update()))
@@ -595,7 +595,7 @@ class Room:
             member.conn_id,
             member.identity.user_id,
         )
-        if self._config.protocol.control_frames:
+        if member.control_frames:
             self._send_error(member, "PERMISSION_DENIED", "read-only access: changes are not saved")
         else:
             member.outbound.push(encode_permission_denied("read-only access"))
@@ -910,7 +910,7 @@ class Room:
         self._send_error(member, "INVALID_MESSAGE", "message rejected: " + detail)
 
     def _send_error(self, member: Member, code: str, message: str) -> None:
-        if self._config.protocol.control_frames:
+        if member.control_frames:
             member.outbound.push(control_frames.error_frame(code, message))
 
     # -- timers ------------------------------------------------------------------------------
