@@ -70,7 +70,24 @@ class Stats:
 
     HYDRATION_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-    SAVE_ACK_BOUNDS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 10.0, 60.0)
+    # Fine around flush_ms (100 ms by default): the target is p99 <= flush_ms + 50 ms.
+    SAVE_ACK_BOUNDS = (
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.075,
+        0.1,
+        0.125,
+        0.15,
+        0.2,
+        0.3,
+        0.5,
+        1.0,
+        2.5,
+        10.0,
+        60.0,
+    )
 
     def observe_save_ack(self, waited: tuple[float, ...]) -> None:
         self.saved_updates += len(waited)
