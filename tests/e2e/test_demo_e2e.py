@@ -13,7 +13,9 @@ when that file is missing or CIVICREALTIME_UPDATE_SCREENSHOT=1, else to the test
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -141,6 +143,22 @@ def test_offline_page_catches_up(daemon: DemoDaemon) -> None:
 def test_viewer_is_read_only(daemon: DemoDaemon) -> None:
     """(d) A viewer's keystrokes and even a forced local edit never reach the editor page."""
     _drive(daemon, "viewer")
+
+
+def test_saved_indicator_through_a_store_outage(daemon: DemoDaemon) -> None:
+    """(f) "Saving… N s", "Saved"; "Not saved: the server cannot store changes" while the
+    SQLite store refuses writes (triggers from another connection); "Saved" after."""
+    (database,) = daemon.workdir.glob("**/realtime.sqlite3")
+    outage = [sys.executable, str(E2E_DIR / "store_outage.py"), str(database)]
+    out = _drive(
+        daemon,
+        "saved",
+        "--fail-cmd",
+        json.dumps([*outage, "fail"]),
+        "--recover-cmd",
+        json.dumps([*outage, "recover"]),
+    )
+    assert "Not saved: the server cannot store changes" in out
 
 
 def test_badge_says_reconnecting_on_sigterm(daemon: DemoDaemon) -> None:
