@@ -129,3 +129,14 @@ def test_the_frame() -> None:
         "through": {"5": 9, "12": 3},
         "updates": 4,
     }
+
+
+def test_an_integrated_update_needs_no_state_vector() -> None:
+    server: Doc[Any] = Doc()
+    acks = SaveAcks()
+    w = Writer(server, 8)
+    update = w.type("abc")
+    apply(server, update)
+    acks.note(1, update, before=0, after=1, state=None, now=0)
+    (ack,) = acks.durable(1, 0)
+    assert ack.through == {8: 3}

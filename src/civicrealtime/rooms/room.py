@@ -712,17 +712,21 @@ class Room:
         assert self._saves is not None
         before = self._hooks.mark(self.key)
         self._apply(member, update)
+        after = self._hooks.mark(self.key)
+        # Handed over with nothing waiting in the document: all of it was integrated, and
+        # its clocks need no state vector (decoding one costs as much as the room's clients).
+        integrated = after > before and not self.pending
         self._saves.note(
             member.conn_id,
             update,
             before=before,
-            after=self._hooks.mark(self.key),
-            state=self.doc.get_state(),
+            after=after,
+            state=None if integrated else self.doc.get_state(),
             now=trio.current_time(),
         )
         if self._store_failing:
             self._tell_failing(True)
-        if self._hooks.mark(self.key) == before:
+        if after == before:
             # Nothing new to write (a duplicate, the empty answer to our step 1): saved
             # already if what it repeats is, without waiting for a commit.
             self._send_saved(self._durable_now(), only=member.conn_id)
