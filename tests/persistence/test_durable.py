@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -138,3 +139,27 @@ async def test_unwatch_by_a_previous_room_leaves_the_successor_watching(
 def test_nothing_received_is_durable_at_zero(fake: FakeStore) -> None:
     persistence: Any = Persistence(fake, flush_ms=100)  # type: ignore[arg-type]
     assert persistence.durable("nobody") == 0
+
+
+async def test_flushes_start_every_flush_ms_however_long_an_append_takes(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    class SlowStore(FakeStore):
+        async def append(self, batch: Any) -> list[int]:
+            await trio.sleep(0.06)
+            return await super().append(batch)
+
+    slow = SlowStore()
+    persistence = Persistence(slow, flush_ms=100)  # type: ignore[arg-type]
+    await nursery.start(persistence.run)
+    editor = Editor()
+    await trio.sleep(0.05)  # between ticks: which comes first is never a tie
+    for _ in range(8):
+        persistence.received("a", editor.type("x"))
+        await trio.sleep(0.1)
+    # One append per 100 ms (their starts), not per 160 ms: the durable wait stays
+    # within flush_ms plus one append.
+    starts = slow.attempts
+    assert len(starts) >= 7
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert all(gap == pytest.approx(0.1) for gap in gaps), gaps

@@ -157,12 +157,17 @@ class Persistence:
         task_status.started()
         try:
             failures_in_row = 0
+            tick = trio.current_time() + self._flush_s
             while True:
                 if failures_in_row:
                     delay = self._retry_initial * 2 ** min(failures_in_row - 1, 30)
                     await trio.sleep(min(self._retry_max, delay))
                 else:
-                    await trio.sleep(self._flush_s)
+                    # Ticks every flush_ms from the start of the previous flush, not from
+                    # its end: an update then waits at most flush_ms plus one append before
+                    # it is durable (and acknowledged as saved), not flush_ms plus two.
+                    await trio.sleep_until(tick)
+                tick = trio.current_time() + self._flush_s
                 failures_in_row = 0 if await self._flush() else failures_in_row + 1
                 self._announce()
         finally:
