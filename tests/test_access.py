@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -318,3 +319,51 @@ async def test_connection_counts_released_after_every_path(start_server: StartSe
             await client.ws.aclose()
     server = running.service.server
     await eventually(lambda: not server.connections and server.limits.tracked == 0)
+
+
+async def test_control_frames_are_decided_per_connection(start_server: StartServer) -> None:
+    """In one room, on the defaults: the client that opted in is told, the stock one is not.
+
+    The stock client learns what it must from y-protocols and the close code and reason.
+    """
+    running = await start_with_tokens(start_server)
+    viewers = {
+        control: await joined(running, token=token(f"vi-{control}", role="public"), control=control)
+        for control in (True, False)
+    }
+    users = {
+        control: await joined(running, token=token(f"u-{control}"), control=control)
+        for control in (True, False)
+    }
+    for viewer in viewers.values():
+        await viewer.edit(lambda d: d.get("t", type=Text).insert(0, "vandal"))
+        await viewer.ws.send_message(b"\x07")  # invalid
+        await viewer.ws.send_message('{"type":"ping"}')  # answered after the invalid frame
+    told = viewers[True]
+    await told.wait_for(lambda: len(told.events("error")) == 2)
+    assert sorted(e["error"]["code"] for e in told.events("error")) == [
+        "INVALID_MESSAGE",
+        "PERMISSION_DENIED",
+    ]
+    # The stock viewer gets y-protocols' permission-denied message instead, and its pong.
+    stock = viewers[False]
+    await stock.wait_for(
+        lambda: (
+            bool(stock.text_frames)
+            and any(isinstance(m, messages.PermissionDenied) for m in stock.binary)
+        )
+    )
+    denied = [m for m in stock.binary if isinstance(m, messages.PermissionDenied)]
+    assert [m.reason for m in denied] == ["read-only access"]
+    assert [f["type"] for f in stock.text_frames] == ["pong"]
+    assert not any(isinstance(m, messages.PermissionDenied) for m in told.binary)
+    running.service.server.revoke(user_id="u-True", reason="gone")
+    running.service.server.revoke(user_id="u-False", reason="gone")
+    for client in users.values():
+        await client.wait_for(lambda c=client: c.closed is not None)
+        assert client.closed is not None
+        assert client.closed[0] == CloseCode.AUTH_FAILED
+        assert json.loads(client.closed[1] or "") == {"code": "SESSION_REVOKED", "reason": "gone"}
+    assert [e["reason"] for e in users[True].events("session.revoked")] == ["gone"]
+    assert users[False].text_frames == []
+    assert [f["type"] for f in stock.text_frames] == ["pong"]

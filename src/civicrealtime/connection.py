@@ -111,7 +111,8 @@ class Connection:
                 outbound.detach()
 
     def end_session(self, code: str, reason: str) -> None:
-        """Close with 4001 after a `session.revoked` frame (revocation, token expiry)."""
+        """Close with 4001 (revocation, token expiry); a `session.revoked` frame first to a
+        connection that gets control frames (the close reason carries the same)."""
         outbound = self.member.outbound
         if self.member.control_frames:
             outbound.push(control_frames.session_revoked_frame(reason))

@@ -46,6 +46,7 @@ from trio_websocket import (
 from civicrealtime.auth.minting import mint_token
 from civicrealtime.config import RealtimeConfig
 from civicrealtime.protocol import messages
+from civicrealtime.protocol.control import CONTROL_SUBPROTOCOL
 
 NGINX = Path("/usr/sbin/nginx")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -321,6 +322,11 @@ def token(user: str) -> str:
     return mint_token(SECRET.encode(), user=user, role="editor")
 
 
+def opted_in(token: str) -> list[str]:
+    """The subprotocols of a client that asks for the control frames these tests read."""
+    return [f"auth.{token}", CONTROL_SUBPROTOCOL]
+
+
 async def handshake(ws: WebSocketConnection, room: str) -> None:
     """The documented join: connection.ack (text), then sync step 1 and step 2 (binary)."""
     with trio.fail_after(STEP_TIMEOUT):
@@ -367,7 +373,7 @@ async def connect_from(
             trio.SocketStream(sock),
             f"127.0.0.1:{port}",
             f"/realtime/records/{room}",
-            subprotocols=[f"auth.{token(user)}"],
+            subprotocols=opted_in(token(user)),
             extra_headers=extra_headers,
         )
 
@@ -380,12 +386,11 @@ async def test_two_editors_sync_through_nginx(nginx: Nginx) -> None:
     room = "proxied"
     with trio.fail_after(15):
         async with (
-            open_websocket_url(nginx.url(room), subprotocols=[f"auth.{token('alice')}"]) as alice,
-            open_websocket_url(nginx.url(room), subprotocols=[f"auth.{token('bob')}"]) as bob,
+            open_websocket_url(nginx.url(room), subprotocols=opted_in(token("alice"))) as alice,
+            open_websocket_url(nginx.url(room), subprotocols=opted_in(token("bob"))) as bob,
         ):
-            # The 101 went through nginx, echoing the offered subprotocol.
-            assert alice.subprotocol is not None
-            assert alice.subprotocol.startswith("auth.")
+            # The 101 went through nginx, selecting the control subprotocol they offered.
+            assert alice.subprotocol == CONTROL_SUBPROTOCOL
             await handshake(alice, room)
             await handshake(bob, room)
 
@@ -455,9 +460,7 @@ async def test_per_ip_limit_counts_the_client_not_the_proxy(nginx: Nginx, daemon
 async def test_sigterm_closes_4503_and_exits_0(nginx: Nginx, daemon: Daemon) -> None:
     room = "shutdown"
     with trio.fail_after(15):
-        async with open_websocket_url(
-            nginx.url(room), subprotocols=[f"auth.{token('carol')}"]
-        ) as ws:
+        async with open_websocket_url(nginx.url(room), subprotocols=opted_in(token("carol"))) as ws:
             await handshake(ws, room)
             daemon.proc.send_signal(signal.SIGTERM)
             with trio.fail_after(STEP_TIMEOUT + 5), pytest.raises(ConnectionClosed) as closed:
@@ -524,7 +527,7 @@ async def test_admin_revoke_closes_the_users_connections(nginx: Nginx, daemon: D
     room = "revoked"
     alice = token("alice")
     with trio.fail_after(15):
-        async with open_websocket_url(nginx.url(room), subprotocols=[f"auth.{alice}"]) as ws:
+        async with open_websocket_url(nginx.url(room), subprotocols=opted_in(alice)) as ws:
             await handshake(ws, room)
             async with httpx.AsyncClient(timeout=STEP_TIMEOUT) as client:
                 response = await client.post(
@@ -544,7 +547,7 @@ async def test_admin_revoke_closes_the_users_connections(nginx: Nginx, daemon: D
             assert "SESSION_REVOKED" in (closed.value.reason.reason or "")
             assert any(isinstance(f, str) and "session.revoked" in f for f in frames)
         # The same token is refused from now on.
-        async with open_websocket_url(nginx.url(room), subprotocols=[f"auth.{alice}"]) as ws:
+        async with open_websocket_url(nginx.url(room), subprotocols=opted_in(alice)) as ws:
             with trio.fail_after(STEP_TIMEOUT), pytest.raises(ConnectionClosed) as refused:
                 while True:
                     await ws.get_message()

@@ -83,6 +83,9 @@ async function join (browser, { name, role = 'editor', room = record, viewport =
   await page.getByRole('button', { name: 'Join' }).click()
   await page.waitForSelector('#status[data-state="connected"]')
   await until(`${name} to sync`, () => page.evaluate(() => window.civicDemo.provider?.synced === true))
+  // The page asked for the daemon's control frames, and the 101 said it was understood.
+  const protocol = await page.evaluate(() => window.civicDemo.provider?.ws?.protocol)
+  check(protocol === 'civicrealtime.control.v1', `${name}'s socket selected ${JSON.stringify(protocol)}`)
   return { name, page, context }
 }
 

@@ -1,6 +1,7 @@
 // The civicrealtime demo: a record editor joined to a records room exactly as the CivicPress
 // editor joins it (y-websocket provider on <ws_url>/records, token in the `auth.<token>`
-// subprotocol, the document in Y.XmlFragment('default'), carets as awareness `user`).
+// subprotocol, the document in Y.XmlFragment('default'), carets as awareness `user`), and
+// opted in to the daemon's JSON control frames (docs/protocol.md).
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { EditorState, Selection } from 'prosemirror-state'
@@ -17,7 +18,7 @@ import { schema } from './schema.js'
 import { ConnectionBadge } from './status.js'
 import { savedLabel } from './saved.js'
 // The client helper the daemon serves at /client/civicrealtime.js, bundled from the package.
-import { connectRealtime } from '../../../src/civicrealtime/http/static/client/civicrealtime.js'
+import { CONTROL_SUBPROTOCOL, connectRealtime } from '../../../src/civicrealtime/http/static/client/civicrealtime.js'
 
 const $ = (id) => document.getElementById(id)
 const { nodes, marks } = schema
@@ -97,7 +98,7 @@ async function renewToken () {
   try {
     Object.assign(session, await fetchToken(session.name, session.role))
     // The open socket keeps its token until it closes; the next connection uses this one.
-    if (room) room.provider.protocols = [`auth.${session.token}`]
+    if (room) room.provider.protocols = subprotocols()
   } catch (err) {
     notice(`Could not renew the session: ${err.message}`)
   }
@@ -110,11 +111,12 @@ function scheduleRenewal () {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Control frames: y-websocket parses binary frames only, so the JSON control frames the
-// daemon sends (ack, errors, notices) are taken out before they reach it and shown instead.
+// Control frames: the daemon sends its JSON control frames (ack, errors, notices, saved) only
+// to a connection that offers this subprotocol beside the token. y-websocket parses binary
+// frames only: the client helper takes them out before they reach it and hands them over as
+// events, and turns the "saved" frames into the indicator's status.
 
-// The client helper asks for them (the civicrealtime.control.v1 subprotocol) and hands them
-// over as events.
+const subprotocols = () => [`auth.${session.token}`, CONTROL_SUBPROTOCOL]
 
 function showControlFrames (rt) {
   rt.on('error', (error) => {
