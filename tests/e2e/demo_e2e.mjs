@@ -4,8 +4,8 @@
 //        [--daemon-pid PID] [--screenshot OUT.png] [--record ID] [--chromium /usr/bin/chromium]
 //
 // Scenarios: converge, carets, offline, viewer, saved (which runs --fail-cmd and --recover-cmd,
-// JSON arrays of argv, to make the store fail and recover), shutdown (which sends SIGTERM to
-// --daemon-pid).
+// JSON arrays of argv, to make the store fail and recover), kill (SIGKILL to --daemon-pid; the
+// test restarts the daemon), shutdown (which sends SIGTERM to --daemon-pid).
 // Prints `PASS <scenario> ...` and exits 0, or prints the failure and exits 1. Every wait has
 // a deadline and the whole run stops itself after RUN_TIMEOUT_MS. playwright-core comes from
 // web/demo/node_modules (devDependency) and never downloads a browser: it runs the system's.
@@ -276,6 +276,35 @@ const scenarios = {
     const graceText = await text(grace)
     check(graceText.includes('Durable words.') && graceText.includes('Typed while the disk fails.'), `fresh page text ${JSON.stringify(graceText)}`)
     return `indicator: ${JSON.stringify([...new Set(seen.map((t) => t.replace(/\d+ s$/, 'N s')))])}`
+  },
+
+  // (g) "Saved" stays true through kill -9 of the daemon (--daemon-pid; the test restarts it
+  // on the same store and ports): what the page called saved is there after the restart, and
+  // what was typed as it died comes back from the page itself and is saved then.
+  async kill (browser) {
+    const pid = Number(opts['daemon-pid'])
+    check(Number.isInteger(pid) && pid > 0, 'kill needs --daemon-pid')
+    const ada = await join(browser, { name: 'Ada' })
+    const shown = () => ada.page.locator('#saved').textContent()
+    await editor(ada).click()
+    await typeAtEnd(ada, 'Saved before the kill.')
+    await until('Saved before the kill', async () => (await shown()) === 'Saved')
+    await typeAtEnd(ada, ' Typed as it dies.', 0)
+    const atKill = await shown()
+    const typed = await text(ada)
+    process.kill(pid, 'SIGKILL')
+    await until('the indicator to say offline', async () => (await shown()).startsWith('Offline'))
+    // Ada stays away until Grace has read the store: only what the store kept is checked.
+    await ada.page.getByRole('button', { name: 'Go offline' }).click()
+    await until('the daemon to be back', () => fetch(opts.base).then((r) => r.ok, () => false), 60_000)
+    const grace = await join(browser, { name: 'Grace' })
+    const stored = await text(grace)
+    check(stored.includes('Saved before the kill.'), `lost what was shown as saved: ${JSON.stringify(stored)}`)
+    if (atKill === 'Saved') check(stored === typed, `shown as saved at the kill, but the store has ${JSON.stringify(stored)} of ${JSON.stringify(typed)}`)
+    await ada.page.getByRole('button', { name: 'Reconnect' }).click()
+    await until('Saved after reconnecting', async () => (await shown()) === 'Saved', 30_000)
+    await until('Grace to get what Ada typed as the daemon died', async () => (await text(grace)).includes('Typed as it dies.'))
+    return `at the kill the page showed ${JSON.stringify(atKill)}; the store then held ${JSON.stringify(stored)}; after reconnecting "Saved"`
   },
 
   // (e) The badge says connected, then "reconnecting" (4503) when the daemon gets SIGTERM.
