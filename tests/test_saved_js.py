@@ -106,6 +106,22 @@ async def _drive(
     return lines
 
 
+def test_helper_bookkeeping_over_a_fake_socket() -> None:
+    """tests/js/civicrealtime_helper.test.mjs: the real provider, a socket the test drives."""
+    assert NODE is not None
+    result = subprocess.run(
+        [NODE, "--test", "civicrealtime_helper.test.mjs"],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "# fail 0" in result.stdout
+
+
 async def test_helper_is_served_to_any_origin(nursery: trio.Nursery, tmp_path: Path) -> None:
     service, _ = await _serve(nursery, tmp_path)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.http_port}") as client:
