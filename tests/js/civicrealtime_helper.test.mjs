@@ -71,6 +71,9 @@ function start (options = {}) {
   rt.on('status', (s) => statuses.push(s.status))
   const socket = FakeSocket.all.at(-1)
   socket.open()
+  // The provider's awareness keeps an interval until its document is destroyed.
+  const destroy = rt.destroy.bind(rt)
+  rt.destroy = () => { destroy(); doc.destroy() }
   return { rt, doc, socket, statuses }
 }
 
