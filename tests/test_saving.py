@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from pycrdt import Doc, Text
 
 from civicrealtime.protocol.control import saved_frame
+from civicrealtime.rooms import saving
 from civicrealtime.rooms.saving import SaveAcks
 
 
@@ -140,3 +142,23 @@ def test_an_integrated_update_needs_no_state_vector() -> None:
     acks.note(1, update, before=0, after=1, state=None, now=0)
     (ack,) = acks.durable(1, 0)
     assert ack.through == {8: 3}
+
+
+def test_entries_are_bounded_and_the_ack_stays_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(saving, "MAX_ENTRIES", 4)
+    server: Doc[Any] = Doc()
+    acks = SaveAcks()
+    w = Writer(server, 9)
+    for receipt in range(1, 11):
+        update = w.type("z")
+        apply(server, update)
+        acks.note(1, update, before=receipt - 1, after=receipt, state=None, now=float(receipt))
+    assert len(acks._connections[1].entries) == 4
+    assert acks.unsaved(1) == 10
+    (first,) = acks.durable(3, 20.0)
+    assert (first.updates, first.through) == (3, {9: 3})
+    # The merged tail is saved only once its newest update is durable.
+    assert acks.durable(9, 20.0) == []
+    (last,) = acks.durable(10, 20.0)
+    assert (last.updates, last.through) == (10, {9: 10})
+    assert len(last.waited) == 7

@@ -26,6 +26,10 @@ from ..protocol.updates import decode_state_vector
 from ..protocol.ystructs import read_layout
 from .messages import RoomMessage
 
+# Entries remembered per connection. Past this (a store failing for long under steady
+# typing), the newest entries are merged: the acknowledgement stays exact, only the latency
+# observations of merged updates are rounded up to the oldest of them.
+MAX_ENTRIES = 4096
 # The receipt of an update that will never be saved (refused, too large, dropped): it blocks
 # the acknowledgement of everything the connection sends after it, which is the truth.
 NEVER = math.inf
@@ -66,6 +70,13 @@ class _Entry:
     receipt: float  # a receipt, or NEVER
     clocks: dict[int, int]  # {client: clock past the last struct it carried}
     arrived: float
+    count: int = 1  # update messages it stands for (more than one once merged)
+
+    def absorb(self, newer: _Entry) -> None:
+        self.receipt = max(self.receipt, newer.receipt)
+        for client, clock in newer.clocks.items():
+            self.clocks[client] = max(clock, self.clocks.get(client, 0))
+        self.count += newer.count
 
 
 @attrs.define(slots=True)
@@ -107,11 +118,11 @@ class SaveAcks:
         try:
             spans = read_layout(update).structs
             if state is None and after > before:
-                conn.entries.append(_Entry(after, {c: end for c, (_, end) in spans.items()}, now))
+                self._add(conn, _Entry(after, {c: end for c, (_, end) in spans.items()}, now))
                 return
             held = decode_state_vector(state) if state is not None else {}
         except (MalformedMessage, InvalidUpdate):
-            conn.entries.append(_Entry(NEVER, {}, now))
+            self._add(conn, _Entry(NEVER, {}, now))
             return
         # Clocks are claimed only as far as the document holds them without a gap: a
         # struct pending on one never received is in the log, but not yet in the document.
@@ -122,7 +133,14 @@ class SaveAcks:
             receipt = before
         else:
             receipt = NEVER
-        conn.entries.append(_Entry(receipt, clocks, now))
+        self._add(conn, _Entry(receipt, clocks, now))
+
+    @staticmethod
+    def _add(conn: _Connection, entry: _Entry) -> None:
+        if len(conn.entries) >= MAX_ENTRIES:
+            conn.entries[-1].absorb(entry)
+        else:
+            conn.entries.append(entry)
 
     def durable(self, receipt: int, now: float, *, only: int | None = None) -> list[Ack]:
         """The frames owed now that everything up to `receipt` is durable (or `only` one's)."""
@@ -133,7 +151,7 @@ class SaveAcks:
             waited: list[float] = []
             while conn.entries and conn.entries[0].receipt <= receipt:
                 entry = conn.entries.popleft()
-                waited.append(now - entry.arrived)
+                waited.extend([now - entry.arrived] * entry.count)
                 for client, clock in entry.clocks.items():
                     if clock > conn.through.get(client, 0):
                         conn.through[client] = clock
@@ -163,7 +181,7 @@ class SaveAcks:
 
     def unsaved(self, conn_id: int) -> int:
         conn = self._connections.get(conn_id)
-        return len(conn.entries) if conn is not None else 0
+        return sum(entry.count for entry in conn.entries) if conn is not None else 0
 
     def leave(self, conn_id: int) -> None:
         self._connections.pop(conn_id, None)
