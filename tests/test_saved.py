@@ -193,3 +193,23 @@ async def test_a_refused_update_is_never_saved(nursery: trio.Nursery, tmp_path: 
     await writer.wait_for(lambda: bool(writer.events("error")))
     await trio.sleep(0.2)
     assert len(writer.events("saved")) == 1
+
+
+async def test_an_evicted_room_stops_watching(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """The writer must not keep an evicted room (its notifier) alive."""
+    config = make_config(
+        data_dir=str(tmp_path),
+        snapshots={"enabled": True, "flush_ms": 20},
+        rooms={"cleanup_timeout": 0.1},
+    )
+    service = RealtimeService(config, authenticator=DevelopmentAuthenticator())
+    port = await nursery.start(service.run)
+    running = RunningServer(service=service, port=port, nursery=nursery)
+    persistence = service.persistence
+    assert persistence is not None
+    client = await running.client("leaving")
+    await _joined(client)
+    assert "records:leaving" in persistence._watchers
+    await client.ws.aclose()
+    await eventually(lambda: service.rooms.get("records:leaving") is None)
+    await eventually(lambda: "records:leaving" not in persistence._watchers)

@@ -402,8 +402,9 @@ class Persistence:
         self._told[room_id] = (self.durable(room_id), False)
 
     def unwatch(self, room_id: str, notify: DurableNotifier) -> None:
-        # A successor room of the same key may have replaced the watcher already.
-        if self._watchers.get(room_id) is notify:
+        # A successor room of the same key may have replaced the watcher already. Equality,
+        # not identity: each access to a bound method makes a new object.
+        if self._watchers.get(room_id) == notify:
             del self._watchers[room_id]
             self._told.pop(room_id, None)
 
