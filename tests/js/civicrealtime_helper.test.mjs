@@ -167,3 +167,31 @@ test('notices and revocations are events', () => {
   assert.deepEqual(seen, [['notice', 'slow down'], ['revoked', 'token revoked']])
   rt.destroy()
 })
+
+test('a new socket carries what the old one left, even before the old one reports its close', () => {
+  const { rt, doc, socket } = start({ providerOptions: { disableBc: true, maxBackoffTime: 10 } })
+  doc.getText('t').insert(0, 'sent on the first socket')
+  // The provider moves on to a new socket; the old close event is late.
+  const late = socket.listeners.close
+  socket.listeners.close = []
+  socket.close()
+  return new Promise((resolve) => setTimeout(resolve, 50)).then(() => {
+    const next = FakeSocket.all.at(-1)
+    next.open()
+    next.receive(serverStep1())
+    next.receive(saved(1))
+    assert.equal(rt.status, 'saved')
+    for (const listener of late) listener({ code: 1006 })
+    assert.equal(rt.status, 'saved')
+    rt.destroy()
+  })
+})
+
+test('offline, not error, while disconnected however old the change', async () => {
+  const { rt, doc, socket } = start({ errorAfterMs: 10, tickMs: 5 })
+  socket.close()
+  doc.getText('t').insert(0, 'typed offline')
+  await new Promise((resolve) => setTimeout(resolve, 40))
+  assert.equal(rt.status, 'offline')
+  rt.destroy()
+})

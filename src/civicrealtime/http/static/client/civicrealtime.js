@@ -13,9 +13,10 @@
 // - keeps those text frames away from y-websocket's binary handler;
 // - counts the update messages it sends on each connection and compares them with the
 //   `updates` count of each "saved" frame: a deletion adds no clock, but it is a message;
-// - reports `saved`, `saving` (with the age of the oldest unsaved change), `offline`, or
-//   `error` (the server reported a store failure, or a change stayed unsaved past
-//   `errorAfterMs`), and every other control frame as an event.
+// - reports `saved`, `saving` (with the age of the oldest unsaved change), `offline` (not
+//   connected: changes wait locally), or `error` (connected, but the server reported a store
+//   failure, or a change stayed unsaved past `errorAfterMs`), and every other control frame
+//   as an event.
 //
 // Changes made offline, or sent on a connection that closed before they were acknowledged,
 // stay unsaved until the next connection's answer to the server's sync step 1 (which holds
@@ -226,6 +227,11 @@ export class RealtimeSession {
   }
 
   _opened (socket) {
+    // Whatever an earlier socket left unacknowledged is carried to this one, even if that
+    // socket's close event has not arrived yet.
+    for (const entry of this._unsaved) {
+      if (entry.socket !== null && entry.socket !== socket) entry.socket = null
+    }
     this._socket = socket
     this._sent = 0
     this._firstStep2 = null
@@ -282,14 +288,15 @@ export class RealtimeSession {
     const age = this.oldestUnsavedMs
     let status
     let reason = null
-    if (this._storeError !== null && this._unsaved.length) {
+    if (!connected) {
+      // Not an error of the server's: the changes wait here and go out on reconnecting.
+      status = 'offline'
+    } else if (this._storeError !== null && this._unsaved.length) {
       status = 'error'
       reason = this._storeError
     } else if (this._unsaved.length && age > this.errorAfterMs) {
       status = 'error'
       reason = `a change is unsaved after ${Math.round(age / 1000)} s`
-    } else if (!connected) {
-      status = 'offline'
     } else if (this._unsaved.length) {
       status = 'saving'
     } else {
