@@ -4,7 +4,7 @@
 
 The daemon runs as `python -m civicrealtime` (SQLite store in a temporary data_dir,
 development auth, limits raised above the load), pinned to core 0 when `taskset` exists;
-the load runs here (trio clients). Each workload runs twice: with every connection asking
+the load runs here (trio, WebSocket clients on bare streams through wsproto). Each workload runs twice: with every connection asking
 for control frames (so every writer gets "saved" frames), and with none asking (the stock
 y-websocket behaviour), to isolate the cost of the acknowledgement.
 
@@ -21,6 +21,7 @@ Target (docs/saved.md): p99 <= flush_ms + 50 ms. Prints one JSON object per run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -31,12 +32,22 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import trio
 from pycrdt import Doc, Text
-from trio_websocket import ConnectionClosed, WebSocketConnection, connect_websocket_url
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Message,
+    Ping,
+    Pong,
+    Request,
+    TextMessage,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTROL = "civicrealtime.control.v1"
@@ -109,35 +120,59 @@ class Run:
         self.unacked_at_end = 0
 
 
-async def _reader(ws: WebSocketConnection) -> None:
-    try:
-        while True:
-            await ws.get_message()
-    except ConnectionClosed:
-        return
+async def _upgrade(port: int, target: str, subprotocols: list[str]) -> RawSocket:
+    """A WebSocket client on a bare stream, through wsproto: far cheaper per frame than a
+    full client, so that 1,000 connections and their fan-out do not make this process the
+    bottleneck whose lag the latencies would then measure."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    conn = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(
+        conn.send(Request(host="127.0.0.1", target=target, subprotocols=subprotocols))
+    )
+    while not any(isinstance(e, AcceptConnection) for e in conn.events()):
+        conn.receive_data(await stream.receive_some(65536))
+    return RawSocket(stream, conn)
 
 
-async def _writer(ws: WebSocketConnection, frames: list[bytes], rate: int, run: Run) -> None:
+class RawSocket:
+    def __init__(self, stream: trio.SocketStream, conn: WSConnection) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.lock = trio.Lock()
+
+    async def send(self, event: Message | Ping | Pong) -> None:
+        async with self.lock:
+            await self.stream.send_all(self.conn.send(event))
+
+    async def texts(self, on_text: Callable[[str], None]) -> None:
+        """Read until the end: text messages to `on_text`, pings answered, the rest dropped."""
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while chunk := await self.stream.receive_some(1 << 16):
+                self.conn.receive_data(chunk)
+                for event in self.conn.events():
+                    if isinstance(event, TextMessage):
+                        on_text(event.data)
+                    elif isinstance(event, Ping):
+                        await self.send(event.response())
+                    elif isinstance(event, CloseConnection):
+                        return
+
+
+async def _writer(ws: RawSocket, frames: list[bytes], rate: int, run: Run) -> None:
     sent_at: list[float] = []
     acked = 0
 
-    async def read() -> None:
+    def on_text(text: str) -> None:
         nonlocal acked
-        try:
-            while True:
-                message = await ws.get_message()
-                if isinstance(message, str):
-                    frame = json.loads(message)
-                    if frame.get("event") == "saved":
-                        now = time.perf_counter()
-                        upto = int(frame["updates"])
-                        run.latencies.extend(now - sent_at[i] for i in range(acked, upto))
-                        acked = upto
-        except ConnectionClosed:
-            return
+        frame = json.loads(text)
+        if frame.get("event") == "saved":
+            now = time.perf_counter()
+            upto = int(frame["updates"])
+            run.latencies.extend(now - sent_at[i] for i in range(acked, upto))
+            acked = upto
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(read)
+        nursery.start_soon(ws.texts, on_text)
         interval = 1 / rate
         # Spread the writers' phases so that the load is steady, not in bursts.
         await trio.sleep(interval * (hash(id(ws)) % 1000) / 1000)
@@ -146,7 +181,7 @@ async def _writer(ws: WebSocketConnection, frames: list[bytes], rate: int, run: 
             if trio.current_time() >= deadline:
                 break
             sent_at.append(time.perf_counter())
-            await ws.send_message(frame)
+            await ws.send(Message(data=frame))
             run.sent += 1
             await trio.sleep(interval)
         # Wait for the last acknowledgements (well past the flush window).
@@ -156,18 +191,18 @@ async def _writer(ws: WebSocketConnection, frames: list[bytes], rate: int, run: 
 
 
 async def load(port: int, workload: dict[str, int], control: bool, run: Run, pid: int) -> float:
-    subprotocols = [CONTROL] if control else None
+    subprotocols = [CONTROL] if control else []
     count = int(workload["rate"] * run.seconds) + 5
     async with trio.open_nursery() as nursery:
         writers = []
         for room in range(workload["rooms"]):
-            url = f"ws://127.0.0.1:{port}/realtime/records/bench{room}"
+            target = f"/realtime/records/bench{room}"
             for i in range(workload["per_room"]):
-                ws = await connect_websocket_url(nursery, url, subprotocols=subprotocols)
+                ws = await _upgrade(port, target, subprotocols)
                 if i < workload["writers_per_room"]:
                     writers.append(ws)
                 else:
-                    nursery.start_soon(_reader, ws)
+                    nursery.start_soon(ws.texts, lambda _text: None)
         frames = [updates_for(count) for _ in writers]
         await trio.sleep(1)  # joins settle
         cpu0 = cpu_seconds(pid)
