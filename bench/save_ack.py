@@ -4,9 +4,10 @@
 
 The daemon runs as `python -m civicrealtime` (SQLite store in a temporary data_dir,
 development auth, limits raised above the load), pinned to core 0 when `taskset` exists;
-the load runs here (trio, WebSocket clients on bare streams through wsproto). Each workload runs twice: with every connection asking
-for control frames (so every writer gets "saved" frames), and with none asking (the stock
-y-websocket behaviour), to isolate the cost of the acknowledgement.
+the load runs here (trio, WebSocket clients on bare streams through wsproto). Each workload
+runs twice: with every connection asking for control frames (so every writer gets "saved"
+frames), and with none asking (the stock y-websocket behaviour), to isolate the cost of the
+acknowledgement.
 
 - fanout: 1 room, 50 connections, 10 of them writing 10 updates/s each (100 updates/s,
   fanned out to 49 others);
