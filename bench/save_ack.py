@@ -13,9 +13,11 @@ acknowledgement.
   fanned out to 49 others);
 - thousand: 1,000 connections in 100 rooms of 10, each writing 1 update/s (1,000/s).
 
-Latency: from the moment a writer sends an update to the moment it reads the first saved
-frame whose `updates` count covers it (client side, loopback). CPU: the daemon's user+system
-time over the measured period (/proc/<pid>/stat) divided by the updates sent.
+Latency: `server_ack_*` from the daemon's civicrealtime_save_ack_seconds histogram (arrival
+in the room to the frame queued); `ack_*` from the moment a writer sends an update to the
+moment it reads the first saved frame whose `updates` count covers it (client side,
+loopback, this process's lag included). CPU: the daemon's user+system time over the
+measured period (/proc/<pid>/stat) divided by the updates sent.
 Target (docs/saved.md): p99 <= flush_ms + 50 ms. Prints one JSON object per run.
 """
 
