@@ -276,7 +276,7 @@ async def test_admin_closes_a_room(start_server: StartServer) -> None:
 
 
 class Explodes(MemoryOnly):
-    def received(self, key: str, update: bytes) -> None:
+    def received(self, key: str, update: bytes, origin: object = None) -> None:
         raise RuntimeError("boom")
 
 

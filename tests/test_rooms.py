@@ -1,4 +1,8 @@
-"""Room lifecycle and isolation, through the real server."""
+"""Room lifecycle and isolation, through the real server.
+
+The same behaviours one level down, a `Room` and a `RoomManager` fed through their mailboxes
+without a network, are in tests/rooms/.
+"""
 
 from __future__ import annotations
 
@@ -139,7 +143,7 @@ async def test_slow_reader_is_closed_with_1013_and_others_keep_receiving(
     rounds = 0
     # In lockstep with the fast reader, so only the slow one falls behind; loopback socket
     # buffers can hold megabytes, so keep writing until the server gives up on it.
-    while server.close_codes[CloseCode.TRY_AGAIN_LATER] == 0:
+    while server.stats.closes[CloseCode.TRY_AGAIN_LATER] == 0:
         rounds += 1
         assert rounds <= 2000, "the slow reader was never closed"
         seen = fast.updates_received
@@ -153,7 +157,7 @@ async def test_slow_reader_is_closed_with_1013_and_others_keep_receiving(
 
 
 class CrashOnMarker(MemoryOnly):
-    def received(self, key: str, update: bytes) -> None:
+    def received(self, key: str, update: bytes, origin: object = None) -> None:
         if b"BOOM" in update:
             raise RuntimeError("simulated room failure")
 
@@ -219,7 +223,7 @@ async def test_stale_connection_is_swept(start_server: StartServer) -> None:
     stream = await _raw_upgrade(running.port, "/realtime/records/stale")
     async with stream:
         await eventually(
-            lambda: running.service.server.close_codes[CloseCode.GOING_AWAY] == 1, within=10
+            lambda: running.service.server.stats.closes[CloseCode.GOING_AWAY] == 1, within=10
         )
     assert running.service.rooms.get("records:stale").members == 0
 
@@ -244,7 +248,7 @@ async def test_graceful_shutdown_closes_with_4503(nursery: trio.Nursery) -> None
         assert code == CloseCode.SHUTTING_DOWN
     with trio.fail_after(5):
         await service.stopped.wait()
-    assert service.server.close_codes[CloseCode.SHUTTING_DOWN] == 1
+    assert service.server.stats.closes[CloseCode.SHUTTING_DOWN] == 1
 
 
 def _doc_with(text: str) -> bytes:

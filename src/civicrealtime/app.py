@@ -16,7 +16,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,23 +30,33 @@ from .auth import Authenticator, DevelopmentAuthenticator
 from .auth.introspection import Introspector
 from .auth.keys import JwksFile, JwksUrl, KeyError_, KeyProvider, StaticKey
 from .auth.minting import mint_token
+from .auth.permissions import HISTORY
 from .auth.revocation import Revocations
 from .auth.secrets import SecretError, resolve_secret
 from .auth.token_auth import TokenAuthenticator
 from .config import RealtimeConfig
 from .extras import import_extra
+from .history_blame import changed_blocks
 from .http import OpsApp, serve_http
 from .loopmonitor import measure_loop_lag
 from .persistence import Persistence, Store, StoreError, store_for
 from .persistence.filesystem import FilesystemStore
+from .persistence.historyrecorder import HistoryRecorder
+from .persistence.historystores import history_for
 from .persistence.roomhooks import PersistedRooms
 from .persistence.sqlite import SqliteStore
 from .protocol import close_reason
 from .protocol.closecodes import CloseCode
 from .records.handler import RecordsRoomType
+from .records.watcher import ACTOR as FILE_ACTOR
+from .records.watcher import Edit, PublishedWatcher
 from .rooms import RoomManager, RoomTypeRegistry
+from .rooms.edits import RoomGone, edit_room
 from .rooms.hooks import RoomHooks
+from .rooms.manager import RoomUnavailable
 from .rooms.messages import TakeSnapshot
+from .rooms.origin import FILESYSTEM_ORIGIN
+from .rooms.plugins import RoomTypeLoadError, add_configured_room_types
 from .server import RealtimeServer, Revoked
 from .stats import Stats
 
@@ -97,6 +107,12 @@ class StoreSetupError(StartupError):
     """The configured store cannot be opened at start."""
 
     exit_code = EXIT_STORE
+
+
+class RoomTypeSetupError(StartupError):
+    """A room type of `room_types` cannot be built (unknown handler, import error, ...)."""
+
+    exit_code = EXIT_CONFIG
 
 
 class AuthSetupError(StartupError):
@@ -298,10 +314,16 @@ class RealtimeService:
         store: Store | None = None,
         revocations: Revocations | None = None,
     ) -> None:
+        self.room_types = room_types if room_types is not None else _builtin_room_types(config)
+        try:
+            config = add_configured_room_types(config, self.room_types)
+        except RoomTypeLoadError as exc:
+            raise RoomTypeSetupError(str(exc)) from None
         self.config = config
-        self.room_types = room_types if room_types is not None else self._default_room_types()
         self.stats = Stats()
         self.persistence: Persistence | None = None
+        # The history of every room (persistence/history*.py); None when off.
+        self.history: HistoryRecorder | None = None
         hooks: RoomHooks | None = None
         snapshots = config.snapshots
         if snapshots.enabled:
@@ -314,7 +336,18 @@ class RealtimeService:
                 compress_over=snapshots.compress_over,
                 shutdown_timeout=config.shutdown_timeout,
             )
-            hooks = PersistedRooms(self.persistence)
+            history_store = history_for(store) if config.history.enabled else None
+            if history_store is not None:
+                self.history = HistoryRecorder(
+                    history_store,
+                    node=config.cluster.node_id or socket.gethostname(),
+                    version_idle=config.history.version_idle,
+                    retention_days=config.history.retention_days,
+                    flush_s=snapshots.flush_ms / 1000,
+                    shutdown_timeout=config.shutdown_timeout,
+                    analyse=changed_blocks,
+                )
+            hooks = PersistedRooms(self.persistence, self.history)
         # Several nodes sharing rooms through Redis (docs/scaling.md); never touched when off.
         self.cluster: ClusterService | None = None
         if config.cluster.enabled:
@@ -325,8 +358,13 @@ class RealtimeService:
                 feature="clustering through Redis",
                 extra="cluster",
             )
-            self.cluster = cluster.ClusterService(config, load_stored=self._load_stored)
-        self.rooms = RoomManager(config, self.room_types, self.stats, hooks, relay=self.cluster)
+            self.cluster = cluster.ClusterService(
+                config,
+                load_stored=self._load_stored,
+                apply_revocation=self._revoked_elsewhere,
+            )
+        relay = self.cluster.relay if self.cluster is not None else None
+        self.rooms = RoomManager(config, self.room_types, self.stats, hooks, relay=relay)
         # A caller's own authenticator shares the caller's list (`TokenAuthenticator` takes
         # one), so that revocations made here, and those restored from the store, apply.
         self.revocations = revocations if revocations is not None else Revocations()
@@ -341,11 +379,10 @@ class RealtimeService:
             authenticator=authenticator,
             revocations=self.revocations,
             stats=self.stats,
+            shared_counts=self.cluster.counts if self.cluster is not None else None,
         )
-        if self.cluster is not None:
-            self.cluster.attach(self.server)
-            self.server.limits.shared = self.cluster
         self.admin_token = _read_admin_token(config.http.admin_token_file)
+        self.watcher = self._make_watcher()
         self.demo_enabled = self._decide_demo()
         self.listening = False
         self.port: int | None = None
@@ -354,18 +391,66 @@ class RealtimeService:
         self._http_shutdown = trio.Event()
         self.stopped = trio.Event()
 
-    def _default_room_types(self) -> RoomTypeRegistry:
-        records = self.config.records
-        drafts = records.drafts_dir or str(Path(self.config.data_dir) / "drafts")
-        return RoomTypeRegistry(
-            [
-                RecordsRoomType(
-                    data_dir=records.data_dir,
-                    drafts_dir=drafts,
-                    refresh_seconds=records.refresh_seconds,
+    def _make_watcher(self) -> PublishedWatcher | None:
+        """The watcher of the published records (records/watcher.py), if there are any."""
+        interval = self.config.records.watch_seconds
+        for room_type in self.room_types:
+            if isinstance(room_type, RecordsRoomType) and room_type.index is not None:
+                if interval <= 0:
+                    return None
+                watcher = PublishedWatcher(
+                    room_type.index,
+                    self._deliver_file_edits,
+                    interval=interval,
+                    ignore_under=room_type.drafts_dir,
+                    bases_dir=Path(self.config.data_dir) / "published",
                 )
-            ]
-        )
+                watcher.on_merge = self._count_file_merge
+                watcher.on_failure = self._count_file_failure
+                return watcher
+        return None
+
+    def _count_file_merge(self) -> None:
+        self.stats.record_file_merges += 1
+
+    def _count_file_failure(self) -> None:
+        self.stats.record_file_failures += 1
+
+    async def _deliver_file_edits(
+        self, edits: Sequence[tuple[str, Edit]]
+    ) -> tuple[set[str], dict[str, str]]:
+        """Each edit into its room if it is live or stored; a room never opened needs none."""
+        stored: set[str] = set()
+        if self.persistence is not None:
+            try:
+                with trio.fail_after(STORE_CALL_TIMEOUT):
+                    stored = set(await self.persistence.store.list_rooms())
+            except (StoreError, trio.TooSlowError) as exc:
+                why = str(exc) or "the store did not answer"
+                return set(), {record_id: why for record_id, _ in edits}
+        merged: set[str] = set()
+        failed: dict[str, str] = {}
+        for record_id, edit in edits:
+            key = f"records:{record_id}"
+            if self.rooms.get(key) is None and key not in stored:
+                continue
+            try:
+                result = await edit_room(
+                    self.rooms,
+                    key,
+                    "records",
+                    actor=FILE_ACTOR,
+                    edit=edit,
+                    origin=FILESYSTEM_ORIGIN,
+                )
+            except (RoomUnavailable, RoomGone) as exc:
+                failed[record_id] = str(exc) or type(exc).__name__
+                continue
+            if result.error is None:
+                merged.add(record_id)
+            else:
+                failed[record_id] = result.error
+        return merged, failed
 
     def _decide_demo(self) -> bool:
         demo, http = self.config.demo, self.config.http
@@ -411,6 +496,8 @@ class RealtimeService:
                     # Started first, cancelled last: its final flush follows the rooms' last
                     # snapshots at shutdown.
                     await root.start(self.persistence.run)
+                    if self.history is not None:
+                        await root.start(self.history.run)
                     root.start_soon(self._sweep_old_snapshots, self.persistence.store)
                 if self.cluster is not None:
                     # Started before the rooms, cancelled after them: their last presence
@@ -419,6 +506,8 @@ class RealtimeService:
                     if self.persistence is not None:
                         root.start_soon(self._restore_when_tailing, self.persistence.store)
                 await root.start(self.rooms.run)
+                if self.watcher is not None:
+                    await root.start(self.watcher.run)
                 http = self.config.http
                 if http.enabled:
                     self.http_port = await _listening(
@@ -493,6 +582,14 @@ class RealtimeService:
             return []
         return list((await self.persistence.store.load(key)).updates())
 
+    def _revoked_elsewhere(
+        self, *, user_id: str | None, token_id: str | None, reason: str, revoked_at: float | None
+    ) -> None:
+        """Another node revoked these sessions (relayed by the cluster): here too."""
+        self.server.revoke(
+            user_id=user_id, token_id=token_id, reason=reason, relayed=True, revoked_at=revoked_at
+        )
+
     async def _restore_revocations(self, store: Store) -> None:
         """Before the first connection: a restart must not let a revoked session back in."""
         try:
@@ -514,7 +611,7 @@ class RealtimeService:
         started tailing would otherwise be missed. Sessions admitted meanwhile are closed.
         """
         assert self.cluster is not None
-        await self.cluster.revocations_tailing.wait()
+        await self.cluster.revocations.tailing.wait()
         while True:
             try:
                 with trio.fail_after(STORE_CALL_TIMEOUT):
@@ -681,7 +778,7 @@ class RealtimeService:
             # Published after the store write: a node that starts meanwhile reads the store
             # once it tails the stream, so it misses neither (`_restore_when_tailing`).
             if self.cluster is not None:
-                self.cluster.publish_revocation(
+                self.cluster.revocations.publish(
                     user_id, token_id, reason, revoked.records[0].revoked_at
                 )
 
@@ -726,12 +823,15 @@ class RealtimeService:
         """A token this daemon accepts: its lifetime, algorithm, issuer and audience."""
         if self.hmac_secret is None:
             return name  # development mode: the token is the user id
+        # A demo clerk edits and reads the history (docs/history.md): an editor's role
+        # with `records:history` added, for records rooms only like every demo token.
         auth = self.config.auth
         return mint_token(
             self.hmac_secret,
             user=f"demo-{secrets.token_hex(4)}",
             name=name,
-            role=role,
+            role="editor" if role == "clerk" else role,
+            permissions=(HISTORY,) if role == "clerk" else (),
             rooms=("records:*",),
             ttl_seconds=self.demo_token_ttl,
             algorithm=next((a for a in auth.effective_algorithms if a.startswith("HS")), "HS256"),
@@ -746,6 +846,21 @@ class RealtimeService:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"ws://{host}:{self.port}{self.config.path}"
+
+
+def _builtin_room_types(config: RealtimeConfig) -> RoomTypeRegistry:
+    """`records`, the one type built in; others come from `room_types` (docs/room-types.md)."""
+    records = config.records
+    drafts = records.drafts_dir or str(Path(config.data_dir) / "drafts")
+    return RoomTypeRegistry(
+        [
+            RecordsRoomType(
+                data_dir=records.data_dir,
+                drafts_dir=drafts,
+                refresh_seconds=records.refresh_seconds,
+            )
+        ]
+    )
 
 
 def _store_advice(config: RealtimeConfig) -> str:

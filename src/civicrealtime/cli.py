@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import trio
 
 from . import config as config_module
-from . import records_cli, snapshots_cli
+from . import history_cli, records_cli, snapshots_cli
 from .app import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -28,6 +28,7 @@ from .auth.secrets import ENV_SECRET, SecretError, resolve_secret
 from .config import ConfigError, LoadedConfig
 from .extras import MissingExtra
 from .logs import configure
+from .rooms.plugins import RoomTypeLoadError, load_room_types
 from .version import VERSION
 
 log = logging.getLogger("civicrealtime")
@@ -104,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     snapshots_cli.add_parser(commands)
     records_cli.add_parser(commands)
+    history_cli.add_parser(commands)
     return parser
 
 
@@ -130,6 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except MissingExtra as exc:
             print(exc, file=sys.stderr)
             return EXIT_CONFIG
+        return records_cli.run(loaded.config, args)
+    if args.command == "history":
+        try:
+            loaded = _load(args.config)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_CONFIG
+        return history_cli.run(loaded.config, args)
     return _serve(args.config)
 
 
@@ -228,6 +238,12 @@ def _check_config(path: str | None) -> int:
     except StartupError as exc:
         print(f"invalid configuration in {loaded.source}:\n  - {exc}", file=sys.stderr)
         return exc.exit_code
+    try:
+        # Imports the plugins' code, as the daemon does at start.
+        load_room_types(loaded.config)
+    except RoomTypeLoadError as exc:
+        print(f"invalid configuration in {loaded.source}:\n  - {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     where = loaded.source if loaded.found else f"{loaded.source} (not found: embedded defaults)"
     print(f"# configuration from {where}: valid")
     print(config_module.dump_yaml(loaded.config), end="")

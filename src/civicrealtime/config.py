@@ -13,7 +13,8 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast, get_args
 
@@ -61,6 +62,13 @@ def _at_most(maximum: float) -> Any:
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
         raise FieldError(attribute.name, "a value greater than 0")
+
+
+def _positive_or_none(
+    instance: object, attribute: attrs.Attribute[Any], value: float | None
+) -> None:
+    if value is not None:
+        _positive(instance, attribute, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -125,6 +133,18 @@ class SnapshotsConfig:
         if self.storage == "filesystem":
             return "filesystem:" + (self.directory or data_dir)
         return self.database_url or str(Path(data_dir) / "realtime.sqlite3")
+
+
+@attrs.frozen(kw_only=True)
+class HistoryConfig:
+    # Keep every accepted update with who, when and where, and versions to read, compare
+    # and restore (docs/history.md). Needs snapshots.enabled (the same store).
+    enabled: bool = True
+    # Seconds of quiet after which a room's open version closes (also at eviction and at
+    # shutdown).
+    version_idle: float = attrs.field(default=120.0, validator=_positive)
+    # Days of history to keep; null keeps everything. The newest version always stays.
+    retention_days: float | None = attrs.field(default=None, validator=_positive_or_none)
 
 
 @attrs.frozen(kw_only=True)
@@ -218,6 +238,9 @@ class RecordsConfig:
     drafts_dir: str | None = None
     # Seconds between checks that the records directory changed (re-index).
     refresh_seconds: float = attrs.field(default=2.0, validator=_positive)
+    # Seconds between polls of the published record files; a change made outside the daemon
+    # (git pull, an import) is merged into its room. 0 turns the watcher off.
+    watch_seconds: float = attrs.field(default=0.4, validator=_at_least(0))
 
 
 @attrs.frozen(kw_only=True)
@@ -230,12 +253,53 @@ class ProtocolConfig:
     control_frames: ControlFramesMode = "opt-in"
 
 
+# What a role may do in the rooms of a configured room type (`room_types.<name>.roles`).
+Access = Literal["view", "edit"]
+ACCESS_VALUES: tuple[Access, ...] = ("view", "edit")
+# Room type names a configuration may not take: `records` is built in (configured under
+# `records:`), and `record` is its alias in URLs.
+RESERVED_ROOM_TYPES = frozenset({"records", "record"})
+ROOM_TYPE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+# `package.module:attribute` (the attribute may be dotted: `module:Class.factory`).
+HANDLER_REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+ENTRY_POINT_NAME = re.compile(r"[\w.-]+")
+
+
+@attrs.frozen(kw_only=True)
+class RoomTypeConfig:
+    """One room type enabled by configuration (docs/room-types.md, "Plugin room types")."""
+
+    # `package.module:factory`, or the name of an entry point of the group
+    # `civicrealtime.room_types`. null: the entry point named like the room type.
+    handler: str | None = None
+    # Keyword arguments of the factory, which is called as `factory(name, **options)`.
+    options: dict[str, Any] = attrs.Factory(dict)
+    # Role -> "view" or "edit" in this type's rooms; roles must be those of auth.roles.
+    # null: DEFAULT_ACCESS (admin, clerk, editor edit; public views), for the roles that
+    # auth.roles defines. {}: no role grants anything (only explicit permission claims).
+    roles: dict[str, Access] | None = None
+
+    def access(self, defined_roles: Iterable[str]) -> dict[str, Access]:
+        """Each role's access to this type's rooms, the default applied."""
+        if self.roles is not None:
+            return dict(self.roles)
+        defined = set(defined_roles)
+        return {role: access for role, access in DEFAULT_ACCESS.items() if role in defined}
+
+
 # Mirrors CivicPress's roles: staff who write records may edit, the public may read.
 DEFAULT_ROLES: dict[str, tuple[str, ...]] = {
     "admin": ("records:view", "records:edit"),
     "clerk": ("records:view", "records:edit"),
     "editor": ("records:view", "records:edit"),
     "public": ("records:view",),
+}
+# The access the CivicPress roles get to a configured room type that does not say.
+DEFAULT_ACCESS: dict[str, Access] = {
+    "admin": "edit",
+    "clerk": "edit",
+    "editor": "edit",
+    "public": "view",
 }
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 PUBLIC_KEY_ALGORITHMS = frozenset(
@@ -394,6 +458,7 @@ class RealtimeConfig:
     allowed_origins: tuple[str, ...] = ()
     rooms: RoomsConfig = attrs.Factory(RoomsConfig)
     snapshots: SnapshotsConfig = attrs.Factory(SnapshotsConfig)
+    history: HistoryConfig = attrs.Factory(HistoryConfig)
     rate_limiting: RateLimitingConfig = attrs.Factory(RateLimitingConfig)
     connection_cleanup: ConnectionCleanupConfig = attrs.Factory(ConnectionCleanupConfig)
     connection: ConnectionConfig = attrs.Factory(ConnectionConfig)
@@ -405,6 +470,8 @@ class RealtimeConfig:
     http: HttpConfig = attrs.Factory(HttpConfig)
     demo: DemoConfig = attrs.Factory(DemoConfig)
     cluster: ClusterConfig = attrs.Factory(ClusterConfig)
+    # More room types beside records, by name (the URL segment): docs/room-types.md.
+    room_types: dict[str, RoomTypeConfig] = attrs.Factory(dict)
 
     @path.validator
     def _check_path(self, attribute: attrs.Attribute[str], value: str) -> None:
@@ -465,6 +532,24 @@ def _strict_role_map(value: object, _: type) -> dict[str, tuple[str, ...]]:
     return {_strict_str(k, str): _strict_str_tuple(v, tuple) for k, v in value.items()}
 
 
+def _structure_room_types(value: object, _: type) -> dict[str, RoomTypeConfig]:
+    # The shapes were checked beforehand by _room_type_problems, which names each problem
+    # with its key path (cattrs would name only `room_types`).
+    if value is None:
+        return {}
+    assert isinstance(value, Mapping)
+    result = {}
+    for name, entry in value.items():
+        settings = entry or {}
+        roles = settings.get("roles")
+        result[name] = RoomTypeConfig(
+            handler=settings.get("handler"),
+            options=dict(settings.get("options") or {}),
+            roles=None if roles is None else dict(roles),
+        )
+    return result
+
+
 # `protocol.control_frames` was a boolean; a file written then keeps meaning what it meant.
 _CONTROL_FRAMES_BOOLEANS: dict[bool, ControlFramesMode] = {True: "always", False: "never"}
 
@@ -494,6 +579,9 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _strict_str_tuple)
     converter.register_structure_hook_func(
         lambda t: t == dict[str, tuple[str, ...]], _strict_role_map
+    )
+    converter.register_structure_hook_func(
+        lambda t: t == dict[str, RoomTypeConfig], _structure_room_types
     )
     converter.register_structure_hook_func(lambda t: t == ControlFramesMode, _control_frames_mode)
     return converter
@@ -584,6 +672,88 @@ def _literal_problems(raw: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _defined_roles(raw: Mapping[str, Any]) -> set[str] | None:
+    """The role names auth.roles will define, or None when it is itself invalid."""
+    auth = raw.get("auth")
+    if auth is None or (isinstance(auth, Mapping) and "roles" not in auth):
+        return set(DEFAULT_ROLES)
+    if not isinstance(auth, Mapping) or not isinstance(auth["roles"], Mapping):
+        return None  # reported by cattrs
+    return {role for role in auth["roles"] if isinstance(role, str)}
+
+
+def _room_type_problems(raw: Mapping[str, Any]) -> list[str]:
+    """`room_types`: every problem with its key path (names, keys, handler, options, roles)."""
+    section = raw.get("room_types")
+    if section is None:
+        return []
+    if not isinstance(section, Mapping):
+        return [f"room_types: expected a mapping of room type names to settings, got {section!r}"]
+    defined = _defined_roles(raw)
+    known = _fields_of(RoomTypeConfig)
+    problems: list[str] = []
+    for name, entry in section.items():
+        where = f"room_types.{name}"
+        if not isinstance(name, str) or not ROOM_TYPE_NAME.fullmatch(name):
+            problems.append(
+                f"room_types: {name!r} is not a room type name: expected 1 to 64 lowercase "
+                "letters, digits, '-' or '_', starting with a letter"
+            )
+            continue
+        if name in RESERVED_ROOM_TYPES:
+            problems.append(f"{where}: records rooms are built in; configure them under records:")
+            continue
+        if entry is None:
+            continue
+        if not isinstance(entry, Mapping):
+            problems.append(
+                f"{where}: expected a mapping of keys ({', '.join(known)}), got {entry!r}"
+            )
+            continue
+        for key in entry:
+            if key not in known:
+                hint = difflib.get_close_matches(str(key), known, n=1)
+                suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+                problems.append(
+                    f"{where}.{key}: unknown key{suggestion} (known keys here: {', '.join(known)})"
+                )
+        handler = entry.get("handler")
+        if handler is not None and not (
+            isinstance(handler, str)
+            and (HANDLER_REFERENCE.fullmatch(handler) or ENTRY_POINT_NAME.fullmatch(handler))
+        ):
+            problems.append(
+                f"{where}.handler: {handler!r} is invalid: expected 'package.module:factory' or "
+                "the name of an entry point of the group civicrealtime.room_types"
+            )
+        options = entry.get("options")
+        if options is not None and (
+            not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options)
+        ):
+            problems.append(
+                f"{where}.options: {options!r} is invalid: expected a mapping of option names "
+                "to values (the factory's keyword arguments)"
+            )
+        roles = entry.get("roles")
+        if roles is not None and not isinstance(roles, Mapping):
+            problems.append(
+                f"{where}.roles: {roles!r} is invalid: expected a mapping of role names to "
+                "'view' or 'edit'"
+            )
+        elif roles is not None:
+            for role, access in roles.items():
+                if not isinstance(access, str) or access not in ACCESS_VALUES:
+                    problems.append(
+                        f"{where}.roles.{role}: {access!r} is invalid: expected 'view' or 'edit'"
+                    )
+                if defined is not None and role not in defined:
+                    problems.append(
+                        f"{where}.roles.{role}: unknown role: auth.roles defines "
+                        f"{', '.join(sorted(defined)) or 'no role'}"
+                    )
+    return problems
+
+
 def structure(raw: Any, source: str = "<config>") -> RealtimeConfig:
     """Validate a parsed YAML document and build the configuration, or raise ConfigError."""
     if raw is None:
@@ -600,9 +770,9 @@ def structure(raw: Any, source: str = "<config>") -> RealtimeConfig:
         raw = raw["realtime"] if raw["realtime"] is not None else {}
         if not isinstance(raw, Mapping):
             raise ConfigError(source, [f"realtime: expected a mapping of keys, got {raw!r}"])
-    literal_problems = _literal_problems(raw)
-    if literal_problems:
-        raise ConfigError(source, literal_problems)
+    early_problems = _literal_problems(raw) + _room_type_problems(raw)
+    if early_problems:
+        raise ConfigError(source, early_problems)
     try:
         return _converter.structure(raw, RealtimeConfig)
     except (ClassValidationError, ForbiddenExtraKeysError) as exc:

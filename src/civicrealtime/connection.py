@@ -52,10 +52,6 @@ WRITE_BATCH_BYTES = 64 * 1024
 log = logging.getLogger("civicrealtime.connection")
 
 
-class SendTimeout(Exception):
-    pass
-
-
 class Connection:
     def __init__(
         self,

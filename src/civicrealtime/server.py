@@ -23,7 +23,6 @@ import itertools
 import logging
 import secrets
 import time
-from collections import Counter
 from functools import partial
 
 import attrs
@@ -35,7 +34,7 @@ from .auth.permissions import effective_permissions, has_permission, room_allowe
 from .auth.revocation import Revocation, Revocations
 from .config import RealtimeConfig
 from .connection import Connection
-from .limits import ConnectionLimits, LimitExceeded, client_address
+from .limits import ConnectionLimits, LimitExceeded, SharedCounts, client_address
 from .protocol import BadRoom, CloseCode, OutsidePrefix, RoomRoute, close_reason, parse_target
 from .protocol import control as control_frames
 from .rooms import Join, Member, Outbound, RoomManager, RoomTypeRegistry, RoomUnavailable
@@ -62,6 +61,7 @@ class RealtimeServer:
         authenticator: Authenticator,
         revocations: Revocations | None = None,
         stats: Stats | None = None,
+        shared_counts: SharedCounts | None = None,
     ) -> None:
         self._config = config
         self._rooms = rooms
@@ -72,6 +72,7 @@ class RealtimeServer:
         self._limits = ConnectionLimits(
             per_ip=config.rate_limiting.connections_per_ip,
             per_user=config.rate_limiting.connections_per_user,
+            shared=shared_counts,
         )
         self._conn_ids = itertools.count(1)
         self._accepting = True
@@ -82,8 +83,6 @@ class RealtimeServer:
         # Connections closed without flushing (slow consumer, send timeout): TCP is cut.
         self._aborted: set[int] = set()
         self._drained = trio.Event()
-        # Close codes sent, by code: for metrics, and for tests that cannot read the close.
-        self.close_codes: Counter[int] = Counter()
         self.port: int | None = None
         self._listener_scope: trio.CancelScope | None = None
 
@@ -185,7 +184,6 @@ class RealtimeServer:
                 peer=peer,
                 control=negotiated.control_frames,
             )
-            self.close_codes[code] += 1
             self.stats.closes[code] += 1
             if '"SLOW_CONSUMER"' in reason or '"SEND_TIMEOUT"' in reason:
                 self.stats.slow_consumer_closes += 1

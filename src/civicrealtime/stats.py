@@ -54,6 +54,9 @@ class Stats:
     pending_dropped_bytes: int = 0
     pending_closes: int = 0
     last_pending_drop_at: float | None = None
+    # Published record files merged into their rooms, and those that could not be read.
+    record_file_merges: int = 0
+    record_file_failures: int = 0
     # trio.current_time() of the last room crash; /health reports it for a while.
     last_room_crash_at: float | None = None
     hydration_seconds: Summary = attrs.Factory(Summary)

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import Any
 from urllib.parse import quote
 
+import coredis
 import psycopg
 import pytest
+from coredis.response.types import StreamEntry
 from psycopg import sql
+
+from civicrealtime.cluster.entries import Keys
+from civicrealtime.cluster.shared import HeartbeatShare, RedisAccess
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}"
@@ -123,3 +130,61 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture
+async def redis_access(redis_prefix: str) -> AsyncIterator[RedisAccess]:
+    """Node "a"'s access to the local Redis, under the test's key prefix."""
+    client: coredis.Redis[bytes] = coredis.Redis.from_url(REDIS_URL, decode_responses=False)
+    async with client:
+        access = RedisAccess(identity="a.1", keys=Keys(redis_prefix), timeout=2.0)
+        access.client = client
+        yield access
+
+
+def other_node(access: RedisAccess, identity: str) -> RedisAccess:
+    """Another node's access, through the same client (a second node, as Redis sees it)."""
+    other = RedisAccess(identity=identity, keys=access.keys, timeout=access.timeout)
+    other.client = access.client
+    return other
+
+
+async def run_beat(access: RedisAccess, now: float, *shares: HeartbeatShare) -> None:
+    """One heartbeat's pipeline with only these shares (no liveness key)."""
+    plans = [share.beat(now) for share in shares]
+    async with access.require().pipeline(transaction=False) as pipe:
+        for plan in plans:
+            plan.queue(pipe)
+    for plan in plans:
+        await plan.answered()
+
+
+def entry(sid: str, **values: bytes) -> StreamEntry:
+    """A stream entry as `XREAD` returns it; field names as keyword arguments."""
+    return StreamEntry(sid.encode(), OrderedDict((k.encode(), v) for k, v in values.items()))
+
+
+class RecordingPipe:
+    """Stands for a pipeline: records each command, answers None."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def command(*args: Any, **kwargs: Any) -> Reply:
+            self.commands.append((name, args))
+            return Reply(None)
+
+        return command
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.commands]
+
+
+class Reply:
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, object]:
+        return self.value
+        yield  # a generator: awaitable, never suspends

@@ -176,21 +176,21 @@ async def test_one_node_writes_snapshots_and_trims_the_stream(start_node: StartN
     snapshots = {"max_updates": 5, "interval": 0}
     a, b = await start_node(snapshots=snapshots), await start_node(snapshots=snapshots)
     for node in (a, b):
-        cluster_of(node)._trim_delay = 0.1
+        cluster_of(node).leases.trim_delay = 0.1
     on_a = await a.client("lease", token="alice")
     on_b = await b.client("lease", token="bob")
-    await eventually(lambda: bool(cluster_of(a)._leases) or bool(cluster_of(b)._leases))
+    await eventually(lambda: bool(cluster_of(a).leases.held) or bool(cluster_of(b).leases.held))
     for i in range(12):
         await type_text(on_a if i % 2 else on_b, f"<{i}>")
     await on_a.wait_for(lambda: on_a.text("text").count("<") == 12)
-    holders = [n for n in (a, b) if "records:lease" in cluster_of(n)._leases]
+    holders = [n for n in (a, b) if "records:lease" in cluster_of(n).leases.held]
     assert len(holders) == 1
     holder = holders[0].service.rooms.get("records:lease")
     other = (b if holders[0] is a else a).service.rooms.get("records:lease")
     assert holder is not None and other is not None
     await eventually(lambda: holder.room.snapshots_taken >= 1)
     assert other.room.snapshots_taken == 0
-    stream = f"{cluster_of(a)._keys.prefix}:room:records:lease:stream"
+    stream = f"{cluster_of(a).keys.prefix}:room:records:lease:stream"
 
     def trimmed() -> bool:
         # XINFO STREAM, in RESP2: ... "length" :<n> ... "entries-added" :<n> ...

@@ -103,6 +103,8 @@ http:
   port: {http_port}
 demo:
   enabled: true
+history:
+  version_idle: 0.5
 logging:
   level: debug
 """

@@ -194,6 +194,10 @@ def test_saved_is_true_through_kill_9(tmp_path: Path) -> None:
     assert "out" in outcome, "the driver did not finish"
 
 
+def test_a_clerk_compares_and_restores_from_the_history_panel(daemon: DemoDaemon) -> None:
+    _drive(daemon, "history")
+
+
 def test_badge_says_reconnecting_on_sigterm(daemon: DemoDaemon) -> None:
     """(e) Runs last: "connected", then SIGTERM -> close 4503 -> "reconnecting"; exit 0."""
     _drive(daemon, "shutdown", "--daemon-pid", str(daemon.pid))

@@ -64,7 +64,15 @@ def _leftovers(service: RealtimeService) -> dict[str, int]:
     """Sizes of every per-room or per-connection structure; all zero when idle."""
     rooms, server, persistence = service.rooms, service.server, service.persistence
     assert persistence is not None
+    history = service.history
+    assert history is not None
     return {
+        "history.buffer": len(history._buffer),
+        "history.active": len(history._active),
+        "history.closing": len(history._closing),
+        "history.baselines": len(history._baselines),
+        "history.states": len(history._states),
+        "history.since": len(history._since),
         "rooms": len(rooms._rooms),
         "retiring": len(rooms._retiring),
         "connections": len(server.connections),

@@ -29,7 +29,7 @@ EDITS = 30
 class CrashOnMarker(MemoryOnly):
     """Hooks whose `received` raises for an update carrying the marker."""
 
-    def received(self, key: str, update: bytes) -> None:
+    def received(self, key: str, update: bytes, origin: object = None) -> None:
         if b"BOOM" in update:
             raise RuntimeError("simulated room failure")
 

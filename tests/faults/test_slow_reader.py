@@ -58,7 +58,7 @@ async def test_a_client_that_never_reads_is_closed_1013_and_stalls_nothing(
             return trio.current_time() - started
 
         rounds = 0
-        while server.close_codes[CloseCode.TRY_AGAIN_LATER] == 0:
+        while server.stats.closes[CloseCode.TRY_AGAIN_LATER] == 0:
             rounds += 1
             assert rounds <= 200, "the never-reading client was never closed"
             worst = max(worst, await edit_and_time(writer, reader, f"b{rounds}"))
@@ -87,11 +87,11 @@ async def test_a_slow_consumer_close_never_tears_a_frame(start_server: StartServ
         writer = await running.client("tear")
         await writer.wait_for(lambda: len(writer.binary) >= 2)
         for attempt in range(3):
-            closed = server.close_codes[CloseCode.TRY_AGAIN_LATER]
+            closed = server.stats.closes[CloseCode.TRY_AGAIN_LATER]
             slow = await RawClient.connect(running.port, "/realtime/records/tear", rcvbuf=4096)
             await eventually(lambda: running.service.rooms.get("records:tear").members == 2)
             sent = 0
-            while server.close_codes[CloseCode.TRY_AGAIN_LATER] == closed:
+            while server.stats.closes[CloseCode.TRY_AGAIN_LATER] == closed:
                 sent += 1
                 assert sent <= 500, "the slow client was never closed"
                 await writer.edit(_append(f"<{attempt}.{sent}>{'y' * 4000}"))

@@ -14,6 +14,9 @@ def effective_permissions(identity: Identity, roles: Mapping[str, Iterable[str]]
     return frozenset(granted)
 
 
+# Reading a room's history (who changed what, earlier versions) and, with the edit
+# permission, restoring one; see docs/security.md for why editing alone does not grant it.
+HISTORY = "records:history"
 ALL = "*"  # a permission that grants every other (development mode, operators' tokens)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterator
 
 import attrs
 import trio
@@ -95,3 +96,50 @@ class RoomLink:
             if sid is not None:
                 return sid
         return successor(self.read_id)
+
+
+class RoomLinks:
+    """The rooms open on this node, each linked to its stream: the relay opens and closes
+    them; the leases, the resync and the node checks look them up."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, RoomLink] = {}
+
+    def __len__(self) -> int:
+        return len(self._links)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._links
+
+    def get(self, key: str) -> RoomLink | None:
+        return self._links.get(key)
+
+    def __iter__(self) -> Iterator[str]:
+        """The rooms' keys, as they are now (the loop may close some)."""
+        return iter(list(self._links))
+
+    def items(self) -> list[tuple[str, RoomLink]]:
+        return list(self._links.items())
+
+    def alive(self) -> list[str]:
+        """The rooms whose mailbox still takes messages."""
+        return [key for key, link in self._links.items() if link.alive]
+
+    def by_stream(self) -> dict[bytes, RoomLink]:
+        return {link.stream: link for link in self._links.values()}
+
+    def add(self, link: RoomLink) -> None:
+        """Link a room, in place of its previous link (closed) if it had one."""
+        previous = self._links.pop(link.key, None)
+        if previous is not None:
+            previous.close()
+        self._links[link.key] = link
+
+    def remove(self, key: str) -> None:
+        link = self._links.pop(key, None)
+        if link is not None:
+            link.close()
+
+    def forget(self, key: str) -> None:
+        """Drop a link whose room is gone (already closed)."""
+        self._links.pop(key, None)

@@ -23,7 +23,9 @@ import trio
 from ..auth import AuthRejected, UpgradeRequest
 from ..auth.permissions import ALL
 from ..version import VERSION
+from . import content
 from .client import CLIENT_PREFIX, client_asset
+from .history import HistoryRoutes, history_route
 from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ MAX_BODY = 64 * 1024
 # A room that crashed this recently makes /health say "degraded".
 CRASH_MEMORY_SECONDS = 300.0
 LAG_DEGRADED_SECONDS = 1.0
-DEMO_ROLES = {"editor", "public"}
+DEMO_ROLES = {"editor", "clerk", "public"}
 _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -73,6 +75,8 @@ class OpsApp:
             )
         )
         self.demo_enabled = service.demo_enabled
+        self._content_versions = content.ServedVersions()
+        self._history = HistoryRoutes(service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -109,6 +113,18 @@ class OpsApp:
         if path == "/metrics" and method == "GET":
             body = exposition(self._metrics)
             return 200, [(b"content-type", CONTENT_TYPE.encode())], body
+        if content.is_content_route(path):
+            return await content.handle(self._service, self._content_versions, scope, receive)
+        route = history_route(method, path)
+        if route is not None:
+            # Its own access rule: the admin credential or a `records:history` token.
+            return await self._history.handle(
+                route,
+                authorization=_header(scope, b"authorization"),
+                peer=_client(scope),
+                query=scope.get("query_string", b""),
+                receive=receive,
+            )
         if path.startswith("/admin/"):
             await self._authorize_admin(scope)
             return await self._admin(method, path[len("/admin/") :], receive)
@@ -153,6 +169,9 @@ class OpsApp:
                 f"{trio.current_time() - dropped:.0f} s ago ({stats.pending_dropped_bytes} "
                 f"bytes in all)"
             )
+        watched = service.watcher.health() if service.watcher is not None else None
+        if watched is not None:
+            reasons.append(watched)
         crash = stats.last_room_crash_at
         if crash is not None and trio.current_time() - crash < CRASH_MEMORY_SECONDS:
             reasons.append(f"a room crashed {trio.current_time() - crash:.0f} s ago")
@@ -276,7 +295,9 @@ class OpsApp:
             body = await _json_body(receive)
             name, role = body.get("name"), body.get("role", "editor")
             if not isinstance(name, str) or not name.strip() or role not in DEMO_ROLES:
-                raise HttpError(400, 'expected {"name": "...", "role": "editor" | "public"}')
+                raise HttpError(
+                    400, 'expected {"name": "...", "role": "editor" | "clerk" | "public"}'
+                )
             token = self._service.demo_token(name.strip()[:40], role)
             host = (_header(scope, b"host") or "localhost").rsplit(":", 1)[0]
             return _json(

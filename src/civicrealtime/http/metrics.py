@@ -126,6 +126,16 @@ class DaemonCollector(Collector):
         yield CounterMetricFamily(
             P + "pending_dropped_bytes", "Bytes of held updates dropped", s.pending_dropped_bytes
         )
+        yield CounterMetricFamily(
+            P + "record_file_merges",
+            "Changes of published record files merged into their rooms",
+            s.record_file_merges,
+        )
+        yield CounterMetricFamily(
+            P + "record_file_failures",
+            "Changed published record files that could not be read (nothing merged)",
+            s.record_file_failures,
+        )
         h = HistogramMetricFamily(P + "hydration_seconds", "Time to load a room")
         cumulative = 0
         buckets = []

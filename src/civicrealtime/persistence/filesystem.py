@@ -215,6 +215,8 @@ class FilesystemStore(StoreBase):
         version = read_schema_file(self._root, self.description)
         self._snapshots.mkdir(parents=True, exist_ok=True)
         self._logs.mkdir(parents=True, exist_ok=True)
+        # Schema 2: history beside the snapshots (see historyfs.py).
+        (self._root / "history").mkdir(exist_ok=True)
         if sys.platform != "win32":
             fd = os.open(self._root / ".writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -228,7 +230,8 @@ class FilesystemStore(StoreBase):
         else:
             self._lock_fd = -1
         if needs_recording(version):
-            # Version 1 is the layout of every directory before versions were recorded.
+            # Version 1 is the layout of every directory before versions were recorded;
+            # version 2 adds history/, created above.
             _atomic_write(self._root / SCHEMA_FILE, schema_file_body(self._now_ms()))
             announce(self.description, version)
 

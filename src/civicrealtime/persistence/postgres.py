@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import StoreBusy, StoreError, StoreFull, StoreReadOnly, StoreUnavailable
+from .historysql import history_ddl
 from .records import now_ms
 from .schema import (
     CREATE_SCHEMA_TABLE,
@@ -81,6 +82,8 @@ SCHEMA = (
   until_at DOUBLE PRECISION,
   PRIMARY KEY (kind, subject)
 )""",
+    # Schema 2: the history tables (a store of version 1 gets them, empty).
+    *history_ddl("BYTEA"),
 )
 
 

@@ -5,24 +5,35 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ..rooms.hooks import SnapshotFailed, StateDamaged
+from ..rooms.origin import Origin
 from .errors import RoomDamaged, StoreError
+from .historyrecorder import HistoryRecorder
 from .writer import Persistence
+
+# An update handed over without an origin (a caller from before history): kept, unnamed.
+UNKNOWN = Origin(actor="admin")
 
 
 class PersistedRooms:
     persistent = True
 
-    def __init__(self, persistence: Persistence) -> None:
+    def __init__(self, persistence: Persistence, history: HistoryRecorder | None = None) -> None:
         self.persistence = persistence
+        self.history = history
 
     async def load(self, key: str) -> Sequence[bytes]:
         try:
-            return await self.persistence.load(key)
+            updates = await self.persistence.load(key)
         except RoomDamaged as exc:
             raise StateDamaged(str(exc)) from exc
+        if self.history is not None:
+            self.history.loaded(key, updates)
+        return updates
 
-    def received(self, key: str, update: bytes) -> None:
+    def received(self, key: str, update: bytes, origin: Origin | None = None) -> None:
         self.persistence.received(key, update)
+        if self.history is not None:
+            self.history.received(key, update, origin if origin is not None else UNKNOWN)
 
     def mark(self, key: str) -> int:
         return self.persistence.mark(key)
@@ -44,6 +55,8 @@ class PersistedRooms:
 
     def forget(self, key: str) -> None:
         self.persistence.forget(key)
+        if self.history is not None:
+            self.history.forget(key)
 
     # What is durable (rooms/saving.py `DurabilitySource`): the "saved" acknowledgement.
     def durable(self, key: str) -> int:

@@ -7,8 +7,9 @@ it first:
 - none recorded: a store from before versions were kept (or a new one). Its layout is
   brought to the current one (the existing create-or-add-columns steps, which also take a
   bare CivicPress table) and the version is then recorded;
-- an older version this code knows: migrated step by step, then recorded (there is no
-  such step yet: version 1 is the first);
+- an older version this code knows: migrated step by step, then recorded. Version 2
+  adds the history tables (`realtime_history_*`, or `realtime/history/` in a filesystem
+  store; see persistence/history.py): 1 -> 2 creates them, empty, and leaves the rest;
 - the current version: nothing to do;
 - a newer version, or something that is not a version: the store refuses to open, with a
   message saying which version it found, which this release knows, and what to do. A
@@ -27,7 +28,7 @@ from ..version import VERSION
 from .errors import StoreError
 
 # Bump when the stored layout changes, with a migration step from the previous version.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_TABLE = "realtime_schema"
 # The one row of SCHEMA_TABLE that is ours; the table is keyed by name so that the
 # record-side tables of CivicPress could keep theirs beside it.

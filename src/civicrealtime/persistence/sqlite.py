@@ -32,6 +32,7 @@ from .errors import (
     StoreReadOnly,
     StoreUnavailable,
 )
+from .historysql import HISTORY_TABLES, history_ddl
 from .records import now_ms
 from .schema import (
     CREATE_SCHEMA_TABLE,
@@ -215,6 +216,9 @@ class SqliteStore(SqlStore):
             conn.execute(CREATE_REVOCATIONS)
             for statement in CREATE_INDEXES:
                 conn.execute(statement)
+            # Schema 2: the history tables (a store of version 1 gets them, empty).
+            for statement in history_ddl("BLOB", " WITHOUT ROWID"):
+                conn.execute(statement)
             if needs_recording(version):
                 conn.execute(CREATE_SCHEMA_TABLE)
                 conn.execute(RECORD_VERSION, record_params(self._now_ms()))
@@ -247,6 +251,11 @@ class SqliteStore(SqlStore):
             conn.execute(CREATE_LOG.replace("CREATE TABLE", "CREATE TEMP TABLE"))
         if REVOCATIONS not in tables:
             conn.execute(CREATE_REVOCATIONS.replace("CREATE TABLE", "CREATE TEMP TABLE"))
+        if not tables.issuperset(HISTORY_TABLES):
+            # A version-1 store read by maintenance commands: no history yet, read as empty.
+            for statement in history_ddl("BLOB"):
+                if statement.startswith("CREATE TABLE"):
+                    conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE"))
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None

@@ -2,7 +2,7 @@
 
 from .awareness import AwarenessChange, AwarenessEntry, AwarenessStates
 from .closecodes import CloseCode, close_reason
-from .errors import LocalProtocolError, MalformedMessage, ProtocolError, RemoteProtocolError
+from .errors import MalformedMessage, ProtocolError, RemoteProtocolError
 from .events import (
     AwarenessReceived,
     Event,
@@ -28,7 +28,6 @@ __all__ = [
     "Ignored",
     "InvalidMessage",
     "InvalidUpdate",
-    "LocalProtocolError",
     "MalformedMessage",
     "OutsidePrefix",
     "PingReceived",

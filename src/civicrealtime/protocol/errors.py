@@ -1,29 +1,20 @@
-"""Protocol errors, split as wsproto does: the peer's fault (remote) or ours (local).
+"""Protocol errors: every error the sans-IO layer raises is a `ProtocolError`.
 
-Each carries the close code a transport should use if it decides to end the connection;
-most remote errors do not end it (an invalid message is answered and forgotten).
+The only kind raised today is the peer's fault (`RemoteProtocolError`): a frame we cannot
+accept. It never ends a connection by itself: the room answers an invalid message and
+forgets it, and the transport picks its own close code when it does close.
 """
 
 from __future__ import annotations
-
-from .closecodes import CloseCode
 
 
 class ProtocolError(Exception):
     """Base of every error the sans-IO layer raises."""
 
-    close_code: CloseCode = CloseCode.INTERNAL_ERROR
-
 
 class RemoteProtocolError(ProtocolError):
     """The peer sent something we cannot accept."""
 
-    close_code = CloseCode.POLICY_VIOLATION
-
 
 class MalformedMessage(RemoteProtocolError):
     """A frame that does not decode as a y-protocols or control message."""
-
-
-class LocalProtocolError(ProtocolError):
-    """We tried to do something the protocol does not allow (a bug on our side)."""

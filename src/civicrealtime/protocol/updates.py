@@ -21,6 +21,10 @@ from .varint import Reader
 
 T = TypeVar("T")
 
+# No structs and an empty delete set: an update that changes nothing (what an empty
+# document encodes to, and what a transaction that changed nothing reports).
+EMPTY_UPDATE = b"\x00\x00"
+
 
 class InvalidUpdate(MalformedMessage):
     """An update (or state vector) that pycrdt cannot or must not apply."""

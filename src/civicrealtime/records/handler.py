@@ -131,6 +131,10 @@ class RecordsRoomType(RoomType):
     def index(self) -> RecordIndex | None:
         return self._index
 
+    @property
+    def drafts_dir(self) -> Path:
+        return self._drafts
+
 
 def _safe(name: str) -> str:
     """A path component: record ids are already validated by the index; be strict anyway."""

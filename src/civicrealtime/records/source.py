@@ -218,6 +218,10 @@ class RecordIndex:
         self.scan()
         return True
 
+    def paths(self) -> list[tuple[str, Path]]:
+        """Every (id, file) of the current index (a snapshot; safe from any thread)."""
+        return [(record_id, entry[0]) for record_id, entry in self._index.items()]
+
     def lookup(self, record_id: str) -> Path | None:
         if not is_valid_id(record_id):
             return None

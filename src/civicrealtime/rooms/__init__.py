@@ -6,7 +6,7 @@ from .member import Member
 from .messages import FromClient, Join, Leave, RoomMessage
 from .outbound import CloseRequest, Outbound
 from .room import Room
-from .types import RoomType, RoomTypeRegistry, default_room_types
+from .types import RoomType, RoomTypeRegistry
 
 __all__ = [
     "CloseRequest",
@@ -25,5 +25,4 @@ __all__ = [
     "RoomType",
     "RoomTypeRegistry",
     "RoomUnavailable",
-    "default_room_types",
 ]

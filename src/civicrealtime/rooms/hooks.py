@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from .origin import Origin
+
 
 class SnapshotFailed(Exception):
     """A snapshot could not be written; the updates stay in the log, so nothing is lost."""
@@ -30,10 +32,11 @@ class RoomHooks(Protocol):
         """
         ...
 
-    def received(self, key: str, update: bytes) -> None:
+    def received(self, key: str, update: bytes, origin: Origin | None = None) -> None:
         """A raw update the room accepted (it changed the document or is pending in it).
 
-        Called without waiting; the implementation buffers it (group commit).
+        `origin`: who made it (a member, or the server for a seed or a restore), for the
+        history. Called without waiting; the implementation buffers it (group commit).
         """
         ...
 
@@ -77,7 +80,7 @@ class MemoryOnly:
     async def load(self, key: str) -> Sequence[bytes]:
         return ()
 
-    def received(self, key: str, update: bytes) -> None:
+    def received(self, key: str, update: bytes, origin: Origin | None = None) -> None:
         return None
 
     def mark(self, key: str) -> int:

@@ -18,10 +18,11 @@ import trio
 from ..config import RealtimeConfig
 from ..protocol import CloseCode
 from ..stats import Stats
+from .fanout import CLOSED_BY_ADMIN, CRASHED, EVICTED, SHUTDOWN, CloseRequestReason
 from .hooks import MemoryOnly, RoomHooks, StateDamaged
 from .messages import RoomMessage
 from .relay import NoRelay, RoomRelay
-from .room import CLOSED_BY_ADMIN, CRASHED, EVICTED, SHUTDOWN, CloseRequestReason, Room
+from .room import Room
 from .types import RoomTypeRegistry
 
 log = logging.getLogger("civicrealtime.rooms")
@@ -78,6 +79,19 @@ class RoomStats:
 
 
 class RoomManager:
+    """The registry of live rooms and the nursery they run in: the rooms' supervisor.
+
+    It owns the key -> room mapping (getting or starting a room with no await in between),
+    the room limit and eviction (grace period, LRU at `max_rooms`, an operator's close,
+    shutdown), and each room's isolation boundary: a room that raises is logged, its
+    members closed with 4500, its key freed, and no other room is touched.
+
+    It must never change a live room's document, awareness or members itself (it reaches a
+    room through its mailbox, or asks it to stop; it closes the members only of a room whose
+    task has ended), never let one room's failure escape its supervisor, and never start a
+    room for a key whose previous actor is still retiring.
+    """
+
     def __init__(
         self,
         config: RealtimeConfig,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from ..auth import Identity
+from .origin import Origin
 from .outbound import Outbound
 
 
@@ -34,3 +35,8 @@ class Member:
     # Whether its first awareness frame has been seen: only that one can be a client coming
     # back after a blip (later outranked states are echoes of other clients' updates).
     awareness_seen: bool = False
+
+    @property
+    def origin(self) -> Origin:
+        """Who the history attributes this member's updates to (never the token itself)."""
+        return Origin(sub=self.identity.user_id, name=self.identity.name, conn_id=self.conn_id)

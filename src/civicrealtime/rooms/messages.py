@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 import trio
 
 from ..protocol import Event
+from ..protocol.document import YDocument
 from .member import Member
+from .origin import Origin
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -51,3 +55,29 @@ class NodeGone(RoomMessage):
 class FromClient(RoomMessage):
     member: Member
     event: Event
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class EditResult:
+    """A server-side edit's outcome: how many updates (of how many bytes) it made."""
+
+    updates: int = 0
+    size: int = 0
+    error: str | None = None
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class ServerEdit(RoomMessage):
+    """A change made without a socket (ops API, file watcher), attributed to `actor`.
+
+    `edit` runs in the room's task, on its document, and must make its change in one
+    transaction (or raise before changing anything): everyone then gets one update.
+    """
+
+    actor: str
+    # Who the history attributes it to (a restore's caller; the API's or the watcher's actor).
+    origin: Origin
+    # On the room's `YDocument`: a peer's update goes through `apply` (character splits),
+    # a local change is written into `document.doc` in one transaction.
+    edit: Callable[[YDocument], None]
+    reply: trio.MemorySendChannel[EditResult]

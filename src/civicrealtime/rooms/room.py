@@ -4,13 +4,13 @@ Connection tasks send `Join`, `Leave` and `FromClient` messages; the room answer
 pushing frames into members' outbound queues, never waiting on a socket. Timers (grace
 period before eviction, the stale-connection sweep) are cancel scopes in the room's own
 nursery. The manager supervises the room: an exception here closes this room's members
-with 4500 and touches nothing else.
+with 4500 and touches nothing else. Its parts (presence, held updates, snapshots, fan-out,
+refusals, timers, the "saved" acknowledgement) live in the modules beside this one.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,55 +19,65 @@ import trio
 from pycrdt import Doc
 
 from ..config import RealtimeConfig
-from ..memory import trim_memory
 from ..protocol import (
     AwarenessReceived,
     AwarenessStates,
-    CloseCode,
     InvalidUpdate,
-    MalformedMessage,
     QueryAwarenessReceived,
     SyncStep1Received,
     UpdateReceived,
-    close_reason,
     diff_update,
 )
 from ..protocol import control as control_frames
-from ..protocol.awareness import AwarenessEntry, decode_awareness_update
 from ..protocol.document import YDocument
-from ..protocol.messages import (
-    encode_awareness,
-    encode_permission_denied,
-    encode_sync_step1,
-    encode_sync_step2,
-    encode_sync_update,
-)
-from ..protocol.updates import adds_structs, decode_state_vector
+from ..protocol.messages import encode_sync_step1, encode_sync_step2, encode_sync_update
+from ..protocol.updates import EMPTY_UPDATE
 from ..protocol.wire import WireFrame
 from ..stats import Stats
-from .hooks import RoomHooks, SnapshotFailed
+from .fanout import CloseRequestReason, Fanout, send_error
+from .hooks import RoomHooks
 from .member import Member
-from .messages import FromClient, FromNode, Join, Leave, NodeGone, RoomMessage, TakeSnapshot
-from .pending import Held, PendingUpdates, waits
+from .messages import (
+    EditResult,
+    FromClient,
+    FromNode,
+    Join,
+    Leave,
+    NodeGone,
+    RoomMessage,
+    ServerEdit,
+    TakeSnapshot,
+)
+from .origin import SEED_ORIGIN, Origin
+from .pending import PendingBudget, PendingUpdates, waits
+from .presence import Presence
+from .refusals import refuse_viewer_update, reject
 from .relay import NoRelay, RoomRelay
-from .saving import DurabilitySource, Durable, SaveAcks
+from .saving import Durable, Saving
+from .snapshots import Snapshots
+from .timers import GraceTimer, sweep_stale
 from .types import RoomType
 
 log = logging.getLogger("civicrealtime.room")
 
-EMPTY_UPDATE = b"\x00\x00"
 # Loop time the mailbox loop may spend on queued messages before it lets other tasks run.
 MAILBOX_SLICE_SECONDS = 0.01
-# Seconds between snapshot attempts of a room whose snapshots keep failing, at most.
-SNAPSHOT_RETRY_MAX = 30.0
-# While updates are pending, how often the room looks for resolved and expired ones.
-PENDING_CHECK_SECONDS = 1.0
-# A room that held more than this (document or pending) gives the freed heap back to the
-# OS when it leaves memory: glibc keeps freed pages, and RSS stayed up after the room.
-TRIM_AFTER_BYTES = 1024 * 1024
+TOO_LARGE = "DOCUMENT_TOO_LARGE"
 
 
 class Room:
+    """One room's actor: the only owner of its document, its awareness and its members.
+
+    Everything that changes them runs in `run`'s task, one mailbox message at a time: the
+    parts it calls (`Presence`, `PendingBudget`, `Snapshots`, `Fanout`) are helpers of
+    this task, not actors, and its timers are tasks in its own nursery.
+
+    It must never wait on a member (a delivery is a push into a bounded queue, and a full
+    one closes that member), never be changed from a connection's task (they reach it
+    through the mailbox only), and never outlive a failure: an exception ends the room
+    and its manager closes its members (4500).
+    """
+
     def __init__(
         self,
         *,
@@ -89,30 +99,45 @@ class Room:
         self._type = room_type
         self._relay: RoomRelay = relay if relay is not None else NoRelay()
         self._mailbox_sender = mailbox_sender
-        # Awareness client ids other nodes published, by node: removed if the node dies.
-        self._remote_awareness: dict[str, set[int]] = {}
         self.room_id = key.partition(":")[2]
-        # Snapshot bookkeeping: updates received since the last snapshot, and a trigger.
-        self._unsnapshotted = 0
-        self._snapshot_wanted = trio.Event()
-        self.snapshots_taken = 0
-        self._snapshot_failures = 0  # in a row
         self._mailbox = mailbox
         self._on_empty = on_empty
         self._on_join = on_join
-        presence = config.awareness
-        self.awareness = AwarenessStates(
-            max_states=presence.max_room_states,
-            max_bytes=presence.max_room_bytes,
-            max_departed=4 * presence.max_room_states,
-        )
-        # The local member that owns each awareness client id (see `_screen_awareness`).
-        self._awareness_owners: dict[int, Member] = {}
         self.members: dict[int, Member] = {}
+        self._fanout = Fanout(self.members, self._stats)
+        self._presence = Presence(
+            key=key,
+            config=config.awareness,
+            fanout=self._fanout,
+            relay=self._relay,
+            stats=self._stats,
+        )
         # What each transaction changed, collected by the document's observer.
         self._applied: list[bytes] = []
         self.document = YDocument(label=key, on_change=self._applied.append)
-        self._grace_scope: trio.CancelScope | None = None
+        self._snapshots = Snapshots(
+            key=key,
+            room_id=self.room_id,
+            config=config.snapshots,
+            hooks=hooks,
+            relay=self._relay,
+            room_type=room_type,
+            document=self.document,
+            stats=self._stats,
+            on_written=self._snapshot_written,
+        )
+        # Updates waiting inside pycrdt for changes never received (rooms/pending.py).
+        self._pending = PendingBudget(
+            key=key,
+            config=config.rooms,
+            document=self.document,
+            applied=self._applied,
+            hooks=hooks,
+            snapshots=self._snapshots,
+            stats=self._stats,
+            size=lambda: self.size_estimate,
+        )
+        self._grace = GraceTimer(config.rooms.grace_seconds, self._grace_over)
         self._nursery: trio.Nursery | None = None
         self._stop_scope = trio.CancelScope()
         self.stopping_reason: CloseRequestReason | None = None
@@ -120,16 +145,32 @@ class Room:
         # Encoded size, estimated: exact at load, then grown by each applied change.
         self.size_estimate = 0
         self._size_warned = False
-        # Updates waiting inside pycrdt for changes never received (rooms/pending.py).
-        self.pending = PendingUpdates()
-        self._pending_added = trio.Event()
-        self._peak_bytes = 0
-        # The "saved" acknowledgement (rooms/saving.py): only with a store that says what
-        # is durable, and a mailbox for the writer to say it through.
-        self._saves: SaveAcks | None = None
-        self._store_failing = False
-        if isinstance(hooks, DurabilitySource) and mailbox_sender is not None:
-            self._saves = SaveAcks()
+        # The "saved" acknowledgement (rooms/saving.py), inert without a durable store.
+        self._saving = Saving(
+            room=self, hooks=hooks, mailbox_sender=mailbox_sender, stats=self._stats
+        )
+
+    @property
+    def awareness(self) -> AwarenessStates:
+        return self._presence.states
+
+    @property
+    def pending(self) -> PendingUpdates:
+        return self._pending.pending
+
+    @property
+    def snapshots_taken(self) -> int:
+        return self._snapshots.taken
+
+    @property
+    def doc(self) -> Doc[Any]:
+        """The room's pycrdt document: read it when used, a contained split replaces it."""
+        return self.document.doc
+
+    @property
+    def holds_unwritten_updates(self) -> bool:
+        """Updates not yet durable that eviction could lose (the store is failing)."""
+        return self._hooks.must_stay(self.key)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -151,8 +192,7 @@ class Room:
             self.document.reset()
             raise
         try:
-            if self._saves is not None:
-                self._watch_durable()
+            self._saving.watch()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()
@@ -160,10 +200,12 @@ class Room:
                 # must still go away, so the grace period starts now.
                 self._arm_grace()
                 if self._config.connection_cleanup.enabled:
-                    nursery.start_soon(self._sweep_stale)
-                if self._hooks.persistent and self._config.snapshots.enabled:
-                    nursery.start_soon(self._snapshotter)
-                nursery.start_soon(self._watch_pending)
+                    nursery.start_soon(
+                        sweep_stale, self.key, self.members, self._config.connection_cleanup
+                    )
+                if self._snapshots.enabled:
+                    nursery.start_soon(self._snapshots.run)
+                nursery.start_soon(self._pending.watch)
                 with self._stop_scope:
                     async for message in self._mailbox:
                         self._handle(message)
@@ -181,7 +223,7 @@ class Room:
                             self._handle(queued)
                 nursery.cancel_scope.cancel()
         finally:
-            self._unwatch_durable()
+            self._saving.unwatch()
             # Senders to a room that is gone get BrokenResourceError instead of waiting.
             self._mailbox.close()
             # pycrdt holds the observer from Rust, a cycle the garbage collector cannot see:
@@ -190,7 +232,7 @@ class Room:
             with trio.CancelScope(shield=True), trio.move_on_after(self._config.shutdown_timeout):
                 await self._retire()
             with trio.CancelScope(shield=True):
-                await self._release()
+                await self._pending.release()
 
     async def _hydrate(self) -> None:
         """Stored state, else the room type's seed; exactly once, before anyone syncs."""
@@ -205,7 +247,7 @@ class Room:
             except InvalidUpdate as exc:
                 log.warning("room.bad_stored_update room=%s error=%s", self.key, exc)
         self._applied.clear()
-        self._hold_stored(stored)
+        self._pending.hold_stored(stored)
         seeded = False
         if not stored and self.doc.get_update() == EMPTY_UPDATE:
             # A room with history is never re-seeded: duplicated content after a restart
@@ -217,8 +259,8 @@ class Room:
             if seeded:
                 # The seed is the room's first state: persist it like an edit.
                 for update in self._applied:
-                    self._hooks.received(self.key, update)
-                self._unsnapshotted += len(self._applied)
+                    self._hooks.received(self.key, update, SEED_ORIGIN)
+                self._snapshots.changed(len(self._applied), trigger=False)
             self._applied.clear()
         self.size_estimate = len(self.doc.get_update())
         load_seconds = time.perf_counter() - started
@@ -232,113 +274,26 @@ class Room:
             self.size_estimate,
         )
 
-    async def _release(self) -> None:
-        """The room is gone: free its document now, and the heap it used.
-
-        The Room object can outlive its actor (handles, members' references), so the big
-        document is swapped for an empty one here rather than left to the collector.
-        """
-        held = max(self._peak_bytes, self.size_estimate + self.pending.total)
-        self.pending.clear()
-        self.document.reset()
-        self._applied.clear()
-        if held > TRIM_AFTER_BYTES:
-            await trio.to_thread.run_sync(trim_memory)
-
     async def _retire(self) -> None:
         """The last snapshot before the room leaves memory (eviction or shutdown)."""
         self._relay.closed(self.key)
-        if (
-            self._hooks.persistent
-            and self._config.snapshots.enabled
-            and (self._unsnapshotted or self._hooks.unflushed(self.key))
-        ):
-            await self._take_snapshot(why="retire")
+        await self._snapshots.last()
         self._hooks.forget(self.key)
 
-    async def _admin_snapshot(self, reply: trio.MemorySendChannel[bool]) -> None:
-        before = self.snapshots_taken
-        await self._take_snapshot(why="admin")
-        with reply:
-            reply.send_nowait(self.snapshots_taken > before)
-
-    async def _snapshotter(self) -> None:
-        """Snapshot every `snapshots.interval` seconds when changed, or after `max_updates`."""
-        interval = self._config.snapshots.interval
-        while True:
-            with trio.move_on_after(interval if interval > 0 else math.inf):
-                await self._snapshot_wanted.wait()
-            if self._unsnapshotted:
-                await self._take_snapshot(why="trigger")
-            if self._snapshot_failures:
-                # A failing store (full disk) is not retried at every update past
-                # max_updates: each try costs a full-state write and a log line.
-                await trio.sleep(min(SNAPSHOT_RETRY_MAX, 2 ** (self._snapshot_failures - 1)))
-
-    async def _take_snapshot(self, *, why: str) -> None:
-        # State and mark are captured together, with no checkpoint in between: the
-        # snapshot then covers exactly the updates received so far.
-        if not self._relay.snapshot_allowed(self.key):
-            # Another node holds this room's snapshot lease; its log has our updates. The
-            # trigger is re-armed, or the snapshotter would spin on a set event.
-            self._snapshot_wanted = trio.Event()
-            return
-        state = self.doc.get_update()
-        mark = self._hooks.mark(self.key)
-        taken = self._unsnapshotted
-        self._unsnapshotted = 0
-        self._snapshot_wanted = trio.Event()
-        started = time.perf_counter()
-        try:
-            await self._hooks.snapshot(self.key, state, received=mark)
-        except SnapshotFailed as exc:
-            self._unsnapshotted += taken
-            self._snapshot_failures += 1
-            if self._snapshot_failures == 1:
-                # Later failures of the streak are in the store's summary lines.
-                log.warning("snapshot.failed room=%s why=%s error=%s", self.key, why, exc)
-            return
-        if self._snapshot_failures:
-            log.info("snapshot.recovered room=%s failures=%d", self.key, self._snapshot_failures)
-            self._snapshot_failures = 0
-        self.snapshots_taken += 1
-        self.size_estimate = len(state)
-        self._relay.snapshot_written(self.key)
-        log.info(
-            "snapshot.written room=%s why=%s bytes=%d updates=%d ms=%.1f",
-            self.key,
-            why,
-            len(state),
-            taken,
-            (time.perf_counter() - started) * 1000,
-        )
-        try:
-            await self._type.on_snapshot(self.room_id, self.doc)
-        except Exception:
-            # A draft that cannot be written never breaks editing or the binary snapshot.
-            log.exception("room_type.on_snapshot_failed room=%s", self.key)
-            self._stats.on_snapshot_failures += 1
+    def _snapshot_written(self, size: int) -> None:
+        self.size_estimate = size  # exact again
 
     def stop(self, reason: CloseRequestReason) -> None:
         """Stop serving: close members with the reason's code, then leave the loop."""
         if self.stopping_reason is not None:
             return
         self.stopping_reason = reason
-        for member in list(self.members.values()):
-            self._send_error(member, reason.error_code, reason.message)
-            member.outbound.close(reason.close_code, reason.close_reason, flush=True)
+        self._fanout.close_all(reason)
         self._stop_scope.cancel()
 
     def abort_members(self, reason: CloseRequestReason) -> None:
         """After a crash: tell every member and close them; no other state is trusted."""
-        for member in list(self.members.values()):
-            self._send_error(member, reason.error_code, reason.message)
-            member.outbound.close(reason.close_code, reason.close_reason, flush=True)
-
-    @property
-    def holds_unwritten_updates(self) -> bool:
-        """Updates not yet durable that eviction could lose (the store is failing)."""
-        return self._hooks.must_stay(self.key)
+        self._fanout.close_all(reason)
 
     # -- the mailbox -------------------------------------------------------------------------
 
@@ -354,253 +309,60 @@ class Room:
             case FromNode(node=node, update=update, awareness=awareness):
                 self._from_node(node, update, awareness)
             case NodeGone(node=node):
-                # At most `awareness.max_room_states` ids: the room holds no more states.
-                removal = self.awareness.remove(self._remote_awareness.pop(node, set()))
-                if removal is not None:
-                    self._broadcast(encode_awareness(removal), exclude=None)
+                self._presence.node_gone(node)
             case TakeSnapshot(reply=reply):
                 if self._nursery is not None:
-                    self._nursery.start_soon(self._admin_snapshot, reply)
-            case Durable(receipt=receipt, failing=failing):
-                self._send_saved(receipt)
-                self._store_failing = failing
-                self._tell_failing(failing)
+                    self._nursery.start_soon(self._snapshots.answer, reply)
+            case ServerEdit():
+                self._server_edit(message)
+            case Durable():
+                self._saving.durable(message)
 
     def _join(self, member: Member) -> None:
         self.members[member.conn_id] = member
-        self._cancel_grace()
+        self._grace.cancel()
         self._on_join(self)
         out = member.outbound
         if member.control_frames:
             out.push(control_frames.connection_ack(self.key, member.client_id))
         out.push(encode_sync_step1(self.doc.get_state()))
         out.push(encode_sync_step2(self.doc.get_update()))
-        everyone = self.awareness.encode_all()
+        everyone = self._presence.everyone()
         if everyone is not None:
-            out.push(encode_awareness(everyone))
+            out.push(everyone)
 
     def _leave(self, member: Member) -> None:
         if self.members.pop(member.conn_id, None) is None:
             return
-        if self._saves is not None:
-            self._saves.leave(member.conn_id)
-        for client_id in member.awareness_ids:
-            if self._awareness_owners.get(client_id) is member:
-                del self._awareness_owners[client_id]
-        # At most `awareness.max_client_ids_per_connection` ids: a bounded removal.
-        removal = self.awareness.remove(member.awareness_ids)
-        if removal is not None:
-            frame = encode_awareness(removal)
-            self._broadcast(frame, exclude=None)
-            self._relay.local_awareness(self.key, frame)  # other nodes' clients see it too
+        self._saving.leave(member.conn_id)
+        self._presence.left(member)
         if not self.members:
-            self.awareness.forget_clocks()
             self._arm_grace()
 
     def _on_client_event(self, member: Member, event: object) -> None:
         match event:
             case UpdateReceived(update=update, is_step2=is_step2):
                 if member.can_edit:
-                    if self._saves is not None and member.control_frames:
-                        self._apply_and_track(member, update)
-                    else:
-                        self._apply(member, update)
+                    self._saving.apply(member, update, self._apply)
                 else:
-                    self._refuse_viewer_update(member, update, is_step2=is_step2)
+                    refuse_viewer_update(self.key, member, update, self.doc, is_step2=is_step2)
             case SyncStep1Received(state_vector=sv):
                 try:
                     member.outbound.push(encode_sync_step2(diff_update(self.doc, sv)))
                 except InvalidUpdate as exc:
-                    self._reject(member, str(exc))
+                    reject(self.key, member, str(exc))
             case AwarenessReceived(entries=entries, frame=frame):
                 if member.may_publish_awareness:
-                    self._on_awareness(member, entries, frame)
+                    self._presence.from_member(member, entries, frame)
             case QueryAwarenessReceived():
-                everyone = self.awareness.encode_all()
+                everyone = self._presence.everyone()
                 if everyone is not None:
-                    member.outbound.push(encode_awareness(everyone))
+                    member.outbound.push(everyone)
 
-    def _on_awareness(
-        self, member: Member, entries: tuple[AwarenessEntry, ...], frame: bytes
-    ) -> None:
-        """Apply what this member may change, relay what changed, refuse the rest.
-
-        The frame was bounded by the session (entries, bytes); the work here is one pass
-        over it, and what is relayed is bounded by the ids the member owns.
-        """
-        accepted, claims, refusal = self._screen_awareness(member, entries)
-        change = self.awareness.apply(accepted)
-        for client_id in claims:
-            if client_id in change.updated or client_id in change.removed:
-                self._own(member, client_id)
-        if change.refused:
-            self._stats.awareness_refused["room_full"] += len(change.refused)
-            refusal = refusal or (
-                "the room holds all the presence it may "
-                f"({self._config.awareness.max_room_states} states, "
-                f"{self._config.awareness.max_room_bytes} bytes)"
-            )
-        if change.changed:
-            changed = change.updated | change.removed
-            if len(accepted) == len(entries) == len(changed):
-                relayed = frame  # the usual case: the sender's own change, as it sent it
-            else:
-                # Only what changed, at its final clock: never more than the ids this
-                # member owns, however large the frame it came in.
-                relayed = encode_awareness(self.awareness.encode_current(changed))
-            # To everyone, the sender included: a lone y-websocket client must hear
-            # something within 30 s or it drops the connection and reconnects.
-            self._broadcast(WireFrame(relayed), exclude=None)
-            self._relay.local_awareness(self.key, relayed)
-        if refusal is not None:
-            self._refuse_awareness(member, refusal)
-        first, member.awareness_seen = not member.awareness_seen, True
-        # A returning y-websocket client opens with its own state alone. Anything else
-        # outranked is an echo: every client sends back what it applies, and echoes of a
-        # state that has just left would otherwise each set off a wave.
-        if first and len(entries) == 1 and change.outranked:
-            returning = frozenset(
-                cid for cid in change.outranked if self._owner(cid) in (None, member)
-            )
-            if returning:
-                self._welcome_back(member, returning)
-
-    def _screen_awareness(
-        self, member: Member, entries: tuple[AwarenessEntry, ...]
-    ) -> tuple[list[AwarenessEntry], set[int], str | None]:
-        """The entries this member may apply, the ids it claims, and why any was refused.
-
-        A connection changes only the client ids it owns: each id it published a state for
-        while nobody else owned it, up to `max_client_ids_per_connection`. Another
-        connection of the same user may take an id over (a client back after a blip whose
-        old socket the server has not noticed dying yet). Entries for ids someone else owns
-        that could change nothing are echoes: y-websocket clients send back every update
-        they apply, including their own 30 s timeout of another client (a removal at the
-        clock the room holds, which y-protocols would apply). Those are dropped quietly;
-        a newer clock for someone else's id is refused and counted.
-        """
-        limit = self._config.awareness.max_client_ids_per_connection
-        owned = member.awareness_ids
-        accepted: list[AwarenessEntry] = []
-        claims: set[int] = set()
-        refusal: str | None = None
-        for entry in entries:
-            client_id = entry.client_id
-            if client_id in owned or client_id in claims:
-                accepted.append(entry)
-                continue
-            newer = entry.clock > self.awareness.clock_of(client_id)
-            owner = self._owner(client_id)
-            mine = owner is None or (
-                isinstance(owner, Member) and owner.identity.user_id == member.identity.user_id
-            )
-            if not mine:
-                if newer:
-                    self._stats.awareness_refused["foreign_client"] += 1
-                    refusal = refusal or f"client id {client_id} belongs to another connection"
-                continue
-            if not newer:
-                # No change under the clock rule; a state still goes through, so that a
-                # returning client's outranked state is noticed (`_welcome_back`). A
-                # removal of what it does not own is an echo (or a timeout): dropped.
-                if entry.state != "null":
-                    accepted.append(entry)
-                continue
-            if owner is None and entry.state == "null":
-                continue  # nobody holds that state: nothing to remove
-            if len(owned) + len(claims) >= limit:
-                self._stats.awareness_refused["client_id_limit"] += 1
-                refusal = refusal or f"a connection may publish at most {limit} client ids"
-                continue
-            claims.add(client_id)
-            accepted.append(entry)
-        return accepted, claims, refusal
-
-    def _owner(self, client_id: int) -> Member | str | None:
-        """The local member, or the other node, whose client holds this id; None: nobody."""
-        owner = self._awareness_owners.get(client_id)
-        if owner is not None:
-            return owner
-        for node, ids in self._remote_awareness.items():
-            if client_id in ids:
-                return node
-        return None
-
-    def _own(self, member: Member, client_id: int) -> None:
-        previous = self._awareness_owners.get(client_id)
-        if previous is not None and previous is not member:
-            previous.awareness_ids.discard(client_id)
-        self._awareness_owners[client_id] = member
-        member.awareness_ids.add(client_id)
-
-    def _refuse_awareness(self, member: Member, detail: str) -> None:
-        """Tell an opted-in member once; never relayed, never applied."""
-        if member.told_awareness_refused:
-            return
-        member.told_awareness_refused = True
-        log.info(
-            "awareness.refused room=%s conn=%s user=%s detail=%s",
-            self.key,
-            member.conn_id,
-            member.identity.user_id,
-            detail,
-        )
-        self._send_error(member, "AWARENESS_REFUSED", "presence change refused: " + detail)
-
-    def _welcome_back(self, member: Member, returning: frozenset[int]) -> None:
-        """A client is back (after a blip) with the awareness clock it had before we removed it.
-
-        Without help it stays invisible to the others, and they to it, until the next
-        renewal 15 s later (yjs/y-websocket#122). Its own removal makes it raise its clock
-        and announce itself again; each client whose state it last saw at the current clock
-        is asked to do the same, so the returning client sees it again too.
-        """
-        removals = self.awareness.removals(returning)
-        if removals is not None:
-            member.outbound.push(encode_awareness(removals))
-        stale = self.awareness.unchanged_since_removal(returning)
-        if not stale:
-            return
-        for other in self.members.values():
-            # A y-websocket client publishes its own state only; a member that published
-            # several ids is not nudged (its echo of a foreign removal would remove that id).
-            if other is member or len(other.awareness_ids) != 1:
-                continue
-            (own,) = other.awareness_ids
-            if own in stale:
-                nudge = self.awareness.nudge(own)
-                if nudge is not None:
-                    other.outbound.push(encode_awareness(nudge))
-
-    def _refuse_viewer_update(self, member: Member, update: bytes, *, is_step2: bool) -> None:
-        """A read-only member's change is never applied nor relayed; it is told once.
-
-        y-websocket answers our step 1 with a step 2 even when it has nothing new (it then
-        carries only the delete set we sent): that is not an edit and gets no error.
-        """
-        if update == EMPTY_UPDATE:
-            return
-        try:
-            doc_state = decode_state_vector(self.doc.get_state())
-            attempt = not is_step2 or adds_structs(update, doc_state)
-        except InvalidUpdate as exc:
-            self._reject(member, str(exc))
-            return
-        if not attempt or member.told_read_only:
-            return
-        member.told_read_only = True
-        log.info(
-            "edit.denied room=%s conn=%s user=%s",
-            self.key,
-            member.conn_id,
-            member.identity.user_id,
-        )
-        if member.control_frames:
-            self._send_error(member, "PERMISSION_DENIED", "read-only access: changes are not saved")
-        else:
-            member.outbound.push(encode_permission_denied("read-only access"))
+    # -- changes to the document -------------------------------------------------------------
 
     def _apply(self, member: Member, update: bytes) -> None:
+        """A member's update: applied, fanned out to the others, kept, or held if it waits."""
         limit = self._config.rooms.max_document_bytes
         # Pending updates count: yrs holds them in memory though get_state() omits them.
         if self.size_estimate + self.pending.total + len(update) > limit:
@@ -611,51 +373,62 @@ class Room:
                 self.pending.total,
                 limit,
             )
-            self._send_error(
+            send_error(
                 member, "DOCUMENT_TOO_LARGE", f"the document reached its limit of {limit} bytes"
             )
             return
         try:
             self._apply_to_document(update)
         except InvalidUpdate as exc:
-            self._applied.clear()
-            self._reject(member, str(exc))
+            reject(self.key, member, str(exc))
             return
-        # The observer collected what the transaction actually changed: duplicates and
-        # empty step 2 answers change nothing and are not relayed.
-        changed = False
-        grown = 0
-        for applied in self._applied:
-            if applied == EMPTY_UPDATE:
-                continue
-            changed = True
-            self.updates_applied += 1
-            self._stats.updates_applied += 1
-            self.size_estimate += len(applied)
-            grown += len(applied)
-            self._broadcast(WireFrame(encode_sync_update(applied)), exclude=member)
-        self._applied.clear()
-        held = False
-        if self.pending or len(update) > 2:
-            state_vector = self.doc.get_state()
-            if self.pending and grown > len(update):
-                # More came out than went in: held updates were integrated just now.
-                self.pending.settle(state_vector)
-            if waits(update, state_vector):
-                if not self._hold(member, update):
-                    return
-                held = True
-        if changed or held:
+        changes = self._fan_out_changes(exclude=member, local=True)
+        held = self._pending.waiting(update, grown=sum(len(change) for change in changes))
+        if held and not self._pending.hold(member, update):
+            return  # dropped, and the member closed
+        if changes or held:
             # The raw update, as received: one whose dependencies are missing waits inside
             # pycrdt and is absent from get_update(), so only the raw bytes keep it.
-            self._hooks.received(self.key, update)
-            self._relay.local_update(self.key, update)
-            self._unsnapshotted += 1
-            if self._unsnapshotted >= self._config.snapshots.max_updates:
-                self._snapshot_wanted.set()
+            self._keep(update, member.origin)
         if not self._size_warned and self.size_estimate > self._config.rooms.document_warn_bytes:
             self._size_warned = True
             log.warning("document.large room=%s size=%d", self.key, self.size_estimate)
+
+    def _server_edit(self, message: ServerEdit) -> None:
+        """An edit made on the server (API, file watcher): kept and fanned out like a client's."""
+        limit = self._config.rooms.max_document_bytes
+        if self.size_estimate >= limit:
+            # As for a client: a document at its limit takes no more changes.
+            with message.reply:
+                message.reply.send_nowait(
+                    EditResult(error=f"{TOO_LARGE}: the document reached {limit} bytes")
+                )
+            return
+        try:
+            message.edit(self.document)
+        except Exception as exc:
+            # The edit validates before it changes anything; should it fail midway, what it
+            # changed is still broadcast below, so no member diverges from the document.
+            log.exception("edit.failed room=%s actor=%s", self.key, message.actor)
+            error: str | None = f"{type(exc).__name__}: {exc}"
+        else:
+            error = None
+        changes = self._fan_out_changes(exclude=None, local=True)
+        if changes:
+            # A local change bypassed `YDocument.apply`: learn the pairs it wrote.
+            self.document.reindex()
+        for update in changes:
+            self._keep(update, message.origin)
+        size = sum(len(update) for update in changes)
+        log.info(
+            "edit.applied room=%s actor=%s updates=%d bytes=%d",
+            self.key,
+            message.actor,
+            len(changes),
+            size,
+        )
+        with message.reply:
+            message.reply.send_nowait(EditResult(updates=len(changes), size=size, error=error))
 
     def _from_node(self, node: str, update: bytes | None, awareness: bytes | None) -> None:
         """Apply another node's traffic and fan it out locally; never publish it again."""
@@ -663,323 +436,60 @@ class Room:
             try:
                 self._apply_to_document(update)
             except InvalidUpdate as exc:
-                self._applied.clear()
                 log.warning("node.bad_update room=%s node=%s error=%s", self.key, node, exc)
                 return
-            for applied in self._applied:
-                if applied != EMPTY_UPDATE:
-                    self.size_estimate += len(applied)
-                    self._broadcast(encode_sync_update(applied), exclude=None)
-            self._applied.clear()
+            self._fan_out_changes(exclude=None, local=False)
             if waits(update, self.doc.get_state()):
-                self._hold(None, update)
+                self._pending.hold(None, update)
             # The origin node logs it; this node's snapshots include it through the doc.
-            self._unsnapshotted += 1
-            if self._unsnapshotted >= self._config.snapshots.max_updates:
-                self._snapshot_wanted.set()
+            self._snapshots.changed()
         if awareness is not None:
-            try:
-                entries = decode_awareness_update(awareness)
-            except MalformedMessage as exc:
-                log.warning("node.bad_awareness room=%s node=%s error=%s", self.key, node, exc)
-                return
-            # Bounded like local ones: states past the room's bounds are not held here.
-            change = self.awareness.apply(entries)
-            ids = self._remote_awareness.setdefault(node, set())
-            ids.update(change.updated)
-            ids.difference_update(change.removed)
-            if change.changed:
-                # What this room holds: entries past its bounds are not shown here either.
-                shown = (
-                    awareness
-                    if not change.refused
-                    else self.awareness.encode_current(change.updated | change.removed)
-                )
-                self._broadcast(encode_awareness(shown), exclude=None)
-            if change.outranked:
-                # A client came back on that node with the clock it had before this node
-                # removed it (it moved here from a node that died, or that node never had the
-                # room open). Send the removal back: that node tells the client, which then
-                # raises its clock past it and is shown everywhere again.
-                removals = self.awareness.removals(change.outranked)
-                if removals is not None:
-                    self._relay.local_awareness(self.key, encode_awareness(removals))
-
-    # -- the "saved" acknowledgement (rooms/saving.py) -----------------------------------------
-
-    def _apply_and_track(self, member: Member, update: bytes) -> None:
-        """Apply, and note which receipt must be durable before the update is saved."""
-        assert self._saves is not None
-        before = self._hooks.mark(self.key)
-        self._apply(member, update)
-        after = self._hooks.mark(self.key)
-        # Handed over with nothing waiting in the document: all of it was integrated, and
-        # its clocks need no state vector (decoding one costs as much as the room's clients).
-        integrated = after > before and not self.pending
-        self._saves.note(
-            member.conn_id,
-            update,
-            before=before,
-            after=after,
-            state=None if integrated else self.doc.get_state(),
-            now=trio.current_time(),
-        )
-        if self._store_failing:
-            self._tell_failing(True)
-        if after == before:
-            # Nothing new to write (a duplicate, the empty answer to our step 1): saved
-            # already if what it repeats is, without waiting for a commit.
-            self._send_saved(self._durable_now(), only=member.conn_id)
-
-    def _durable_now(self) -> int:
-        assert isinstance(self._hooks, DurabilitySource)
-        return self._hooks.durable(self.key)
-
-    def _send_saved(self, receipt: int, *, only: int | None = None) -> None:
-        """Everything up to `receipt` is durable: one frame per connection it covers."""
-        if self._saves is None:
-            return
-        for ack in self._saves.durable(receipt, trio.current_time(), only=only):
-            member = self.members.get(ack.conn_id)
-            if member is None:
-                continue
-            member.outbound.push(control_frames.saved_frame(ack.through, ack.updates))
-            self._stats.observe_save_ack(ack.waited)
-
-    def _tell_failing(self, failing: bool) -> None:
-        """While the store fails, each connection with unsaved changes is told once."""
-        if self._saves is None:
-            return
-        for conn_id in self._saves.failing(failing):
-            member = self.members.get(conn_id)
-            if member is not None:
-                member.outbound.push(
-                    control_frames.error_frame(
-                        "STORE_FAILING", "the server cannot store changes right now"
-                    )
-                )
-
-    def _notify_durable(self, receipt: int, failing: bool) -> bool:
-        """The writer's notifier: through the mailbox, never into the room directly."""
-        assert self._mailbox_sender is not None
-        try:
-            self._mailbox_sender.send_nowait(Durable(receipt=receipt, failing=failing))
-        except trio.WouldBlock:
-            return False  # told again at the writer's next tick
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return True  # the room is gone; nobody to tell
-        return True
-
-    def _watch_durable(self) -> None:
-        assert isinstance(self._hooks, DurabilitySource)
-        self._hooks.watch(self.key, self._notify_durable)
-
-    def _unwatch_durable(self) -> None:
-        if self._saves is not None and isinstance(self._hooks, DurabilitySource):
-            self._hooks.unwatch(self.key, self._notify_durable)
-
-    # -- pending updates ---------------------------------------------------------------------
-
-    def _hold(self, member: Member | None, update: bytes) -> bool:
-        """Charge an update that waits inside the document; False when it was dropped.
-
-        Past the connection's or the room's budget, the sender's held updates are dropped
-        (a rebuild of the document) and the sender is closed with 4029: a y-websocket
-        client reconnects and syncs, which sends what was missing, if it has it.
-        """
-        rooms = self._config.rooms
-        owner = member.conn_id if member is not None else None
-        self.pending.add(Held(update, owner, trio.current_time()))
-        self._peak_bytes = max(self._peak_bytes, self.size_estimate + self.pending.total)
-        self._pending_added.set()
-        over_connection = (
-            member is not None and self.pending.of(owner) > rooms.max_pending_bytes_per_connection
-        )
-        if not over_connection and self.pending.total <= rooms.max_pending_bytes:
-            return True
-        # Maybe some are resolved by now; only what still waits is held against the budget.
-        self.pending.settle(self.doc.get_state())
-        over_connection = (
-            member is not None and self.pending.of(owner) > rooms.max_pending_bytes_per_connection
-        )
-        if not over_connection and self.pending.total <= rooms.max_pending_bytes:
-            return True
-        self._drop_pending(
-            [held for held in self.pending.held if held.owner == owner],
-            why="connection_budget" if over_connection else "room_budget",
-        )
-        if member is not None:
-            self._stats.pending_closes += 1
-            self._send_error(
-                member,
-                "PENDING_LIMIT",
-                "too many changes that depend on changes the server never received",
-            )
-            member.outbound.close(
-                CloseCode.LIMIT_EXCEEDED, close_reason("PENDING_LIMIT"), flush=True
-            )
-        return False
-
-    def _hold_stored(self, stored: list[bytes]) -> None:
-        """After a load: stored updates that still wait are held (and bounded) like others."""
-        if not stored:
-            return
-        state_vector = self.doc.get_state()
-        for update in stored:
-            if waits(update, state_vector):
-                self.pending.add(Held(update, None, trio.current_time()))
-        if self.pending:
-            self._pending_added.set()
-            log.info("room.pending_loaded room=%s bytes=%d", self.key, self.pending.total)
-        if self.pending.total > self._config.rooms.max_pending_bytes:
-            self._drop_pending(list(self.pending.held), why="load_budget")
-
-    def _drop_pending(self, dropped: list[Held], *, why: str) -> None:
-        """Forget held updates: rebuild the document from its state plus those kept.
-
-        `get_update()` leaves pending structs out, so the rebuild holds everything that
-        was integrated and nothing that was dropped. The raw bytes may already be in the
-        store's log (see `_apply`): the hooks forget them, or a reload would hold them again.
-        """
-        if not dropped:
-            return
-        self.pending.remove(dropped)
-        held_now = list(self.pending.held)
-        refused = self.document.rebuild(held.update for held in held_now)
-        self._applied.clear()
-        self.pending.clear()
-        for held in held_now:
-            if held.update in refused:
-                # yrs took it once; should it refuse it now, it goes with the others.
-                dropped.append(held)
-            else:
-                self.pending.add(held)
-        # Not kept in the store either: never written if still buffered, and removed from
-        # the log by the next snapshot (which a retiring room then takes, too).
-        self._hooks.discard(self.key, [held.update for held in dropped])
-        self._unsnapshotted += 1
-        size = sum(len(held.update) for held in dropped)
-        self._stats.pending_dropped_updates += len(dropped)
-        self._stats.pending_dropped_bytes += size
-        self._stats.last_pending_drop_at = trio.current_time()
-        log.warning(
-            "room.pending_dropped room=%s why=%s updates=%d bytes=%d still_held=%d",
-            self.key,
-            why,
-            len(dropped),
-            size,
-            self.pending.total,
-        )
-
-    async def _watch_pending(self) -> None:
-        """While updates are held: forget resolved ones, drop those past `pending_timeout`."""
-        timeout = self._config.rooms.pending_timeout
-        while True:
-            await self._pending_added.wait()
-            self._pending_added = trio.Event()
-            while self.pending:
-                await trio.sleep(min(PENDING_CHECK_SECONDS, timeout))
-                self.pending.settle(self.doc.get_state())
-                expired = self.pending.older_than(trio.current_time() - timeout)
-                if expired:
-                    self._drop_pending(expired, why="timeout")
-            if self._peak_bytes - self.size_estimate > TRIM_AFTER_BYTES:
-                # Nothing held any more (resolved, expired, or dropped over a budget): the
-                # memory it took goes back to the OS, not only to the allocator.
-                self._peak_bytes = self.size_estimate
-                await trio.to_thread.run_sync(trim_memory)
-
-    @property
-    def doc(self) -> Doc[Any]:
-        """The room's pycrdt document: read it when used, a contained split replaces it."""
-        return self.document.doc
+            self._presence.from_node(node, awareness)
 
     def _apply_to_document(self, update: bytes) -> None:
-        """Apply through `YDocument`, which splits characters as Yjs does; count it."""
-        contained = self.document.apply(update)
+        """Apply through `YDocument`, which splits characters as Yjs does; count it.
+
+        Raises `InvalidUpdate` (the document is unchanged, nothing is left collected).
+        """
+        try:
+            contained = self.document.apply(update)
+        except InvalidUpdate:
+            self._applied.clear()
+            raise
         if contained:
             self._stats.text_splits += contained
             log.warning("text.split room=%s characters=%d", self.key, contained)
 
-    def _broadcast(self, frame: bytes | WireFrame, exclude: Member | None) -> None:
-        # One encoding, the same bytes object queued for every member.
-        delivered = 0
-        for member in list(self.members.values()):
-            if member is not exclude and member.outbound.push(frame):
-                delivered += 1
-        self._stats.fanout_deliveries += delivered
+    def _fan_out_changes(self, *, exclude: Member | None, local: bool) -> list[bytes]:
+        """What the last transaction changed, encoded once and sent to every member but
+        `exclude`; returned. Duplicates and empty step 2 answers change nothing and are not
+        sent. `local`: a change made on this node, counted as an update applied here."""
+        changes = [update for update in self._applied if update != EMPTY_UPDATE]
+        self._applied.clear()
+        for update in changes:
+            if local:
+                self.updates_applied += 1
+                self._stats.updates_applied += 1
+            self.size_estimate += len(update)
+            self._fanout.broadcast(WireFrame(encode_sync_update(update)), exclude)
+        return changes
 
-    def _reject(self, member: Member, detail: str) -> None:
-        log.info("message.invalid room=%s conn=%s detail=%s", self.key, member.conn_id, detail)
-        self._send_error(member, "INVALID_MESSAGE", "message rejected: " + detail)
-
-    def _send_error(self, member: Member, code: str, message: str) -> None:
-        if member.control_frames:
-            member.outbound.push(control_frames.error_frame(code, message))
+    def _keep(self, update: bytes, origin: Origin) -> None:
+        """A change made on this node: stored (attributed to `origin`), published, snapshotted."""
+        self._hooks.received(self.key, update, origin)
+        self._relay.local_update(self.key, update)
+        self._snapshots.changed()
 
     # -- timers ------------------------------------------------------------------------------
 
     def _arm_grace(self) -> None:
         if self._nursery is None or self.stopping_reason is not None:
             return
-        self._cancel_grace()
-        self._nursery.start_soon(self._grace_timer)
+        self._grace.arm(self._nursery)
 
-    def _cancel_grace(self) -> None:
-        if self._grace_scope is not None:
-            self._grace_scope.cancel()
-            self._grace_scope = None
-
-    async def _grace_timer(self) -> None:
-        with trio.CancelScope() as scope:
-            self._grace_scope = scope
-            # Repeats: a room holding updates not yet durable is not evicted, and asks
-            # again after another grace period.
-            while True:
-                await trio.sleep(self._config.rooms.grace_seconds)
-                if self._grace_scope is not scope or self.members:
-                    return
-                self._on_empty(self)
-
-    async def _sweep_stale(self) -> None:
-        """Close members that sent nothing (not even a pong) for `stale_threshold`."""
-        cleanup = self._config.connection_cleanup
-        while True:
-            await trio.sleep(cleanup.check_interval)
-            deadline = trio.current_time() - cleanup.stale_threshold
-            for member in list(self.members.values()):
-                if member.last_seen < deadline:
-                    log.info("connection.stale room=%s conn=%s", self.key, member.conn_id)
-                    member.outbound.close(
-                        CloseCode.GOING_AWAY, close_reason("STALE_CONNECTION"), flush=False
-                    )
-
-
-class CloseRequestReason:
-    """Why a room closes its members: the error frame and the close frame they get."""
-
-    __slots__ = ("close_code", "close_reason", "error_code", "message")
-
-    def __init__(self, *, close_code: int, error_code: str, message: str) -> None:
-        self.close_code = close_code
-        self.error_code = error_code
-        self.message = message
-        self.close_reason = close_reason(error_code)
-
-
-SHUTDOWN = CloseRequestReason(
-    close_code=CloseCode.SHUTTING_DOWN,
-    error_code="SERVER_SHUTTING_DOWN",
-    message="server restarting",
-)
-EVICTED = CloseRequestReason(
-    close_code=CloseCode.TRY_AGAIN_LATER, error_code="ROOM_EVICTED", message="room evicted"
-)
-CLOSED_BY_ADMIN = CloseRequestReason(
-    close_code=CloseCode.SHUTTING_DOWN,
-    error_code="ROOM_CLOSED",
-    message="room closed; reconnecting",
-)
-CRASHED = CloseRequestReason(
-    close_code=CloseCode.ROOM_FAILED, error_code="UNKNOWN_ERROR", message="room failed; reconnect"
-)
+    def _grace_over(self) -> bool:
+        """The grace period passed: an empty room asks to be evicted, then waits again."""
+        if self.members:
+            return False
+        self._on_empty(self)
+        return True

@@ -5,7 +5,9 @@ the room, through its mailbox, the highest receipt up to which everything is dur
 module is the room's side of it: for each opted-in connection, the update messages it sent
 in order, each with the receipt that must be durable before it may be called saved, and the
 Yjs clocks it carried. When the durable receipt grows, each connection whose oldest entries
-it covers gets one frame. Plain bookkeeping: no trio, no sockets; the room pushes frames.
+it covers gets one frame. `SaveAcks` is plain bookkeeping (no trio, no sockets);
+`Saving` is the room's part that wires it to the room's members, mailbox and hooks, called
+from the room's task only, like the other parts (presence, pending, snapshots).
 
 Why a count of messages besides the clocks: a deletion adds no struct, so clocks alone
 cannot say it was saved. The client counts the update messages it sends on the connection
@@ -16,15 +18,21 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 import attrs
+import trio
 
 from ..protocol import InvalidUpdate, MalformedMessage
+from ..protocol import control as control_frames
+from ..protocol.document import YDocument
 from ..protocol.updates import decode_state_vector
 from ..protocol.ystructs import read_layout
+from ..stats import Stats
+from .member import Member
 from .messages import RoomMessage
+from .pending import PendingUpdates
 
 # Entries remembered per connection. Past this (a store failing for long under steady
 # typing), the newest entries are merged: the acknowledgement stays exact, only the latency
@@ -38,6 +46,8 @@ NEVER = math.inf
 @runtime_checkable
 class DurabilitySource(Protocol):
     """Hooks that can say what is durable (persistence does; memory-only rooms do not)."""
+
+    def mark(self, key: str) -> int: ...
 
     def durable(self, key: str) -> int: ...
 
@@ -185,3 +195,116 @@ class SaveAcks:
 
     def leave(self, conn_id: int) -> None:
         self._connections.pop(conn_id, None)
+
+
+class SavingRoom(Protocol):
+    """What `Saving` reads of its room (the room's task owns all of it)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def members(self) -> Mapping[int, Member]: ...
+
+    @property
+    def document(self) -> YDocument: ...
+
+    @property
+    def pending(self) -> PendingUpdates: ...
+
+
+class Saving:
+    """The room's part for the "saved" acknowledgement. Inert (updates are only applied)
+    unless the hooks say what is durable (`DurabilitySource`) and the room has a mailbox
+    sender for the writer to say it through; then it tracks opted-in connections only."""
+
+    def __init__(
+        self,
+        *,
+        room: SavingRoom,
+        hooks: object,
+        mailbox_sender: trio.MemorySendChannel[RoomMessage] | None,
+        stats: Stats,
+    ) -> None:
+        self._room = room
+        self._hooks = hooks if isinstance(hooks, DurabilitySource) else None
+        self._mailbox_sender = mailbox_sender
+        self._stats = stats
+        self._acks = SaveAcks()
+        self._store_failing = False
+
+    def watch(self) -> None:
+        if self._hooks is not None and self._mailbox_sender is not None:
+            self._hooks.watch(self._room.key, self._notify)
+
+    def unwatch(self) -> None:
+        if self._hooks is not None and self._mailbox_sender is not None:
+            self._hooks.unwatch(self._room.key, self._notify)
+
+    def leave(self, conn_id: int) -> None:
+        self._acks.leave(conn_id)
+
+    def apply(self, member: Member, update: bytes, apply: Callable[[Member, bytes], None]) -> None:
+        """Apply; for a member that asked for control frames, note which receipt must be
+        durable before the update is saved."""
+        hooks = self._hooks
+        if hooks is None or self._mailbox_sender is None or not member.control_frames:
+            apply(member, update)
+            return
+        before = hooks.mark(self._room.key)
+        apply(member, update)
+        after = hooks.mark(self._room.key)
+        # Handed over with nothing waiting in the document: all of it was integrated, and
+        # its clocks need no state vector (decoding one costs as much as the room's clients).
+        integrated = after > before and not self._room.pending
+        self._acks.note(
+            member.conn_id,
+            update,
+            before=before,
+            after=after,
+            state=None if integrated else self._room.document.doc.get_state(),
+            now=trio.current_time(),
+        )
+        if self._store_failing:
+            self._tell_failing(True)
+        if after == before:
+            # Nothing new to write (a duplicate, the empty answer to our step 1): saved
+            # already if what it repeats is, without waiting for a commit.
+            self._send_saved(hooks.durable(self._room.key), only=member.conn_id)
+
+    def durable(self, message: Durable) -> None:
+        """The writer's word, through the mailbox: frames for what is saved now."""
+        self._send_saved(message.receipt)
+        self._store_failing = message.failing
+        self._tell_failing(message.failing)
+
+    def _send_saved(self, receipt: int, *, only: int | None = None) -> None:
+        """Everything up to `receipt` is durable: one frame per connection it covers."""
+        for ack in self._acks.durable(receipt, trio.current_time(), only=only):
+            member = self._room.members.get(ack.conn_id)
+            if member is None:
+                continue
+            member.outbound.push(control_frames.saved_frame(ack.through, ack.updates))
+            self._stats.observe_save_ack(ack.waited)
+
+    def _tell_failing(self, failing: bool) -> None:
+        """While the store fails, each connection with unsaved changes is told once."""
+        for conn_id in self._acks.failing(failing):
+            member = self._room.members.get(conn_id)
+            if member is not None:
+                member.outbound.push(
+                    control_frames.error_frame(
+                        "STORE_FAILING", "the server cannot store changes right now"
+                    )
+                )
+
+    def _notify(self, receipt: int, failing: bool) -> bool:
+        """The writer's notifier: through the mailbox, never into the room directly."""
+        assert self._mailbox_sender is not None
+        try:
+            self._mailbox_sender.send_nowait(Durable(receipt=receipt, failing=failing))
+        except trio.WouldBlock:
+            return False  # told again at the writer's next tick
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return True  # the room is gone; nobody to tell
+        return True

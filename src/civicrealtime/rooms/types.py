@@ -1,7 +1,9 @@
 """Room types: the part of a room's behaviour that depends on what it edits.
 
 A new room type is a new `RoomType` registered with the server, never a change to the
-server core (`docs/room-types.md`). A type declares:
+server core (`docs/room-types.md`): a deployment names it under `room_types` in its
+configuration (built by `plugins.py`), embedding code may register it itself. A type
+declares:
 
 - its permissions (`<name>:view` to join, `<name>:edit` to change the document);
 - whether a room id must name something that exists (`exists`, refused with 4004);
@@ -9,8 +11,8 @@ server core (`docs/room-types.md`). A type declares:
 - what to do after each snapshot of a changed room (`on_snapshot`, e.g. write a draft);
 - optionally its own `hooks` instead of the daemon's persistence (tests use this).
 
-`records` is built in; the records handler (records/handler.py) replaces the plain one
-when a records data directory is configured.
+`records` is built in (records/handler.py); the service registers it before the
+configured types.
 """
 
 from __future__ import annotations
@@ -66,9 +68,6 @@ class RoomTypeRegistry:
             raise ValueError(f"room type {room_type.name!r} is already registered")
         self._types[room_type.name] = room_type
 
-    def replace(self, room_type: RoomType) -> None:
-        self._types[room_type.name] = room_type
-
     def get(self, name: str) -> RoomType:
         return self._types[name]
 
@@ -77,7 +76,3 @@ class RoomTypeRegistry:
 
     def __iter__(self) -> Any:
         return iter(list(self._types.values()))
-
-
-def default_room_types() -> RoomTypeRegistry:
-    return RoomTypeRegistry([RoomType("records")])

@@ -287,6 +287,99 @@ function renderPeople (awareness) {
   }))
 }
 
+// ---------------------------------------------------------------------------------------------
+// History (clerks: a token with records:history; docs/history.md)
+
+const historyUrl = (suffix) =>
+  `/admin/rooms/${encodeURIComponent(`records:${room.id}`)}${suffix}`
+
+async function historyCall (suffix, body) {
+  const response = await fetch(historyUrl(suffix), {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: { authorization: `Bearer ${session.token}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body)
+  })
+  const answer = await response.json().catch(() => ({}))
+  if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`)
+  return answer
+}
+
+function historyError (message) {
+  $('history-error').textContent = message
+  $('history-error').hidden = !message
+}
+
+const when = (ms) => new Date(ms).toLocaleString()
+
+async function loadHistory () {
+  if (!room || session.role !== 'clerk') return
+  historyError('')
+  const rows = $('versions').tBodies[0]
+  let versions = []
+  try {
+    versions = (await historyCall('/history')).versions
+  } catch (err) {
+    rows.replaceChildren()
+    historyError(err.message.startsWith('no history') ? 'No version yet.' : err.message)
+    return
+  }
+  rows.replaceChildren(...versions.slice().reverse().map((version) => {
+    const row = document.createElement('tr')
+    const cells = [
+      `v${version.version} (${version.reason})`,
+      `${when(version.started_at)} – ${when(version.ended_at)}`,
+      version.authors.map((a) => `${a.name || a.user} (${a.changes})`).join(', ')
+    ].map((text) => {
+      const cell = document.createElement('td')
+      cell.textContent = text
+      return cell
+    })
+    const pick = document.createElement('td')
+    const box = document.createElement('input')
+    box.type = 'checkbox'
+    box.value = String(version.version)
+    box.setAttribute('aria-label', `compare version ${version.version}`)
+    pick.append(box)
+    const action = document.createElement('td')
+    const restore = document.createElement('button')
+    restore.type = 'button'
+    restore.textContent = 'Restore'
+    restore.addEventListener('click', () => restoreVersion(version.version))
+    action.append(restore)
+    row.append(...cells, pick, action)
+    return row
+  }))
+}
+
+async function showDiff () {
+  const picked = [...$('versions').querySelectorAll('input:checked')].map((box) => Number(box.value))
+  if (picked.length !== 2) {
+    historyError('Pick two versions to compare.')
+    return
+  }
+  const [a, b] = picked.sort((x, y) => x - y)
+  try {
+    const diff = await historyCall(`/history/${a}/diff/${b}`)
+    const { changed, added, removed } = diff.summary
+    $('diff').textContent = `v${a} → v${b}: ${changed} changed, ${added} added, ${removed} removed\n\n` +
+      (diff.unified || '(no difference)')
+    $('diff').hidden = false
+    historyError('')
+  } catch (err) {
+    historyError(err.message)
+  }
+}
+
+async function restoreVersion (number) {
+  try {
+    await historyCall('/restore', { version: number })
+    notice(`Version ${number} restored: every editor sees it now.`)
+    await loadHistory()
+  } catch (err) {
+    historyError(`Restore refused: ${err.message}`)
+  }
+}
+
 function closeRoom () {
   if (!room) return
   room.rt.destroy()
@@ -297,7 +390,7 @@ function closeRoom () {
 
 function openRoom (id) {
   closeRoom()
-  const readOnly = session.role !== 'editor'
+  const readOnly = session.role === 'public'
   const ydoc = new Y.Doc()
   const rt = connectRealtime({
     WebsocketProvider,
@@ -338,6 +431,9 @@ function openRoom (id) {
 
   $('room').value = id
   $('room-title').textContent = id
+  $('history-panel').hidden = session.role !== 'clerk'
+  $('diff').hidden = true
+  loadHistory()
   const url = new URL(location.href)
   url.searchParams.set('record', id)
   history.replaceState(null, '', url)
@@ -367,7 +463,8 @@ async function join (event) {
   event.preventDefault()
   const form = event.currentTarget
   const name = $('name').value.trim()
-  const role = form.elements.role.value === 'public' ? 'public' : 'editor'
+  const chosen = form.elements.role.value
+  const role = chosen === 'public' || chosen === 'clerk' ? chosen : 'editor'
   const id = cleanRoomId($('join-room').value)
   if (!name || !id) return
   const button = form.querySelector('button[type=submit]')
@@ -385,11 +482,11 @@ async function join (event) {
   $('join').hidden = true
   $('workspace').hidden = false
   $('toggle-connection').hidden = false
-  $('whoami').textContent = `${name} · ${role === 'editor' ? 'editor' : 'viewer'}`
-  $('readonly-banner').hidden = role === 'editor'
-  $('toolbar').hidden = role !== 'editor'
+  $('whoami').textContent = `${name} · ${role === 'public' ? 'viewer' : role}`
+  $('readonly-banner').hidden = role !== 'public'
+  $('toolbar').hidden = role === 'public'
   openRoom(id)
-  if (role === 'editor') room.view.focus()
+  if (role !== 'public') room.view.focus()
 }
 
 function init () {
@@ -406,6 +503,8 @@ function init () {
     button.addEventListener('click', () => openRoom(button.dataset.example))
   }
   $('toggle-connection').addEventListener('click', () => setOffline(!room?.offline))
+  $('history-refresh').addEventListener('click', loadHistory)
+  $('history-diff').addEventListener('click', showDiff)
   $('name').focus()
 }
 
@@ -433,7 +532,8 @@ window.civicDemo = {
   },
   disconnect: () => setOffline(true),
   connect: () => setOffline(false),
-  openRoom: (id) => openRoom(id)
+  openRoom: (id) => openRoom(id),
+  loadHistory: () => loadHistory()
 }
 
 init()

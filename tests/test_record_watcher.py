@@ -1,0 +1,207 @@
+"""The published records on disk: a change made outside the daemon reaches its room."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pycrdt import Doc, XmlFragment
+
+from civicrealtime.records import read_fragment, write_markdown
+from civicrealtime.rooms.edits import read_room
+
+from .conftest import RunningServer, StartServer, make_config
+from .polling import eventually
+from .ydoc_client import YClient
+
+FRONT = "---\ntitle: Record {n}\ntype: minutes\n---\n\n"
+BODY = "# Record {n}\n\nFirst paragraph of {n}.\n\nSecond paragraph of {n}.\n"
+
+
+def write_records(data: Path, count: int) -> list[Path]:
+    folder = data / "records" / "minutes" / "2026"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n in range(count):
+        path = folder / f"r{n}.md"
+        path.write_text(FRONT.format(n=n) + BODY.format(n=n))
+        paths.append(path)
+    return paths
+
+
+async def start(start_server: StartServer, tmp_path: Path, **overrides: Any) -> RunningServer:
+    config = make_config(
+        data_dir=str(tmp_path / "state"),
+        records={
+            "data_dir": str(tmp_path / "civicpress"),
+            "drafts_dir": str(tmp_path / "drafts"),
+            "watch_seconds": 0.05,
+        },
+        **overrides,
+    )
+    running: RunningServer = await start_server(config)
+    return running
+
+
+def markdown(doc: Doc) -> str:
+    return write_markdown(read_fragment(doc.get("default", type=XmlFragment)))
+
+
+async def room_markdown(running: RunningServer, record: str) -> str:
+    return await read_room(running.service.rooms, f"records:{record}", "records", markdown)
+
+
+async def test_a_burst_of_200_files_merges_each_once(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    paths = write_records(tmp_path / "civicpress", 200)
+    running = await start(
+        start_server,
+        tmp_path,
+        rooms={"max_rooms": 300},
+        # Drafts are written after every change: they must never come back as merges.
+        snapshots={"enabled": True, "max_updates": 1, "interval": 0, "flush_ms": 5},
+    )
+    stats = running.service.stats
+    for n in range(200):  # live rooms, as if 200 records were open
+        assert "First paragraph" in await room_markdown(running, f"r{n}")
+    for n, path in enumerate(paths):  # a `git pull`
+        path.write_text(FRONT.format(n=n) + BODY.format(n=n).replace("Second", "Pulled"))
+    await eventually(lambda: stats.record_file_merges >= 200, within=30)
+    for n in range(200):
+        text = await room_markdown(running, f"r{n}")
+        assert f"Pulled paragraph of {n}." in text
+        assert f"First paragraph of {n}." in text
+    drafts = tmp_path / "drafts" / "minutes"
+
+    def drafts_hold_the_merges() -> bool:
+        return (
+            all(
+                "Pulled paragraph" in path.read_text()
+                for path in (drafts / f"r{n}.md" for n in range(200))
+                if path.exists()
+            )
+            and len(list(drafts.glob("*.md"))) == 200
+        )
+
+    await eventually(drafts_hold_the_merges, within=30)
+    # One more change: the count moves by exactly one, so nothing merged twice or looped.
+    paths[7].write_text(FRONT.format(n=7) + "# Record 7\n\nOnly this now.\n")
+    await eventually(lambda: stats.record_file_merges >= 201)
+    assert stats.record_file_merges == 201
+    assert running.service.watcher is not None
+    assert running.service.watcher.merges == 201
+
+
+async def test_file_change_merges_three_way_with_a_live_editor(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    (path,) = write_records(tmp_path / "civicpress", 1)
+    running = await start(start_server, tmp_path)
+    editor = await YClient.connect(running.nursery, running.url("r0"))
+    await editor.wait_for(lambda: "First paragraph" in markdown(editor.doc))
+
+    def type_in_first(doc: Doc) -> None:
+        paragraph = doc.get("default", type=XmlFragment).children[1]
+        text = paragraph.children[0]
+        text.insert(len(text), " Typed by Ada.")  # type: ignore[call-arg, union-attr]
+
+    await editor.edit(type_in_first)
+    await eventually(lambda: "Typed by Ada" in _live(running))
+    # The file changes the second paragraph, and the first one too.
+    path.write_text(
+        FRONT.format(n=0)
+        + "# Record 0\n\nFirst paragraph, from git.\n\nSecond paragraph, from git.\n"
+    )
+    await editor.wait_for(lambda: "from git" in markdown(editor.doc))
+    text = markdown(editor.doc)
+    assert "Second paragraph, from git." in text
+    # Both changed the first paragraph, in different places: both changes kept.
+    assert "First paragraph, from git. Typed by Ada." in text
+    # Counted once the room has answered, which may be after the editor saw the change.
+    await eventually(lambda: running.service.stats.record_file_merges == 1)
+
+
+def _live(running: RunningServer) -> str:
+    handle = running.service.rooms.get("records:r0")
+    return markdown(handle.room.doc) if handle is not None else ""
+
+
+async def test_a_file_that_cannot_be_read_is_reported_and_touches_nothing(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    (path,) = write_records(tmp_path / "civicpress", 1)
+    running = await start(start_server, tmp_path)
+    before = await room_markdown(running, "r0")
+    room = running.service.rooms.get("records:r0")
+    assert room is not None
+    path.write_text("---\ntitle: [broken\n---\n\n# Record 0\n\nChanged.\n")
+    stats = running.service.stats
+    await eventually(lambda: stats.record_file_failures == 1)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{running.service.http_port}"
+    ) as client:
+        health = (await client.get("/health")).json()
+        assert health["status"] == "degraded"
+        assert any("r0" in reason and "line" in reason for reason in health["reasons"])
+        assert room.room.updates_applied == 0
+        assert await room_markdown(running, "r0") == before
+        # Fixed: the change since the last good text is merged, and /health is ok again.
+        path.write_text(FRONT.format(n=0) + "# Record 0\n\nChanged.\n")
+        await eventually(lambda: stats.record_file_merges == 1)
+        assert "Changed." in await room_markdown(running, "r0")
+        assert (await client.get("/health")).json()["status"] == "ok"
+
+
+async def test_a_change_made_while_the_daemon_was_stopped_is_merged_at_start(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    (path,) = write_records(tmp_path / "civicpress", 1)
+    persist = {"enabled": True, "flush_ms": 5, "interval": 0}
+    first = await start(start_server, tmp_path, snapshots=persist)
+    editor = await YClient.connect(first.nursery, first.url("r0"))
+    await editor.wait_for(lambda: "First paragraph" in markdown(editor.doc))
+
+    def type_in_first(doc: Doc) -> None:
+        paragraph = doc.get("default", type=XmlFragment).children[1]
+        text = paragraph.children[0]
+        text.insert(len(text), " Typed.")  # type: ignore[call-arg, union-attr]
+
+    await editor.edit(type_in_first)
+    await eventually(lambda: "Typed." in _live(first))
+    first.service.shutdown()
+    await first.service.stopped.wait()
+    path.write_text(FRONT.format(n=0) + BODY.format(n=0).replace("Second", "Offline"))
+    second = await start(start_server, tmp_path, snapshots=persist)
+    await eventually(lambda: second.service.stats.record_file_merges == 1)
+    text = await room_markdown(second, "r0")
+    assert "Offline paragraph of 0." in text
+    assert "First paragraph of 0. Typed." in text
+
+
+async def test_a_room_that_cannot_load_gets_the_change_when_it_can(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    paths = write_records(tmp_path / "civicpress", 2)
+    running = await start(
+        start_server,
+        tmp_path,
+        rooms={"max_rooms": 1},
+        snapshots={"enabled": True, "flush_ms": 5, "interval": 0},
+    )
+    service = running.service
+    await room_markdown(running, "r1")  # stored, then closed
+    assert service.rooms.close("records:r1")
+    await eventually(lambda: service.rooms.get("records:r1") is None)
+    editor = await YClient.connect(running.nursery, running.url("r0"))  # the only room
+    await editor.wait_for(lambda: "First paragraph" in markdown(editor.doc))
+    paths[1].write_text(FRONT.format(n=1) + BODY.format(n=1).replace("Second", "Later"))
+    await eventually(lambda: service.stats.record_file_failures >= 1)
+    assert service.watcher is not None
+    assert "r1" in (service.watcher.health() or "")
+    assert service.stats.record_file_merges == 0
+    await editor.ws.aclose()  # r0 can now make way for r1
+    await eventually(lambda: service.stats.record_file_merges == 1)
+    assert "Later paragraph of 1." in await room_markdown(running, "r1")
+    assert service.watcher.health() is None
