@@ -1,4 +1,4 @@
-"""`civicrealtime history ...` (history_cli.py): reading a store, restoring through a daemon."""
+"""`civicrealtime history ...` (cli/history.py): reading a store, restoring through a daemon."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pycrdt import Doc, XmlFragment
 
 from civicrealtime import cli
 from civicrealtime.history_blame import changed_blocks
-from civicrealtime.persistence import FilesystemStore, SqliteStore, StoreBase
+from civicrealtime.persistence import FilesystemStore, SqliteStore, Store
 from civicrealtime.persistence.historyrecorder import HistoryRecorder
 from civicrealtime.persistence.historystores import history_for
 from civicrealtime.records.to_markdown import fragment_to_markdown
@@ -26,7 +26,7 @@ from .test_http_history import versions_until, write
 ROOM = "records:bylaw"
 
 
-async def build_history(store: StoreBase) -> None:
+async def build_history(store: Store) -> None:
     """Two versions: alice writes, bob changes the last paragraph."""
     history = history_for(store)
     assert history is not None
@@ -52,7 +52,7 @@ def configured(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     location = (
         f"filesystem:{tmp_path / 'fs'}" if kind == "filesystem" else str(tmp_path / "h.sqlite3")
     )
-    store: StoreBase = (
+    store: Store = (
         FilesystemStore(tmp_path / "fs") if kind == "filesystem" else SqliteStore(location)
     )
 

@@ -17,11 +17,12 @@ import pytest
 import trio
 from pycrdt import Doc, Text
 
-from civicrealtime.app import RealtimeService, StoreSetupError
+from civicrealtime.app import RealtimeService
 from civicrealtime.auth import DevelopmentAuthenticator
 from civicrealtime.config import RealtimeConfig
 from civicrealtime.persistence import SqliteStore, StoreFull
 from civicrealtime.rooms import RoomType, RoomTypeRegistry
+from civicrealtime.startup import StoreSetupError
 
 from . import processes
 from .conftest import RunningServer, make_config

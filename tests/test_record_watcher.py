@@ -205,3 +205,27 @@ async def test_a_room_that_cannot_load_gets_the_change_when_it_can(
     await eventually(lambda: service.stats.record_file_merges == 1)
     assert "Later paragraph of 1." in await room_markdown(running, "r1")
     assert service.watcher.health() is None
+
+
+async def test_the_history_attributes_a_merged_file_change_to_the_filesystem(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    # The watcher's delivery (records/delivery.py) hands its edits to the room with the
+    # filesystem origin: the history says the file changed, not an anonymous user.
+    [path] = write_records(tmp_path / "civicpress", 1)
+    running = await start(
+        start_server,
+        tmp_path,
+        snapshots={"enabled": True, "flush_ms": 5},
+    )
+    history = running.service.history
+    assert history is not None
+    assert "First paragraph" in await room_markdown(running, "r0")
+    path.write_text(FRONT.format(n=0) + BODY.format(n=0).replace("Second", "Pulled"))
+    await eventually(lambda: running.service.stats.record_file_merges >= 1, within=10)
+
+    # The room handed the update to its hooks before the merge counted; tick writes it.
+    await history.tick()
+    actors = {e.origin.actor for e in await history.store.entries("records:r0")}
+    assert "filesystem" in actors
+    assert "user" not in actors

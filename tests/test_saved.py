@@ -121,7 +121,7 @@ async def test_a_stock_client_sees_nothing_new(nursery: trio.Nursery, tmp_path: 
         await stock.edit(lambda d, i=i: _append(d, str(i)))
     persistence = running.service.persistence
     assert persistence is not None
-    await eventually(lambda: persistence.durable("records:plain") == 5)
+    await eventually(lambda: persistence.durability.durable("records:plain") == 5)
     await trio.sleep(0.1)
     assert stock.text_frames == []
 
@@ -209,7 +209,7 @@ async def test_an_evicted_room_stops_watching(nursery: trio.Nursery, tmp_path: P
     assert persistence is not None
     client = await running.client("leaving")
     await _joined(client)
-    assert "records:leaving" in persistence._watchers
+    assert "records:leaving" in persistence.durability._watchers
     await client.ws.aclose()
     await eventually(lambda: service.rooms.get("records:leaving") is None)
-    await eventually(lambda: "records:leaving" not in persistence._watchers)
+    await eventually(lambda: "records:leaving" not in persistence.durability._watchers)

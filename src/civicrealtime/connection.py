@@ -31,11 +31,11 @@ from .protocol import (
     AwarenessReceived,
     CloseCode,
     Event,
+    FrameDecoder,
     Ignored,
     InvalidMessage,
     PingReceived,
     QueryAwarenessReceived,
-    Session,
     SyncStep1Received,
     UpdateReceived,
     close_reason,
@@ -69,7 +69,7 @@ class Connection:
         self.room_type = handle.room_type
         self._config = config
         presence = config.awareness
-        self._session = Session(
+        self._session = FrameDecoder(
             awareness_limits=AwarenessLimits.for_room(
                 max_states=presence.max_room_states,
                 max_state_bytes=presence.max_state_bytes,
@@ -269,7 +269,7 @@ class Connection:
         docs/benchmarks.md). This writes whole frames under the connection's own stream
         lock instead, which is what `send_message` itself does after framing. Server frames
         need no mask and we negotiate no extension, so they are valid on every connection.
-        Pinned to trio-websocket 0.12.2; tests/test_wire.py checks the internals it uses.
+        Pinned to trio-websocket 0.12.2; tests/protocol/test_wire.py checks the internals it uses.
         """
         ws = self._ws
         if ws.closed is not None:

@@ -1,6 +1,6 @@
 """Reading a room's history: list, show, diff and blame, over any `HistoryStore`.
 
-Used by the ops port (http/history.py) and by the CLI (history_cli.py), which reads the
+Used by the ops port (http/history.py) and by the CLI (cli/history.py), which reads the
 store directly. A version is shown as Markdown for a record (records/to_markdown.py) and
 as JSON for other room types. Blocks are what a clerk points at: a paragraph, a heading,
 a list item, a table row (one Markdown line of a list or a table, else a run of lines

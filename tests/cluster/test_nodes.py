@@ -17,13 +17,14 @@ import pytest
 import trio
 from pycrdt import Text
 
-from civicrealtime.app import RealtimeService, StoreSetupError
+from civicrealtime.app import RealtimeService
 from civicrealtime.auth import DevelopmentAuthenticator
 from civicrealtime.auth.revocation import Revocation
 from civicrealtime.cluster import ClusterService
 from civicrealtime.config import RealtimeConfig
 from civicrealtime.protocol import CloseCode, messages
 from civicrealtime.protocol.awareness import AwarenessEntry, decode_awareness_update
+from civicrealtime.startup import StoreSetupError
 
 from ..conftest import RunningServer, make_config
 from ..polling import eventually
@@ -212,7 +213,9 @@ async def test_revocation_on_one_node_closes_sessions_on_all(start_node: StartNo
     bystander = await b.client("revoked", token="alice")
     await eventually(lambda: len(b.service.server.connections) == 2)
     await trio.sleep(0.3)  # the reader of node B has the revocations stream in its read
-    outcome = await a.service.revoke(user_id="mallory", token_id=None, reason="account disabled")
+    outcome = await a.service.revoking.revoke(
+        user_id="mallory", token_id=None, reason="account disabled"
+    )
     assert (outcome.status, outcome.body["connections_closed"]) == (200, 0)
     assert outcome.body["persisted"] is True  # in the shared PostgreSQL store
     await victim_on_b.wait_for(lambda: victim_on_b.closed is not None)
@@ -239,7 +242,7 @@ async def test_stored_revocations_are_read_again_once_the_stream_is_tailed(
     assert persistence is not None
     revocation = Revocation(kind="user", subject="eve", revoked_at=time.time(), until=None)
     await persistence.store.save_revocation(revocation)  # as another node would have
-    await a.service._restore_when_tailing(persistence.store)
+    await a.service.revoking.restore_when_tailing(persistence.store)
     await eve.wait_for(lambda: eve.closed is not None)
     assert eve.closed is not None
     assert eve.closed[0] == CloseCode.AUTH_FAILED

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from civicrealtime.persistence import FilesystemStore, SqliteStore, StoreBase
+from civicrealtime.persistence import FilesystemStore, SqliteStore, Store
 from civicrealtime.persistence.postgres import PostgresStore
 
 from .helpers import PG_URL, FakeClock, Tamper, unique_schema
@@ -43,7 +43,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-MakeStore = Callable[..., Awaitable[StoreBase]]
+MakeStore = Callable[..., Awaitable[Store]]
 
 
 @pytest.fixture(params=["sqlite", "filesystem", "postgres"])
@@ -60,11 +60,11 @@ async def make_store(
 ) -> AsyncIterator[MakeStore]:
     """Opens stores of the parametrized kind; a second call reopens the same data."""
     kind, schema = backend
-    opened: list[StoreBase] = []
+    opened: list[Store] = []
 
-    async def make(**options: Any) -> StoreBase:
+    async def make(**options: Any) -> Store:
         options.setdefault("clock", clock)
-        store: StoreBase
+        store: Store
         if kind == "sqlite":
             store = SqliteStore(tmp_path / "db" / "realtime.sqlite3", **options)
         elif kind == "filesystem":
@@ -81,11 +81,11 @@ async def make_store(
 
 
 @pytest.fixture
-async def store(make_store: MakeStore) -> StoreBase:
+async def store(make_store: MakeStore) -> Store:
     return await make_store()
 
 
 @pytest.fixture
-def tamper(store: StoreBase, request: pytest.FixtureRequest) -> Tamper:
+def tamper(store: Store, request: pytest.FixtureRequest) -> Tamper:
     kind = request.node.callspec.params["backend"]
     return Tamper(kind, store)

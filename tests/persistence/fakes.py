@@ -8,7 +8,7 @@ from collections.abc import Set as AbstractSet
 import trio
 
 from civicrealtime.persistence import Loaded, LogRecord, Problem, SnapshotRecord, StoreUnavailable
-from civicrealtime.persistence.records import build_log_record, build_snapshot
+from civicrealtime.persistence.rows import build_log_record, build_snapshot
 
 
 class FakeStore:

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 from pycrdt import Doc, Text
 
-from civicrealtime.persistence import FilesystemStore, SqliteStore, StoreBase
+from civicrealtime.persistence import FilesystemStore, SqliteStore, Store
 from civicrealtime.persistence.filenames import safe_name
 from civicrealtime.persistence.logfile import HEADER_SIZE, parse
 
@@ -64,7 +64,7 @@ class FakeClock:
 class Tamper:
     """Damages stored rows behind the store's back, for each backend."""
 
-    def __init__(self, kind: str, store: StoreBase) -> None:
+    def __init__(self, kind: str, store: Store) -> None:
         self.kind = kind
         self.store = store
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from civicrealtime.persistence import Persistence, RoomDamaged, StoreBase
+from civicrealtime.persistence import RoomDamaged, Store, StoreWriter
 
 from .helpers import Editor, Tamper, text_of
 
 UPDATES = 250
 
 
-async def _edited(store: StoreBase, editor: Editor, *, every: int = 60) -> str:
+async def _edited(store: Store, editor: Editor, *, every: int = 60) -> str:
     written = []
     for i in range(UPDATES):
         seqs = await store.append([("r", editor.type(f"<{i}>"))])
@@ -27,7 +27,7 @@ async def _edited(store: StoreBase, editor: Editor, *, every: int = 60) -> str:
 
 
 async def test_every_snapshot_corrupt_and_a_truncated_log_is_damaged(
-    store: StoreBase, tamper: Tamper
+    store: Store, tamper: Tamper
 ) -> None:
     editor = Editor()
     text = await _edited(store, editor)
@@ -51,7 +51,7 @@ async def test_every_snapshot_corrupt_and_a_truncated_log_is_damaged(
     assert [i.id for i in await store.snapshots("r")] == [i.id for i in infos]
     # The daemon's loader refuses it too.
     with pytest.raises(RoomDamaged):
-        await Persistence(store).load("r")
+        await StoreWriter(store).load("r")
 
     # The operator accepts the loss: what the log holds becomes the room; bad rows stay.
     loaded, record = await store.rebuild_room("r", accept_loss=True)
@@ -63,7 +63,7 @@ async def test_every_snapshot_corrupt_and_a_truncated_log_is_damaged(
 
 
 async def test_every_snapshot_corrupt_but_the_log_reaches_back_rebuilds(
-    store: StoreBase, tamper: Tamper
+    store: Store, tamper: Tamper
 ) -> None:
     editor = Editor()
     # Snapshots covering no log record (taken before the first flush) truncate nothing.
@@ -79,14 +79,14 @@ async def test_every_snapshot_corrupt_but_the_log_reaches_back_rebuilds(
     assert loaded.snapshot is None and loaded.log[0].seq == 1
     assert not loaded.damaged
     assert text_of(loaded.updates()) == "".join(written)
-    assert list(await Persistence(store).load("r"))
+    assert list(await StoreWriter(store).load("r"))
     _, record = await store.rebuild_room("r")
     again = await store.load("r")
     assert again.snapshot is not None and again.snapshot.id == record.id
     assert text_of(again.updates()) == "".join(written)
 
 
-async def test_a_sound_older_snapshot_is_not_damage(store: StoreBase, tamper: Tamper) -> None:
+async def test_a_sound_older_snapshot_is_not_damage(store: Store, tamper: Tamper) -> None:
     editor = Editor()
     text = await _edited(store, editor)
     newest, *_ = await store.snapshots("r")

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from civicrealtime.persistence import Persistence
+from civicrealtime.persistence import StoreWriter
 
 from .fakes import FakeStore
 from .helpers import Editor
@@ -22,8 +22,8 @@ def fake() -> FakeStore:
 
 
 @pytest.fixture
-async def running(fake: FakeStore, nursery: trio.Nursery) -> AsyncIterator[Persistence]:
-    persistence = Persistence(fake, flush_ms=100, retry_initial=0.1, retry_max=1.0)  # type: ignore[arg-type]
+async def running(fake: FakeStore, nursery: trio.Nursery) -> AsyncIterator[StoreWriter]:
+    persistence = StoreWriter(fake, flush_ms=100, retry_initial=0.1, retry_max=1.0)  # type: ignore[arg-type]
     scope = trio.CancelScope()
 
     async def run(task_status: trio.TaskStatus[None]) -> None:
@@ -36,32 +36,32 @@ async def running(fake: FakeStore, nursery: trio.Nursery) -> AsyncIterator[Persi
 
 
 async def test_durable_only_after_the_append_committed(
-    autojump_clock: trio.testing.MockClock, running: Persistence, fake: FakeStore
+    autojump_clock: trio.testing.MockClock, running: StoreWriter, fake: FakeStore
 ) -> None:
     told: list[int] = []
-    running.watch("a", lambda receipt, failing: told.append(receipt) is None)
+    running.durability.watch("a", lambda receipt, failing: told.append(receipt) is None)
     editor = Editor()
     for text in ("x", "y", "z"):
         running.received("a", editor.type(text))
-    assert running.durable("a") == 0
-    assert running.oldest_unsaved_seconds() == 0.0
+    assert running.durability.durable("a") == 0
+    assert running.durability.oldest_unsaved_seconds() == 0.0
     await trio.sleep(0.05)
-    assert running.oldest_unsaved_seconds() == pytest.approx(0.05)
+    assert running.durability.oldest_unsaved_seconds() == pytest.approx(0.05)
     assert told == []  # buffered, not durable
     await trio.sleep(0.1)
     assert len(fake.append_calls) == 1
-    assert running.durable("a") == 3
+    assert running.durability.durable("a") == 3
     assert told == [3]  # one notification for the commit
-    assert running.oldest_unsaved_seconds() == 0.0
+    assert running.durability.oldest_unsaved_seconds() == 0.0
     await trio.sleep(0.5)
     assert told == [3]  # nothing new: nothing said
 
 
 async def test_failing_store_tells_nothing_and_resumes_after_recovery(
-    autojump_clock: trio.testing.MockClock, running: Persistence, fake: FakeStore
+    autojump_clock: trio.testing.MockClock, running: StoreWriter, fake: FakeStore
 ) -> None:
     told: list[tuple[int, bool]] = []
-    running.watch("a", lambda receipt, failing: told.append((receipt, failing)) is None)
+    running.durability.watch("a", lambda receipt, failing: told.append((receipt, failing)) is None)
     editor = Editor()
     fake.failing = True
     running.received("a", editor.type("one"))
@@ -70,17 +70,17 @@ async def test_failing_store_tells_nothing_and_resumes_after_recovery(
     await trio.sleep(2)
     # Told once that the store fails, and nothing durable.
     assert told == [(0, True)]
-    assert running.durable("a") == 0
-    assert running.oldest_unsaved_seconds() >= 4
+    assert running.durability.durable("a") == 0
+    assert running.durability.oldest_unsaved_seconds() >= 4
     fake.failing = False
     await trio.sleep(2)
     # Everything durable by then, in one notification.
     assert told == [(0, True), (2, False)]
-    assert running.durable("a") == 2
+    assert running.durability.durable("a") == 2
 
 
 async def test_a_refused_notification_is_repeated_at_the_next_tick(
-    autojump_clock: trio.testing.MockClock, running: Persistence
+    autojump_clock: trio.testing.MockClock, running: StoreWriter
 ) -> None:
     calls: list[int] = []
 
@@ -88,7 +88,7 @@ async def test_a_refused_notification_is_repeated_at_the_next_tick(
         calls.append(receipt)
         return len(calls) > 1  # the first time the mailbox is full
 
-    running.watch("a", full_once)
+    running.durability.watch("a", full_once)
     running.received("a", Editor().type("x"))
     await trio.sleep(0.35)
     assert calls == [1, 1]
@@ -97,7 +97,7 @@ async def test_a_refused_notification_is_repeated_at_the_next_tick(
 async def test_shed_updates_hold_the_durable_receipt_until_a_snapshot(
     autojump_clock: trio.testing.MockClock, fake: FakeStore, nursery: trio.Nursery
 ) -> None:
-    persistence = Persistence(fake, flush_ms=100, max_pending_bytes=200)  # type: ignore[arg-type]
+    persistence = StoreWriter(fake, flush_ms=100, max_pending_bytes=200)  # type: ignore[arg-type]
     await nursery.start(persistence.run)
     editor = Editor()
     fake.failing = True
@@ -109,13 +109,13 @@ async def test_shed_updates_hold_the_durable_receipt_until_a_snapshot(
     await trio.sleep(0.3)
     # The late update is in the log, the shed ones are not: nothing of theirs is durable.
     assert fake.everything("a")
-    assert persistence.durable("a") == 0
+    assert persistence.durability.durable("a") == 0
     await persistence.snapshot("a", editor.doc.get_update())
-    assert persistence.durable("a") == 9
+    assert persistence.durability.durable("a") == 9
 
 
 async def test_unwatch_by_a_previous_room_leaves_the_successor_watching(
-    autojump_clock: trio.testing.MockClock, running: Persistence
+    autojump_clock: trio.testing.MockClock, running: StoreWriter
 ) -> None:
     old: list[int] = []
     new: list[int] = []
@@ -128,17 +128,17 @@ async def test_unwatch_by_a_previous_room_leaves_the_successor_watching(
         new.append(receipt)
         return True
 
-    running.watch("a", old_notify)
-    running.watch("a", new_notify)
-    running.unwatch("a", old_notify)
+    running.durability.watch("a", old_notify)
+    running.durability.watch("a", new_notify)
+    running.durability.unwatch("a", old_notify)
     running.received("a", Editor().type("x"))
     await trio.sleep(0.2)
     assert (old, new) == ([], [1])
 
 
 def test_nothing_received_is_durable_at_zero(fake: FakeStore) -> None:
-    persistence: Any = Persistence(fake, flush_ms=100)  # type: ignore[arg-type]
-    assert persistence.durable("nobody") == 0
+    persistence: Any = StoreWriter(fake, flush_ms=100)  # type: ignore[arg-type]
+    assert persistence.durability.durable("nobody") == 0
 
 
 async def test_flushes_start_every_flush_ms_however_long_an_append_takes(
@@ -150,7 +150,7 @@ async def test_flushes_start_every_flush_ms_however_long_an_append_takes(
             return await super().append(batch)
 
     slow = SlowStore()
-    persistence = Persistence(slow, flush_ms=100)  # type: ignore[arg-type]
+    persistence = StoreWriter(slow, flush_ms=100)  # type: ignore[arg-type]
     await nursery.start(persistence.run)
     editor = Editor()
     await trio.sleep(0.05)  # between ticks: which comes first is never a tie

@@ -11,7 +11,7 @@ import attrs
 import psycopg
 from psycopg import sql
 
-from civicrealtime.persistence import StoreBase
+from civicrealtime.persistence import Store
 from civicrealtime.persistence.history import Author, Entry, HistoryStore, Version, client_ids
 from civicrealtime.persistence.historystores import history_for as _history_for
 from civicrealtime.persistence.schema import SCHEMA_VERSION
@@ -22,7 +22,7 @@ from .helpers import PG_URL, Editor, text_of
 from .test_schema import read_version, write_version
 
 
-def history_for(store: StoreBase) -> HistoryStore:
+def history_for(store: Store) -> HistoryStore:
     history = _history_for(store)
     assert history is not None
     return history
@@ -199,6 +199,6 @@ async def test_a_read_only_version_1_sqlite_store_reads_as_empty_history(
     async with SqliteStore(path):
         pass
     _downgrade_to_1("sqlite", tmp_path, "")
-    store: StoreBase
+    store: Store
     async with SqliteStore(path, read_only=True) as store:
         assert await history_for(store).versions("records:a") == []

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
-from civicrealtime.persistence import SqliteStore, StoreBase, StoreUnavailable, historyrecorder
+from civicrealtime.persistence import SqliteStore, Store, StoreUnavailable, historyrecorder
 from civicrealtime.persistence.history import Entry, HistoryStore, Version, rebuild_version
 from civicrealtime.persistence.historyrecorder import HistoryRecorder
 from civicrealtime.persistence.historystores import history_for
@@ -27,7 +27,7 @@ ALICE = Origin(sub="alice", name="Alice", conn_id=1)
 BOB = Origin(sub="bob", name="Bob", conn_id=2)
 
 
-def history_of(store: StoreBase) -> HistoryStore:
+def history_of(store: Store) -> HistoryStore:
     history = history_for(store)
     assert history is not None
     return history

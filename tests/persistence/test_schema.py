@@ -11,9 +11,10 @@ import pytest
 import trio
 from psycopg import sql
 
-from civicrealtime.app import RealtimeService, StoreSetupError
+from civicrealtime.app import RealtimeService
 from civicrealtime.persistence import FilesystemStore, SqliteStore
 from civicrealtime.persistence.schema import SCHEMA_VERSION, SchemaMismatch
+from civicrealtime.startup import StoreSetupError
 
 from ..conftest import make_config
 from .conftest import MakeStore

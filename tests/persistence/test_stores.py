@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from civicrealtime.auth.revocation import Revocation
-from civicrealtime.persistence import StoreBase, StoreError
+from civicrealtime.persistence import Store, StoreError
 from civicrealtime.persistence.filesystem import FilesystemStore
 from civicrealtime.protocol import InvalidUpdate
 
@@ -18,7 +18,7 @@ from .conftest import MakeStore
 from .helpers import Editor, FakeClock, Tamper, text_of
 
 
-async def test_append_assigns_increasing_seqs_per_room(store: StoreBase) -> None:
+async def test_append_assigns_increasing_seqs_per_room(store: Store) -> None:
     a, b = Editor(), Editor()
     seqs = await store.append([("a", a.type("one ")), ("b", b.type("x")), ("a", a.type("two"))])
     assert seqs == [1, 1, 2]
@@ -31,7 +31,7 @@ async def test_append_assigns_increasing_seqs_per_room(store: StoreBase) -> None
     assert await store.list_rooms() == ["a", "b"]
 
 
-async def test_empty_room_loads_empty(store: StoreBase) -> None:
+async def test_empty_room_loads_empty(store: Store) -> None:
     loaded = await store.load("nobody")
     assert loaded.updates() == [] and loaded.covered_seq == 0
 
@@ -92,7 +92,7 @@ async def test_retention_keeps_newest_and_log_back_to_oldest_kept(make_store: Ma
     assert report.log_records == 1
 
 
-async def test_falls_back_from_corrupt_newest_snapshot(store: StoreBase, tamper: Tamper) -> None:
+async def test_falls_back_from_corrupt_newest_snapshot(store: Store, tamper: Tamper) -> None:
     editor = Editor()
     await store.append([("r", editor.type("one "))])
     await store.write_snapshot("r", editor.state(), covers_seq=1)
@@ -111,7 +111,7 @@ async def test_falls_back_from_corrupt_newest_snapshot(store: StoreBase, tamper:
     assert [p.ident for p in (await store.verify_all()).problems] == [newest.id]
 
 
-async def test_falls_back_from_too_new_format(store: StoreBase, tamper: Tamper) -> None:
+async def test_falls_back_from_too_new_format(store: Store, tamper: Tamper) -> None:
     editor = Editor()
     await store.append([("r", editor.type("one "))])
     await store.write_snapshot("r", editor.state(), covers_seq=1)
@@ -199,7 +199,7 @@ async def test_export_compact_import(make_store: MakeStore) -> None:
         await store.import_state("r", b"\xff\xff\xff\xff")
 
 
-async def test_compressed_snapshot_round_trips(store: StoreBase) -> None:
+async def test_compressed_snapshot_round_trips(store: Store) -> None:
     editor = Editor()
     editor.type("x" * 10_000)
     record = await store.write_snapshot("r", editor.state(), covers_seq=0, compress=True)
@@ -245,7 +245,7 @@ async def test_revocations_survive_reopening(make_store: MakeStore) -> None:
 
 
 async def test_a_new_revocation_replaces_the_one_kept_for_the_same_subject(
-    store: StoreBase,
+    store: Store,
 ) -> None:
     now = time.time()
     await store.save_revocation(_user("alice", now - 10))
@@ -255,7 +255,7 @@ async def test_a_new_revocation_replaces_the_one_kept_for_the_same_subject(
     assert await store.load_revocations() == [_user("alice", now), _token("alice", now, now + 60)]
 
 
-async def test_expired_token_revocations_are_left_out_then_dropped(store: StoreBase) -> None:
+async def test_expired_token_revocations_are_left_out_then_dropped(store: Store) -> None:
     now = time.time()
     await store.save_revocation(_token("old", now - 100, now - 1))
     assert await store.load_revocations() == []
@@ -276,7 +276,7 @@ async def test_unreadable_revocations_file_is_an_error_not_an_empty_list(tmp_pat
         await store.close()
 
 
-async def test_an_older_revocation_written_last_does_not_win(store: StoreBase) -> None:
+async def test_an_older_revocation_written_last_does_not_win(store: Store) -> None:
     """A write that commits late (retried after a timeout) must not shorten a revocation."""
     now = time.time()
     await store.save_revocation(_user("alice", now))

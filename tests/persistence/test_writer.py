@@ -1,4 +1,4 @@
-"""Persistence: group commit, retry with backoff, coverage of snapshots, shutdown."""
+"""StoreWriter: group commit, retry with backoff, coverage of snapshots, shutdown."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import trio
 import trio.testing
 
 from civicrealtime.persistence import (
-    Persistence,
     Problem,
     SqliteStore,
     StoreError,
     StoreTimeout,
+    StoreWriter,
 )
 
 from .fakes import FakeStore
@@ -32,8 +32,8 @@ def fake() -> FakeStore:
 @pytest.fixture
 async def running(
     fake: FakeStore, nursery: trio.Nursery
-) -> AsyncIterator[tuple[Persistence, trio.CancelScope]]:
-    persistence = Persistence(fake, flush_ms=100, retry_initial=0.1, retry_max=1.0)  # type: ignore[arg-type]
+) -> AsyncIterator[tuple[StoreWriter, trio.CancelScope]]:
+    persistence = StoreWriter(fake, flush_ms=100, retry_initial=0.1, retry_max=1.0)  # type: ignore[arg-type]
     scope = trio.CancelScope()
 
     async def run(task_status: trio.TaskStatus[None]) -> None:
@@ -102,7 +102,7 @@ async def test_failures_retry_with_backoff_and_lose_nothing(
 async def test_shutdown_flushes_what_is_buffered(
     autojump_clock: trio.testing.MockClock, fake: FakeStore
 ) -> None:
-    persistence = Persistence(fake, flush_ms=10_000)  # type: ignore[arg-type]
+    persistence = StoreWriter(fake, flush_ms=10_000)  # type: ignore[arg-type]
     editor = Editor()
     async with trio.open_nursery() as nursery:
         await nursery.start(persistence.run)
@@ -114,7 +114,7 @@ async def test_shutdown_flushes_what_is_buffered(
 async def test_shutdown_says_what_it_could_not_write(
     autojump_clock: trio.testing.MockClock, fake: FakeStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    persistence = Persistence(fake, shutdown_timeout=2.0)  # type: ignore[arg-type]
+    persistence = StoreWriter(fake, shutdown_timeout=2.0)  # type: ignore[arg-type]
     fake.failing = True
     editor = Editor()
     with trio.fail_after(3):  # the final flush gives up at its deadline
@@ -168,7 +168,7 @@ async def test_snapshot_carries_buffered_updates_the_state_lacks(
 async def test_snapshot_with_an_earlier_mark_leaves_later_updates_buffered(
     fake: FakeStore,
 ) -> None:
-    persistence = Persistence(fake)  # type: ignore[arg-type]  # no flusher: nothing moves
+    persistence = StoreWriter(fake)  # type: ignore[arg-type]  # no flusher: nothing moves
     editor = Editor()
     persistence.received("r", editor.type("a"))
     state, mark = editor.state(), persistence.mark("r")
@@ -181,7 +181,7 @@ async def test_snapshot_with_an_earlier_mark_leaves_later_updates_buffered(
 async def test_snapshot_failure_raises_and_keeps_the_buffer(
     autojump_clock: trio.testing.MockClock, fake: FakeStore
 ) -> None:
-    persistence = Persistence(fake)  # type: ignore[arg-type]
+    persistence = StoreWriter(fake)  # type: ignore[arg-type]
     editor = Editor()
     persistence.received("r", editor.type("a"))
     fake.failing = True
@@ -226,7 +226,7 @@ async def test_over_the_memory_bound_a_room_is_shed_until_its_snapshot(
 async def test_load_reports_problems_and_includes_the_buffer(
     autojump_clock: trio.testing.MockClock, fake: FakeStore
 ) -> None:
-    persistence = Persistence(fake)  # type: ignore[arg-type]
+    persistence = StoreWriter(fake)  # type: ignore[arg-type]
     editor = Editor()
     await fake.append([("r", editor.type("stored "))])
     persistence.received("r", editor.type("buffered"))
@@ -238,7 +238,7 @@ async def test_load_reports_problems_and_includes_the_buffer(
 async def test_load_fails_loudly_when_the_store_fails(
     autojump_clock: trio.testing.MockClock, fake: FakeStore
 ) -> None:
-    persistence = Persistence(fake, op_timeout=5)  # type: ignore[arg-type]
+    persistence = StoreWriter(fake, op_timeout=5)  # type: ignore[arg-type]
     fake.failing = True
     with pytest.raises(StoreError):
         await persistence.load("r")
@@ -251,7 +251,7 @@ async def test_with_sqlite_everything_survives_a_restart(tmp_path: Path) -> None
     path = tmp_path / "realtime.sqlite3"
     editors = {room: Editor() for room in ("a", "b")}
     async with SqliteStore(path) as store:
-        persistence = Persistence(store, flush_ms=10)
+        persistence = StoreWriter(store, flush_ms=10)
         async with trio.open_nursery() as nursery:
             await nursery.start(persistence.run)
             for i in range(20):
@@ -261,7 +261,7 @@ async def test_with_sqlite_everything_survives_a_restart(tmp_path: Path) -> None
                     await persistence.snapshot("a", editors["a"].state())
             nursery.cancel_scope.cancel()
     async with SqliteStore(path) as store:
-        persistence = Persistence(store)
+        persistence = StoreWriter(store)
         for room, editor in editors.items():
             assert text_of(await persistence.load(room)) == str(editor)
 

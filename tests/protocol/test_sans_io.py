@@ -19,7 +19,7 @@ PROTOCOL_MODULES = [
     "updates",
     "control",
     "routing",
-    "session",
+    "decoder",
     "events",
     "closecodes",
     "errors",

@@ -16,7 +16,7 @@ import trio.testing
 from pycrdt import Doc, Text
 
 from civicrealtime.config import RealtimeConfig
-from civicrealtime.protocol import Session
+from civicrealtime.protocol import FrameDecoder
 from civicrealtime.rooms import Member, MemoryOnly, RoomType
 from civicrealtime.rooms.messages import FromClient, Join, RoomMessage
 from civicrealtime.rooms.origin import Origin
@@ -96,7 +96,7 @@ class Harness:
     mailbox: trio.MemorySendChannel[RoomMessage]
     emptied: trio.Event
     stats: Stats = attrs.Factory(Stats)
-    session: Session = attrs.Factory(Session)
+    session: FrameDecoder = attrs.Factory(FrameDecoder)
 
     async def send(self, *sent: RoomMessage) -> None:
         """Queue the messages, then let the room handle them (and everything they set off)."""

@@ -19,7 +19,7 @@ import jwt
 import pytest
 from pycrdt import Text
 
-from civicrealtime.app import RealtimeService, RoomTypeSetupError
+from civicrealtime.app import RealtimeService
 from civicrealtime.auth import DevelopmentAuthenticator
 from civicrealtime.auth.revocation import Revocations
 from civicrealtime.auth.token_auth import TokenAuthenticator
@@ -27,6 +27,7 @@ from civicrealtime.config import ConfigError, RealtimeConfig, structure
 from civicrealtime.protocol.closecodes import CloseCode
 from civicrealtime.rooms import RoomType, RoomTypeRegistry
 from civicrealtime.rooms.plugins import ENTRY_POINT_GROUP, role_grants
+from civicrealtime.startup import RoomTypeSetupError
 
 from ..conftest import RunningServer, StartServer, make_config
 from ..ydoc_client import YClient

@@ -1,7 +1,7 @@
 """The room actor, driven through its mailbox without a network: what each member is sent.
 
 Each test builds a `Room` (tests/rooms/harness.py), feeds it mailbox messages (client
-events decoded by the real `Session`), lets it run until every task is blocked, and reads
+events decoded by the real `FrameDecoder`), lets it run until every task is blocked, and reads
 each member's outbound queue. Timers run on trio's autojump clock: no test waits in real
 time.
 """

@@ -13,9 +13,8 @@ import json
 import logging
 import math
 import unicodedata
-from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 import trio
@@ -25,17 +24,14 @@ from ..auth.permissions import ALL
 from ..version import VERSION
 from . import content
 from .client import CLIENT_PREFIX, client_asset
+from .exchange import BodyTooLarge, header, json_response, read_body
 from .history import HistoryRoutes, history_route
 from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
-
-if TYPE_CHECKING:
-    from ..app import RealtimeService
+from .ports import OpsService, Receive, Scope, Send
+from .roomviews import describe_room, describe_rooms
 
 log = logging.getLogger("civicrealtime.http")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 MAX_BODY = 64 * 1024
 # A room that crashed this recently makes /health say "degraded".
@@ -61,7 +57,13 @@ class HttpError(Exception):
 
 
 class OpsApp:
-    def __init__(self, service: RealtimeService) -> None:
+    """The operations port's ASGI app: health, readiness, metrics, admin and demo routes.
+
+    Reaches the daemon only through `OpsService` (ports.py). It never awaits anything slow
+    to answer /health, and never changes a room except through the daemon's commands.
+    """
+
+    def __init__(self, service: OpsService) -> None:
         self._service = service
         cluster = service.cluster
         self._metrics = daemon_registry(
@@ -88,14 +90,14 @@ class OpsApp:
             _check_declared_length(scope)
             status, headers, body = await self._route(scope, receive)
         except HttpError as exc:
-            status, headers, body = _json(exc.status, {"error": exc.message})
+            status, headers, body = json_response(exc.status, {"error": exc.message})
             if exc.status == 413:
                 # The rest of the body is not wanted: closing beats reading megabytes.
                 headers.append((b"connection", b"close"))
         except Exception:
             # The boundary of one request: log it, answer 500, keep serving.
             log.exception("http.failed path=%s", scope.get("path", ""))
-            status, headers, body = _json(500, {"error": "internal error"})
+            status, headers, body = json_response(500, {"error": "internal error"})
         try:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -120,7 +122,7 @@ class OpsApp:
             # Its own access rule: the admin credential or a `records:history` token.
             return await self._history.handle(
                 route,
-                authorization=_header(scope, b"authorization"),
+                authorization=header(scope, b"authorization"),
                 peer=_client(scope),
                 query=scope.get("query_string", b""),
                 receive=receive,
@@ -178,7 +180,7 @@ class OpsApp:
         if stats.loop_lag_max_seconds > LAG_DEGRADED_SECONDS:
             reasons.append(f"event loop lag reached {stats.loop_lag_max_seconds:.2f} s")
         status = "failing" if failing else ("degraded" if reasons else "ok")
-        return _json(
+        return json_response(
             503 if failing else 200,
             {
                 "status": status,
@@ -191,7 +193,7 @@ class OpsApp:
                 "pending_bytes": room_stats.pending_bytes,
                 # The oldest update not yet durable, so not yet acknowledged as saved.
                 "oldest_unsaved_seconds": round(
-                    service.persistence.oldest_unsaved_seconds()
+                    service.persistence.durability.oldest_unsaved_seconds()
                     if service.persistence is not None
                     else 0.0,
                     3,
@@ -202,10 +204,10 @@ class OpsApp:
     async def _ready(self) -> tuple[int, list[Any], bytes]:
         service = self._service
         if not service.listening:
-            return _json(503, {"ready": False, "reason": "not listening"})
+            return json_response(503, {"ready": False, "reason": "not listening"})
         problem = await service.store_reachable()
         if problem is not None:
-            return _json(503, {"ready": False, "reason": problem})
+            return json_response(503, {"ready": False, "reason": problem})
         body: dict[str, Any] = {"ready": True}
         persistence = service.persistence
         if persistence is not None and not persistence.healthy:
@@ -214,13 +216,13 @@ class OpsApp:
             body["store_writes"] = (
                 f"failing for {persistence.failing_seconds:.0f} s: {persistence.last_error}"
             )
-        return _json(200, body)
+        return json_response(200, body)
 
     # -- admin -------------------------------------------------------------------------------
 
     async def _authorize_admin(self, scope: Scope) -> None:
         """A static admin token (constant-time compare), or a JWT whose role is admin."""
-        authorization = _header(scope, b"authorization")
+        authorization = header(scope, b"authorization")
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -252,21 +254,21 @@ class OpsApp:
         parts = [unicodedata.normalize("NFC", unquote(p)) for p in rest.split("/") if p]
         service = self._service
         if parts == ["rooms"] and method == "GET":
-            return _json(200, {"rooms": service.describe_rooms()})
+            return json_response(200, {"rooms": describe_rooms(service.rooms)})
         if len(parts) == 2 and parts[0] == "rooms" and method == "GET":
-            room = service.describe_room(parts[1])
+            room = describe_room(service.rooms, parts[1])
             if room is None:
                 raise HttpError(404, f"no live room {parts[1]!r}")
-            return _json(200, room)
+            return json_response(200, room)
         if len(parts) == 3 and parts[0] == "rooms" and method == "POST":
             key, action = parts[1], parts[2]
             if action == "snapshot":
                 outcome = await service.snapshot_room(key)
-                return _json(200 if outcome.ok else outcome.status, outcome.body)
+                return json_response(200 if outcome.ok else outcome.status, outcome.body)
             if action == "close":
                 if not service.close_room(key):
                     raise HttpError(404, f"no live room {key!r}")
-                return _json(200, {"closed": key})
+                return json_response(200, {"closed": key})
         if parts == ["revoke"] and method == "POST":
             body = await _json_body(receive)
             user_id, token_id = body.get("user_id"), body.get("token_id")
@@ -276,13 +278,13 @@ class OpsApp:
             ):
                 raise HttpError(400, 'expected {"user_id" or "token_id": "...", "reason": "..."}')
             expires_at = _unix_seconds(body.get("expires_at"))
-            outcome = await service.revoke(
+            outcome = await service.revoking.revoke(
                 user_id=user_id if isinstance(user_id, str) else None,
                 token_id=token_id if isinstance(token_id, str) else None,
                 reason=reason[:100],
                 token_expires_at=expires_at,
             )
-            return _json(outcome.status, outcome.body)
+            return json_response(outcome.status, outcome.body)
         raise HttpError(404, "no such admin endpoint")
 
     # -- demo --------------------------------------------------------------------------------
@@ -299,8 +301,8 @@ class OpsApp:
                     400, 'expected {"name": "...", "role": "editor" | "clerk" | "public"}'
                 )
             token = self._service.demo_token(name.strip()[:40], role)
-            host = (_header(scope, b"host") or "localhost").rsplit(":", 1)[0]
-            return _json(
+            host = (header(scope, b"host") or "localhost").rsplit(":", 1)[0]
+            return json_response(
                 200,
                 {
                     "token": token,
@@ -334,8 +336,8 @@ class OpsApp:
         cross-site page is refused by the Origin check, and by the JSON content type,
         which a browser sends cross-site only after a CORS preflight this port never grants.
         """
-        host = _header(scope, b"host")
-        origin = _header(scope, b"origin")
+        host = header(scope, b"host")
+        origin = header(scope, b"origin")
         peer = _client(scope)
         if host is None or not _own_host(host, self._service.config.demo.allowed_hosts):
             log.info("demo.refused peer=%s host=%s reason=foreign host", peer, host)
@@ -343,7 +345,7 @@ class OpsApp:
         if origin is not None and not _same_origin(origin, host):
             log.info("demo.refused peer=%s origin=%s reason=foreign origin", peer, origin)
             raise HttpError(403, "the demo token is only for the demo page")
-        content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip()
+        content_type = (header(scope, b"content-type") or "").split(";", 1)[0].strip()
         if content_type.lower() != "application/json":
             raise HttpError(415, "expected Content-Type: application/json")
 
@@ -364,7 +366,7 @@ def _unix_seconds(value: object) -> float | None:
 
 def _check_declared_length(scope: Scope) -> None:
     """413 at once for a body declared larger than any route takes, before reading it."""
-    declared = _header(scope, b"content-length")
+    declared = header(scope, b"content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > MAX_BODY:
         raise HttpError(413, f"body too large (at most {MAX_BODY} bytes)")
 
@@ -402,32 +404,13 @@ def _client(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
-def _json(status: int, payload: object) -> tuple[int, list[Any], bytes]:
-    body = json.dumps(payload, ensure_ascii=False).encode()
-    return status, [(b"content-type", b"application/json")], body
-
-
 async def _json_body(receive: Receive) -> dict[str, Any]:
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise HttpError(413, f"body too large (at most {MAX_BODY} bytes)")
-        chunks.append(chunk)
-        more = message.get("more_body", False)
     try:
-        value = json.loads(b"".join(chunks) or b"{}")
+        raw = await read_body(receive, MAX_BODY)
+    except BodyTooLarge:
+        raise HttpError(413, f"body too large (at most {MAX_BODY} bytes)") from None
+    try:
+        value = json.loads(raw or b"{}")
     except ValueError:
         raise HttpError(400, "body is not JSON") from None
     if not isinstance(value, dict):

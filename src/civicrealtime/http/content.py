@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import unicodedata
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import trio
@@ -49,10 +48,8 @@ from ..records.markdown_writer import write_markdown
 from ..rooms.edits import RoomGone, edit_room, read_room
 from ..rooms.manager import RoomUnavailable
 from ..rooms.room import TOO_LARGE
-
-if TYPE_CHECKING:
-    from ..app import RealtimeService
-    from .asgi import Receive, Scope
+from .exchange import BodyTooLarge, Response, header, json_response, read_body
+from .ports import OpsService, Receive, Scope
 
 log = logging.getLogger("civicrealtime.http")
 
@@ -65,8 +62,6 @@ ROUTE_PREFIX, ROUTE_SUFFIX = "/admin/rooms/", "/content"
 
 # Markdown versions served (for `If-Match`): this many, all rooms together.
 REMEMBERED_VERSIONS = 64
-
-Response = tuple[int, list[Any], bytes]
 
 
 class ServedVersions:
@@ -117,16 +112,16 @@ def permission_for(room_type: str) -> str:
 
 
 async def handle(
-    service: RealtimeService, versions: ServedVersions, scope: Scope, receive: Receive
+    service: OpsService, versions: ServedVersions, scope: Scope, receive: Receive
 ) -> Response:
     try:
         return await _handle(service, versions, scope, receive)
     except ContentHttpError as exc:
-        return _json(exc.status, exc.body)
+        return json_response(exc.status, exc.body)
 
 
 async def _handle(
-    service: RealtimeService, versions: ServedVersions, scope: Scope, receive: Receive
+    service: OpsService, versions: ServedVersions, scope: Scope, receive: Receive
 ) -> Response:
     method = scope["method"]
     key = unquote(scope["path"][len(ROUTE_PREFIX) : -len(ROUTE_SUFFIX)])
@@ -148,18 +143,21 @@ async def _handle(
     if not actor or len(actor) > MAX_ACTOR_CHARS or not actor.isprintable():
         raise ContentHttpError(400, f"actor must be 1 to {MAX_ACTOR_CHARS} printable characters")
     limit = min(MAX_CONTENT_BYTES, service.config.rooms.max_document_bytes)
-    media = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+    media = (header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
     if media not in MARKDOWN_TYPES | YJS_TYPES:
         raise ContentHttpError(
             415, "send text/markdown (records) or application/octet-stream (a Yjs update)"
         )
-    body = await _body(receive, limit)
+    try:
+        body = await read_body(receive, limit)
+    except BodyTooLarge as exc:
+        raise ContentHttpError(413, str(exc)) from None
     if media in YJS_TYPES:
         return await _put_update(service, key, room_type, actor, body)
     if room_type != "records":
         raise ContentHttpError(415, f"{room_type} rooms take a Yjs update, not Markdown")
     base = None
-    if_match = _header(scope, b"if-match")
+    if_match = header(scope, b"if-match")
     if if_match is not None:
         base = versions.get(key, if_match)
         if base is None:
@@ -167,11 +165,9 @@ async def _handle(
     return await _put_markdown(service, key, actor, body, base)
 
 
-async def _authorize(
-    service: RealtimeService, scope: Scope, key: str, room_type: str | None
-) -> str:
+async def _authorize(service: OpsService, scope: Scope, key: str, room_type: str | None) -> str:
     """The caller's name: the admin credential, or a token with `<type>:write-api`."""
-    scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
+    scheme, _, token = (header(scope, b"authorization") or "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise ContentHttpError(401, "token required (Authorization: Bearer)")
@@ -204,7 +200,7 @@ async def _authorize(
 
 
 async def _get(
-    service: RealtimeService, versions: ServedVersions, key: str, room_type: str, form: str
+    service: OpsService, versions: ServedVersions, key: str, room_type: str, form: str
 ) -> Response:
     if form not in ("", "yjs", "markdown", "json"):
         raise ContentHttpError(400, "format is yjs, markdown or json")
@@ -222,7 +218,7 @@ async def _get(
         roots = await trio.to_thread.run_sync(_roots_as_json, state)
     except RoomUnavailable as exc:
         raise ContentHttpError(503, str(exc)) from None
-    return _json(200, {"room": key, "roots": roots})
+    return json_response(200, {"room": key, "roots": roots})
 
 
 def _roots_as_json(state: bytes) -> dict[str, Any]:
@@ -251,7 +247,7 @@ def _doc_of(state: bytes) -> Doc[Any]:
 
 
 async def _put_markdown(
-    service: RealtimeService, key: str, actor: str, body: bytes, base_text: str | None
+    service: OpsService, key: str, actor: str, body: bytes, base_text: str | None
 ) -> Response:
     def parse() -> tuple[Any, Any]:
         wanted = parse_content(decode(body))
@@ -273,11 +269,11 @@ async def _put_markdown(
         for u in parsed.unsupported
     ]
     extra = {"merged": True, "conflicts": report.conflicts} if base is not None else {}
-    return _json(200, {**outcome, **extra, "notes": notes})
+    return json_response(200, {**outcome, **extra, "notes": notes})
 
 
 async def _put_update(
-    service: RealtimeService, key: str, room_type: str, actor: str, update: bytes
+    service: OpsService, key: str, room_type: str, actor: str, update: bytes
 ) -> Response:
     try:
         apply_update(Doc(), update)  # decoded in full before the room sees it
@@ -287,11 +283,11 @@ async def _put_update(
     def edit(document: YDocument) -> None:
         document.apply(update)
 
-    return _json(200, await _edit(service, key, room_type, actor, edit))
+    return json_response(200, await _edit(service, key, room_type, actor, edit))
 
 
 async def _edit(
-    service: RealtimeService, key: str, room_type: str, actor: str, edit: Any
+    service: OpsService, key: str, room_type: str, actor: str, edit: Any
 ) -> dict[str, Any]:
     try:
         result = await edit_room(service.rooms, key, room_type, actor=actor, edit=edit)
@@ -309,29 +305,3 @@ async def _edit(
         "changed": result.updates > 0,
         "update_bytes": result.size,
     }
-
-
-async def _body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise ContentHttpError(413, f"body larger than {limit} bytes")
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return b"".join(chunks)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
-def _json(status: int, payload: object) -> Response:
-    return status, [(b"content-type", b"application/json")], json.dumps(payload).encode()

@@ -33,13 +33,13 @@ from ..records.restore import restore_edit
 from ..rooms.edits import RoomGone, edit_room
 from ..rooms.manager import RoomUnavailable
 from ..rooms.origin import Origin
+from .exchange import BodyTooLarge, Response, json_response, read_body
 
 if TYPE_CHECKING:
-    from ..app import RealtimeService
+    from .ports import OpsService
 
 log = logging.getLogger("civicrealtime.history")
 
-Response = tuple[int, list[Any], bytes]
 STORE_TIMEOUT = 30.0
 MAX_BODY = 64 * 1024
 
@@ -83,7 +83,7 @@ class Refused(Exception):
 
 
 class HistoryRoutes:
-    def __init__(self, service: RealtimeService) -> None:
+    def __init__(self, service: OpsService) -> None:
         self._service = service
 
     async def handle(
@@ -99,15 +99,15 @@ class HistoryRoutes:
             caller = await self._authorize(route, authorization, peer)
             return await self._serve(route, caller, query, receive)
         except Refused as exc:
-            return _json(exc.status, {"error": exc.message})
+            return json_response(exc.status, {"error": exc.message})
         except NotFound as exc:
-            return _json(404, {"error": str(exc)})
+            return json_response(404, {"error": str(exc)})
         except Unsupported as exc:
-            return _json(409, {"error": str(exc)})
+            return json_response(409, {"error": str(exc)})
         except (StoreError, trio.TooSlowError) as exc:
             why = str(exc) or f"no answer within {STORE_TIMEOUT:g} s"
             log.warning("history.store_failed room=%s error=%s", route.key, why)
-            return _json(503, {"error": f"the history store is failing: {why}"})
+            return json_response(503, {"error": f"the history store is failing: {why}"})
 
     async def _serve(
         self,
@@ -126,20 +126,28 @@ class HistoryRoutes:
                 versions = await reader.versions(
                     route.key, since_ms=since, until_ms=until, user=user
                 )
-                return _json(200, {"room": route.key, "versions": [v.as_json() for v in versions]})
+                return json_response(
+                    200, {"room": route.key, "versions": [v.as_json() for v in versions]}
+                )
             if route.action == "show":
                 number = _version_number(route.a)
                 version = await reader.version(route.key, number)
                 text = await reader.show(route.key, number)
                 kind = "markdown" if is_record(route.key) else "json"
-                return _json(200, {**version.as_json(), "format": kind, "content": text})
+                return json_response(200, {**version.as_json(), "format": kind, "content": text})
             if route.action == "diff":
                 a, b = _version_number(route.a), _version_number(route.b)
                 diff = await reader.diff(route.key, a, b)
-                return _json(200, {"room": route.key, "from": a, "to": b, **diff.as_json()})
+                return json_response(200, {"room": route.key, "from": a, "to": b, **diff.as_json()})
             if route.action == "blame":
-                return _json(200, {"room": route.key, "blocks": await reader.blame(route.key)})
-        number = _restore_body(await _read_body(receive))
+                return json_response(
+                    200, {"room": route.key, "blocks": await reader.blame(route.key)}
+                )
+        try:
+            body = await read_body(receive, MAX_BODY)
+        except BodyTooLarge:
+            raise Refused(413, f"body too large (at most {MAX_BODY} bytes)") from None
+        number = _restore_body(body)
         return await self._restore(route.key, number, caller, reader)
 
     async def _restore(
@@ -198,7 +206,7 @@ class HistoryRoutes:
             # The change is applied and buffered in both writers, which retry: the version
             # closes at their next success.
             log.warning("history.restore_version_later room=%s error=%s", key, exc)
-        return _json(
+        return json_response(
             200,
             {
                 "room": key,
@@ -289,21 +297,6 @@ def _version_number(text: str | None) -> int:
     return number
 
 
-async def _read_body(receive: Callable[[], Awaitable[MutableMapping[str, Any]]]) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more:
-        message = await receive()
-        chunk = bytes(message.get("body", b""))
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise Refused(413, f"body too large (at most {MAX_BODY} bytes)")
-        chunks.append(chunk)
-        more = bool(message.get("more_body", False))
-    return b"".join(chunks)
-
-
 def _restore_body(body: bytes) -> int:
     try:
         value = json.loads(body or b"null")
@@ -317,8 +310,3 @@ def _restore_body(body: bytes) -> int:
     if number < 1:
         raise Refused(404, f"no version {number}")
     return number
-
-
-def _json(status: int, payload: object) -> Response:
-    body = json.dumps(payload, ensure_ascii=False).encode()
-    return status, [(b"content-type", b"application/json")], body

@@ -1,10 +1,9 @@
 """Durable room state: snapshots and an update log, in SQLite, PostgreSQL or plain files.
 
-`Persistence` (writer.py) is what rooms use; the stores (sqlite.py, postgres.py,
+`StoreWriter` (writer.py) is what rooms use; the stores (sqlite.py, postgres.py,
 filesystem.py) implement `Store` (store.py). See docs/persistence.md.
 """
 
-from .basestore import StoreBase
 from .errors import (
     CorruptRecord,
     RoomDamaged,
@@ -17,7 +16,7 @@ from .errors import (
 )
 from .filesystem import FilesystemStore
 from .locations import store_for
-from .records import (
+from .rows import (
     CURRENT_FORMAT,
     LogRecord,
     SnapshotInfo,
@@ -29,7 +28,7 @@ from .records import (
 )
 from .sqlite import SqliteStore
 from .store import DEFAULT_KEEP, Loaded, Problem, Store, VerifyReport
-from .writer import Persistence, PersistenceStats
+from .writer import StoreWriter, StoreWriterStats
 
 __all__ = [
     "CURRENT_FORMAT",
@@ -38,21 +37,20 @@ __all__ = [
     "FilesystemStore",
     "Loaded",
     "LogRecord",
-    "Persistence",
-    "PersistenceStats",
     "Problem",
     "RoomDamaged",
     "SnapshotInfo",
     "SnapshotRecord",
     "SqliteStore",
     "Store",
-    "StoreBase",
     "StoreBusy",
     "StoreError",
     "StoreFull",
     "StoreReadOnly",
     "StoreTimeout",
     "StoreUnavailable",
+    "StoreWriter",
+    "StoreWriterStats",
     "VerifyReport",
     "build_log_record",
     "build_snapshot",

@@ -1,16 +1,4 @@
-"""The filesystem store, in CivicPress's layout, with an update log beside it.
-
-    <dir>/realtime/snapshots/<room>/<room>-<version>-<created_at>.snapshot
-    <dir>/realtime/snapshots/<room>/<room>-<version>-<created_at>.meta.json
-    <dir>/realtime/log/<room>.log                (see logfile.py)
-    <dir>/realtime/log/<room>.log.quarantine     (unreadable log bytes, kept for inspection)
-    <dir>/realtime/revocations.json              (revoked users and token ids)
-
-`<room>` is the room key made safe for file names (see filenames.py). The sidecar holds
-CivicPress's metadata fields (room_id, version, integrity_hash, format_version, byte_size,
-created_at) plus id, compression and log_seq. A `.snapshot` without a sidecar is read as a
-CivicPress snapshot of that era: its version and time come from its name, it cannot be
-verified, and its log_seq is 0 (the whole log is applied after it, which is harmless).
+"""The filesystem store, in CivicPress's layout (fslayout.py), with an update log beside it.
 
 Every file is written atomically: a temporary file in the same directory, fsync, rename,
 fsync of the directory. The snapshot is written before its sidecar, so a crash between
@@ -24,47 +12,59 @@ worker thread; a cancelled call stops at its next file operation.
 
 from __future__ import annotations
 
-import errno
 import json
-import math
 import os
-import secrets
 import sys
-import time
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import suppress
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import attrs
-
+from ..atomicfile import (
+    TEMP_MARK,
+    remove_temp_files,
+    write_atomically,
+)
 from ..auth.revocation import Revocation
-from .basestore import StoreBase, log
 from .errors import (
     CorruptRecord,
     StoreBusy,
-    StoreError,
-    StoreFull,
     StoreReadOnly,
     StoreUnavailable,
 )
 from .filenames import room_from_name, safe_name
-from .logfile import BadSpan, ParsedLog, encode_record, encode_room, parse
+from .fslayout import (
+    LOG_SUFFIX,
+    META_SUFFIX,
+    QUARANTINE_SUFFIX,
+    SNAPSHOT_SUFFIX,
+    SnapshotEntry,
+    append_to_log,
+    meta_json,
+    quarantine_problem,
+    quarantine_spans,
+    read_entries,
+    replace_log,
+    snapshot_record,
+    span_problem,
+    store_error_of,
+)
+from .fsrevocations import load_revocations, save_revocation
+from .logfile import ParsedLog, encode_record, parse
 from .rebuild import Coverage
-from .records import (
+from .revocationstore import RevocationStore
+from .rows import (
     LogRecord,
     SnapshotInfo,
     SnapshotRecord,
     build_snapshot,
     now_ms,
-    snapshot_id,
-    verify_log_record,
     verify_snapshot,
 )
 from .schema import SCHEMA_FILE, announce, needs_recording, read_schema_file, schema_file_body
-from .store import DEFAULT_KEEP, Loaded, Problem, VerifyReport
+from .store import DEFAULT_KEEP, Loaded, Problem, Store, VerifyReport, log, verified_records
 from .worker import StoreWorker
 
 if sys.platform != "win32":
@@ -72,25 +72,15 @@ if sys.platform != "win32":
 
 T = TypeVar("T")
 
-SNAPSHOT_SUFFIX = ".snapshot"
-META_SUFFIX = ".meta.json"
-LOG_SUFFIX = ".log"
-QUARANTINE_SUFFIX = ".log.quarantine"
-TEMP_MARK = ".tmp-"
-REVOCATIONS_FILE = "revocations.json"
 
+class FilesystemStore(Store, RevocationStore):
+    """A store in plain files (CivicPress's layout), for one process of one machine.
 
-@attrs.frozen
-class _Entry:
-    """One snapshot on disk: its metadata and where its files are (either may be missing)."""
+    Owns its directory while open (the writer lock) and each room's last sequence number.
+    Never shared by nodes; never deletes a file that fails verification (bad log bytes are
+    moved to the room's quarantine file).
+    """
 
-    info: SnapshotInfo
-    blob: Path
-    meta: Path
-    problem: str | None  # why the metadata is unusable, when it is
-
-
-class FilesystemStore(StoreBase):
     def __init__(
         self,
         directory: str | os.PathLike[str],
@@ -175,11 +165,11 @@ class FilesystemStore(StoreBase):
         return await self._call(self._verify_all)
 
     async def save_revocation(self, revocation: Revocation) -> None:
-        """See `Store.save_revocation`: the whole (small) file is rewritten atomically."""
+        """See `RevocationStore.save_revocation`: the whole (small) file is rewritten atomically."""
         await self._call(lambda: self._save_revocation(revocation))
 
     async def load_revocations(self) -> list[Revocation]:
-        """See `Store.load_revocations`. Raises `StoreError` when the file is unreadable."""
+        """See `RevocationStore.load_revocations`. Raises `StoreError` on an unreadable file."""
         return await self._call(self._load_revocations)
 
     async def _call(self, fn: Callable[[], T]) -> T:
@@ -191,17 +181,8 @@ class FilesystemStore(StoreBase):
         try:
             return fn()
         except OSError as exc:
-            raise self._classify(exc) from exc
-
-    def _classify(self, exc: OSError) -> StoreError:
-        where = f"{self.description}: {exc.strerror or exc} ({exc.filename or self.directory})"
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            return StoreFull(where)
-        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            return StoreReadOnly(where)
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EIO, errno.ESTALE):
-            return StoreUnavailable(where)
-        return StoreError(where)
+            where = f"{self.description}: {exc.strerror or exc} ({exc.filename or self.directory})"
+            raise store_error_of(exc, where) from exc
 
     def _open(self) -> None:
         if self.read_only:
@@ -232,7 +213,7 @@ class FilesystemStore(StoreBase):
         if needs_recording(version):
             # Version 1 is the layout of every directory before versions were recorded;
             # version 2 adds history/, created above.
-            _atomic_write(self._root / SCHEMA_FILE, schema_file_body(self._now_ms()))
+            write_atomically(self._root / SCHEMA_FILE, schema_file_body(self._now_ms()))
             announce(self.description, version)
 
     def _close(self) -> None:
@@ -256,94 +237,26 @@ class FilesystemStore(StoreBase):
     def _log_path(self, room_id: str) -> Path:
         return self._logs / (safe_name(room_id) + LOG_SUFFIX)
 
-    # -- revocations -------------------------------------------------------------------------
-
-    def _read_revocations(self) -> list[Revocation]:
-        path = self._root / REVOCATIONS_FILE
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return []
-        try:
-            fields = json.loads(data)
-            return [_revocation(item) for item in fields["revocations"]]
-        except (ValueError, TypeError, KeyError) as exc:
-            # Never guess: starting without the revocations would let revoked sessions in.
-            raise StoreError(
-                f"{self.description}: {path} is not a revocations file ({exc!r}); fix or remove it"
-            ) from None
+    # -- revocations and snapshots -------------------------------------------------------------
 
     def _load_revocations(self) -> list[Revocation]:
-        now = time.time()
-        return [r for r in self._read_revocations() if r.until is None or r.until > now]
+        return load_revocations(self._root, self.description)
 
     def _save_revocation(self, revocation: Revocation) -> None:
         self._writable()
-        kept = {
-            (r.kind, r.subject): r
-            for r in self._read_revocations()
-            if r.until is None or r.until > revocation.revoked_at
-        }
-        key = (revocation.kind, revocation.subject)
-        kept[key] = _later(kept[key], revocation) if key in kept else revocation
-        items = [attrs.asdict(r) for r in sorted(kept.values(), key=lambda r: r.revoked_at)]
-        body = json.dumps({"format": 1, "revocations": items}, indent=1) + "\n"
-        _atomic_write(self._root / REVOCATIONS_FILE, body.encode())
+        save_revocation(self._root, self.description, revocation)
 
-    # -- snapshots ---------------------------------------------------------------------------
+    def _entries(self, room_id: str) -> list[SnapshotEntry]:
+        return read_entries(room_id, self._room_dir(room_id))
 
-    def _entries(self, room_id: str) -> list[_Entry]:
-        """The room's snapshots, newest first (by version, then time)."""
-        directory = self._room_dir(room_id)
-        try:
-            names = os.listdir(directory)
-        except FileNotFoundError:
-            return []
-        bases: set[str] = set()
-        for name in names:
-            if TEMP_MARK in name:
-                continue
-            for suffix in (SNAPSHOT_SUFFIX, META_SUFFIX):
-                if name.endswith(suffix):
-                    bases.add(name[: -len(suffix)])
-        entries = [self._entry(room_id, directory, base) for base in bases]
-        entries.sort(key=lambda e: (e.info.version, e.info.created_at), reverse=True)
-        return entries
-
-    def _entry(self, room_id: str, directory: Path, base: str) -> _Entry:
-        blob = directory / (base + SNAPSHOT_SUFFIX)
-        meta = directory / (base + META_SUFFIX)
-        version, created_at = _version_and_time(base)
-        stored = blob.stat().st_size if blob.exists() else 0
-        legacy = SnapshotInfo(
-            id=snapshot_id(room_id, version, created_at),
-            room_id=room_id,
-            version=version,
-            integrity_hash="",
-            format_version=1,
-            byte_size=0,
-            created_at=created_at,
-            compression=None,
-            log_seq=0,
-            stored_size=stored,
-        )
-        if not meta.exists():
-            return _Entry(legacy, blob, meta, None)
-        try:
-            fields = json.loads(meta.read_text(encoding="utf-8"))
-            info = _info_from_meta(fields, room_id, stored)
-        except (ValueError, TypeError, KeyError) as exc:
-            return _Entry(legacy, blob, meta, f"unreadable .meta.json: {exc}")
-        return _Entry(info, blob, meta, None)
-
-    def _check(self, entry: _Entry) -> tuple[bytes | None, Problem | None]:
+    def _check(self, entry: SnapshotEntry) -> tuple[bytes | None, Problem | None]:
         """The entry's verified state, or the problem that makes it unusable."""
         self._worker.check_cancelled()
         reason = entry.problem
         state: bytes | None = None
         if reason is None:
             try:
-                record = self._record(entry)
+                record = snapshot_record(entry)
                 state = verify_snapshot(record)
             except FileNotFoundError:
                 reason = "the .snapshot file is missing (only its .meta.json exists)"
@@ -354,22 +267,7 @@ class FilesystemStore(StoreBase):
         info = entry.info
         return None, Problem(room_id=info.room_id, what="snapshot", ident=info.id, reason=reason)
 
-    def _record(self, entry: _Entry) -> SnapshotRecord:
-        info = entry.info
-        return SnapshotRecord(
-            id=info.id,
-            room_id=info.room_id,
-            version=info.version,
-            data=entry.blob.read_bytes(),
-            integrity_hash=info.integrity_hash,
-            format_version=info.format_version,
-            byte_size=info.byte_size,
-            created_at=info.created_at,
-            compression=_raw_compression(entry),
-            log_seq=info.log_seq,
-        )
-
-    def _delete_if_sound(self, entry: _Entry) -> bool:
+    def _delete_if_sound(self, entry: SnapshotEntry) -> bool:
         _, problem = self._check(entry)
         if problem is not None:
             log.warning("persistence.kept_corrupt store=%s %s", self.description, problem)
@@ -391,7 +289,7 @@ class FilesystemStore(StoreBase):
         return parse(buf, room_id), buf
 
     def _log_problems(self, room_id: str, parsed: ParsedLog) -> list[Problem]:
-        return [_span_problem(room_id, span) for span in parsed.bad]
+        return [span_problem(room_id, span) for span in parsed.bad]
 
     def _last(self, room_id: str) -> int:
         cached = self._last_seq.get(room_id)
@@ -416,29 +314,9 @@ class FilesystemStore(StoreBase):
             for offset, index in enumerate(indexes):
                 seqs[index] = first + offset
                 chunk += encode_record(first + offset, created, batch[index][1])
-            self._append_bytes(room_id, bytes(chunk), created)
+            append_to_log(self._log_path(room_id), room_id, bytes(chunk), created)
             self._last_seq[room_id] = first + len(indexes) - 1
         return seqs
-
-    def _append_bytes(self, room_id: str, chunk: bytes, created: int) -> None:
-        path = self._log_path(room_id)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            size = os.fstat(fd).st_size
-            payload = chunk if size else encode_room(room_id, created) + chunk
-            try:
-                _write_all(fd, payload)
-                os.fsync(fd)
-            except OSError:
-                # Nothing of a failed append was acknowledged: cut it back off, so the file
-                # does not end in a torn record. Failing that, the reader skips it anyway.
-                with suppress(OSError):
-                    os.ftruncate(fd, size)
-                raise
-        finally:
-            os.close(fd)
-        if not size:
-            _fsync_dir(path.parent)
 
     def _rewrite_log(
         self, room_id: str, parsed: ParsedLog, buf: bytes, keep: list[LogRecord], extra: bytes
@@ -446,26 +324,16 @@ class FilesystemStore(StoreBase):
         """Replace the room's log by `keep` plus `extra`, moving unreadable bytes aside."""
         path = self._log_path(room_id)
         if parsed.bad:
-            spans = b"".join(buf[span.offset : span.offset + span.length] for span in parsed.bad)
             quarantine = self._logs / (safe_name(room_id) + QUARANTINE_SUFFIX)
-            with quarantine.open("ab") as handle:
-                handle.write(spans)
-                handle.flush()
-                os.fsync(handle.fileno())
+            quarantine_spans(quarantine, buf, parsed.bad)
             for span in parsed.bad:
                 log.warning(
                     "persistence.quarantined store=%s %s (bytes kept in %s)",
                     self.description,
-                    _span_problem(room_id, span),
+                    span_problem(room_id, span),
                     quarantine,
                 )
-        if not keep and not extra:
-            with suppress(FileNotFoundError):
-                path.unlink()
-            _fsync_dir(path.parent)
-            return
-        body = b"".join(encode_record(r.seq, r.created_at, r.data) for r in keep)
-        _atomic_write(path, encode_room(room_id, self._now_ms()) + body + extra)
+        replace_log(path, room_id, self._now_ms(), keep, extra)
 
     # -- operations --------------------------------------------------------------------------
 
@@ -505,7 +373,7 @@ class FilesystemStore(StoreBase):
         coverage = Coverage(state)  # also rejects a state that is not an update
         directory = self._room_dir(room_id)
         directory.mkdir(parents=True, exist_ok=True)
-        _remove_temp_files(directory)
+        remove_temp_files(directory)
         entries = self._entries(room_id)
         version = max((entry.info.version for entry in entries), default=0) + 1
         record = build_snapshot(
@@ -517,8 +385,8 @@ class FilesystemStore(StoreBase):
             compress=compress,
         )
         base = f"{safe_name(room_id)}-{record.version}-{record.created_at}"
-        _atomic_write(directory / (base + SNAPSHOT_SUFFIX), record.data)
-        _atomic_write(directory / (base + META_SUFFIX), _meta_json(record))
+        write_atomically(directory / (base + SNAPSHOT_SUFFIX), record.data)
+        write_atomically(directory / (base + META_SUFFIX), meta_json(record))
         entries = self._entries(room_id)
         for entry in entries[self.keep :]:
             self._delete_if_sound(entry)
@@ -617,150 +485,12 @@ class FilesystemStore(StoreBase):
             parsed, _ = self._read_log(room_id)
             records += len(parsed.records)
             problems.extend(self._log_problems(room_id, parsed))
-            for record in parsed.records:
-                try:
-                    verify_log_record(record)
-                except CorruptRecord as exc:
-                    problems.append(
-                        Problem(
-                            room_id=room_id,
-                            what="log",
-                            ident=f"seq {record.seq}",
-                            reason=exc.reason,
-                        )
-                    )
-            quarantine = self._logs / (safe_name(room_id) + QUARANTINE_SUFFIX)
-            if quarantine.exists():
-                problems.append(
-                    Problem(
-                        room_id=room_id,
-                        what="log",
-                        ident="quarantine",
-                        reason=f"{quarantine.stat().st_size} unreadable bytes kept in {quarantine}",
-                    )
-                )
+            problems.extend(verified_records(parsed.records)[1])
+            quarantined = quarantine_problem(
+                room_id, self._logs / (safe_name(room_id) + QUARANTINE_SUFFIX)
+            )
+            if quarantined is not None:
+                problems.append(quarantined)
         return VerifyReport(
             rooms=len(rooms), snapshots=snapshots, log_records=records, problems=tuple(problems)
         )
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def _revocation(item: Any) -> Revocation:
-    kind, revoked_at, until = item["kind"], float(item["revoked_at"]), item["until"]
-    if kind not in ("user", "token"):
-        raise ValueError(f"kind {kind!r} is neither 'user' nor 'token'")
-    if until is not None:
-        until = float(until)
-    if not math.isfinite(revoked_at) or (until is not None and not math.isfinite(until)):
-        raise ValueError("times must be finite numbers")
-    return Revocation(kind=kind, subject=str(item["subject"]), revoked_at=revoked_at, until=until)
-
-
-def _later(kept: Revocation, new: Revocation) -> Revocation:
-    """The union of two revocations of one subject, as the SQL stores keep it."""
-    until = None if kept.until is None or new.until is None else max(kept.until, new.until)
-    return attrs.evolve(new, revoked_at=max(kept.revoked_at, new.revoked_at), until=until)
-
-
-def _version_and_time(base: str) -> tuple[int, int]:
-    """CivicPress names end in `-<version>-<created_at>`; a room key may contain '-' too."""
-    parts = base.rsplit("-", 2)
-    try:
-        return int(parts[-2]), int(parts[-1])
-    except (IndexError, ValueError):
-        return 0, 0
-
-
-def _info_from_meta(fields: Any, room_id: str, stored: int) -> SnapshotInfo:
-    if not isinstance(fields, dict):
-        raise TypeError("not a JSON object")
-    version = int(fields["version"])
-    created_at = int(fields["created_at"])
-    compression = fields.get("compression")
-    return SnapshotInfo(
-        id=str(fields.get("id") or snapshot_id(room_id, version, created_at)),
-        room_id=str(fields.get("room_id", room_id)),
-        version=version,
-        integrity_hash=str(fields.get("integrity_hash") or ""),
-        format_version=int(fields.get("format_version", 1)),
-        byte_size=int(fields.get("byte_size") or 0),
-        created_at=created_at,
-        compression="zlib" if compression == "zlib" else None,
-        log_seq=int(fields.get("log_seq") or 0),
-        stored_size=stored,
-    )
-
-
-def _raw_compression(entry: _Entry) -> str | None:
-    # SnapshotInfo only knows the compressions we support; verification needs the raw name.
-    if not entry.meta.exists():
-        return None
-    fields = json.loads(entry.meta.read_text(encoding="utf-8"))
-    value = fields.get("compression") if isinstance(fields, dict) else None
-    return None if value is None else str(value)
-
-
-def _meta_json(record: SnapshotRecord) -> bytes:
-    fields = {
-        "id": record.id,
-        "room_id": record.room_id,
-        "version": record.version,
-        "integrity_hash": record.integrity_hash,
-        "format_version": record.format_version,
-        "byte_size": record.byte_size,
-        "created_at": record.created_at,
-        "compression": record.compression,
-        "log_seq": record.log_seq,
-    }
-    return (json.dumps(fields, indent=2) + "\n").encode("utf-8")
-
-
-def _span_problem(room_id: str, span: BadSpan) -> Problem:
-    ident = f"seq {span.seq}" if span.seq is not None else f"offset {span.offset}"
-    reason = f"{span.reason} ({span.length} bytes at offset {span.offset})"
-    return Problem(room_id=room_id, what="log", ident=ident, reason=reason)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes a rename or a new file durable. Windows cannot open a directory for this.
-    if sys.platform == "win32":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}{TEMP_MARK}{secrets.token_hex(4)}")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _remove_temp_files(directory: Path) -> None:
-    """Temporary files of writes that a crash interrupted: never renamed, never visible."""
-    for name in os.listdir(directory):
-        if name.startswith(".") and TEMP_MARK in name:
-            with suppress(FileNotFoundError):
-                (directory / name).unlink()

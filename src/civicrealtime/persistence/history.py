@@ -31,9 +31,9 @@ import pycrdt
 import trio
 
 from ..protocol.errors import MalformedMessage
-from ..protocol.updates import InvalidUpdate
+from ..protocol.updates import InvalidUpdate, guarded
 from ..rooms.origin import Actor, Origin
-from .rebuild import _pycrdt, decode_state_vector, merged_state
+from .rebuild import decode_state_vector, merged_state
 
 VersionReason = Literal["idle", "evicted", "shutdown", "restore", "baseline", "cut"]
 
@@ -183,7 +183,9 @@ def client_ids(update: bytes) -> tuple[int, ...]:
     try:
         # The room applied it already: this only guards a pycrdt that cannot read it back;
         # the update is then kept, unmapped.
-        return tuple(sorted(decode_state_vector(_pycrdt(pycrdt.get_state, update))))
+        return tuple(
+            sorted(decode_state_vector(guarded(lambda: pycrdt.get_state(update), "update")))
+        )
     except MalformedMessage:
         return ()
 

@@ -21,9 +21,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..atomicfile import fsync_directory, write_all, write_atomically
 from ..rooms.origin import Origin
 from .filenames import safe_name
-from .filesystem import FilesystemStore, _atomic_write, _fsync_dir, _write_all
+from .filesystem import FilesystemStore
 from .history import (
     BlockChange,
     ClientOwner,
@@ -131,11 +132,11 @@ class FsHistory:
         directory = self._dir(room_id)
         if not directory.is_dir():
             directory.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(directory.parent)
+            fsync_directory(directory.parent)
         data = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
         fd = os.open(directory / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -195,7 +196,7 @@ class FsHistory:
         directory = self._dir(version.room_id)
         directory.mkdir(parents=True, exist_ok=True)
         if state:
-            _atomic_write(directory / f"v{version.number}.state", state)
+            write_atomically(directory / f"v{version.number}.state", state)
         line = {
             "state": bool(state),
             "blocks": changes_json(changes),
@@ -261,7 +262,7 @@ class FsHistory:
 
 def _rewrite(path: Path, lines: list[dict[str, Any]]) -> None:
     data = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
-    _atomic_write(path, data)
+    write_atomically(path, data)
 
 
 def _version(room_id: str, line: dict[str, Any]) -> Version:

@@ -26,7 +26,7 @@ import pycrdt
 import trio
 from pycrdt import Doc
 
-from ..protocol.updates import apply_update
+from ..protocol.updates import apply_update, guarded
 from ..rooms.origin import IMPORT_ORIGIN, Origin
 from .errors import StoreError, StoreTimeout
 from .history import (
@@ -41,8 +41,8 @@ from .history import (
     count_authors,
     rebuild_version,
 )
-from .rebuild import _pycrdt, merged_state, rebuild
-from .records import now_ms
+from .rebuild import merged_state, rebuild
+from .rows import now_ms
 
 log = logging.getLogger("civicrealtime.history")
 
@@ -426,7 +426,7 @@ def _missing(known: list[bytes], loaded: list[bytes]) -> bytes | None:
     doc: Doc[Any] = Doc()
     apply_update(doc, history.state)
     before = doc.get_update()
-    diff = _pycrdt(pycrdt.get_update, document.state, doc.get_state())
+    diff = guarded(lambda: pycrdt.get_update(document.state, doc.get_state()), "update")
     apply_update(doc, diff)
     return diff if doc.get_update() != before else None
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from ..extras import import_extra
-from .basestore import StoreBase
 from .filesystem import FilesystemStore
 from .sqlite import SqliteStore
-from .store import DEFAULT_KEEP
+from .store import DEFAULT_KEEP, Store
 
 
-def store_for(location: str, *, keep: int = DEFAULT_KEEP) -> StoreBase:
+def store_for(location: str, *, keep: int = DEFAULT_KEEP) -> Store:
     """`postgresql://…` (or `postgres://…`): PostgreSQL; `filesystem:DIR`: the filesystem
     layout under DIR; `sqlite:PATH` or a bare path: SQLite. The store is not opened.
 
@@ -22,7 +21,7 @@ def store_for(location: str, *, keep: int = DEFAULT_KEEP) -> StoreBase:
             feature="PostgreSQL",
             extra="postgres",
         )
-        store: StoreBase = postgres.PostgresStore(location, keep=keep)
+        store: Store = postgres.PostgresStore(location, keep=keep)
         return store
     if location.startswith("filesystem:"):
         return FilesystemStore(location.removeprefix("filesystem:"), keep=keep)

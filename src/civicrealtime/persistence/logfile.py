@@ -20,7 +20,7 @@ import zlib
 
 import attrs
 
-from .records import LogRecord, checksum
+from .rows import LogRecord, checksum
 
 MAGIC = b"CRL1"
 _FIELDS = struct.Struct(">4sIQQI")

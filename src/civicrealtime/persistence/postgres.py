@@ -23,7 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .errors import StoreBusy, StoreError, StoreFull, StoreReadOnly, StoreUnavailable
 from .historysql import history_ddl
-from .records import now_ms
+from .rows import now_ms
 from .schema import (
     CREATE_SCHEMA_TABLE,
     RECORD_VERSION,
@@ -100,6 +100,7 @@ def describe_url(url: str) -> str:
 
 class PostgresStore(SqlStore):
     _blocks = True  # a cancel request is a network round trip
+    shared_by_nodes = True  # a database server every node of a cluster reaches
 
     def __init__(
         self,

@@ -13,14 +13,14 @@ An update whose dependencies never arrived stays pending inside yrs and is absen
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from functools import partial
 
 import attrs
 import pycrdt
 
 from ..protocol.document import YDocument
 from ..protocol.errors import MalformedMessage
-from ..protocol.updates import InvalidUpdate
+from ..protocol.updates import InvalidUpdate, guarded
 from ..protocol.varint import Reader
 
 
@@ -43,7 +43,7 @@ class Coverage:
     """Whether updates are contained in one state (an update without pending parts)."""
 
     def __init__(self, state: bytes) -> None:
-        self._state_vector = _pycrdt(pycrdt.get_state, state)
+        self._state_vector = guarded(lambda: pycrdt.get_state(state), "update")
         self._clocks = decode_state_vector(self._state_vector)
 
     def contains(self, update: bytes) -> bool:
@@ -54,7 +54,7 @@ class Coverage:
         cannot be decoded counts as not contained, so it is kept.
         """
         try:
-            rest = _pycrdt(pycrdt.get_update, update, self._state_vector)
+            rest = guarded(lambda: pycrdt.get_update(update, self._state_vector), "update")
             reader = Reader(rest)
             if reader.read_var_uint() != 0:
                 return False  # structs beyond the state: still pending
@@ -82,7 +82,11 @@ def rebuild(updates: Sequence[bytes]) -> Rebuilt:
     for start in range(0, len(updates), GROUP):
         group = updates[start : start + GROUP]
         try:
-            merged = _pycrdt(pycrdt.merge_updates, *group) if len(group) > 1 else group[0]
+            merged = (
+                guarded(partial(pycrdt.merge_updates, *group), "update")
+                if len(group) > 1
+                else group[0]
+            )
             document.apply(merged)
         except InvalidUpdate:
             # Find the culprit: yrs checks an update before integrating it, so a failed
@@ -101,17 +105,4 @@ def merged_state(updates: Sequence[bytes]) -> bytes:
     if not rebuilt.pending:
         return rebuilt.state
     # A few pending updates at most: merging those is cheap, unlike merging the whole log.
-    return bytes(_pycrdt(pycrdt.merge_updates, rebuilt.state, *rebuilt.pending))
-
-
-def _pycrdt(fn: Any, *args: bytes) -> bytes:
-    try:
-        result: bytes = fn(*args)
-    except Exception as exc:
-        raise InvalidUpdate(f"pycrdt rejected the update: {type(exc).__name__}") from exc
-    except BaseException as exc:
-        # yrs panics surface as pyo3's PanicException, a BaseException created lazily.
-        if type(exc).__name__ != "PanicException":
-            raise
-        raise InvalidUpdate("pycrdt rejected the update: panic") from exc
-    return result
+    return bytes(guarded(lambda: pycrdt.merge_updates(rebuilt.state, *rebuilt.pending), "update"))

@@ -8,16 +8,18 @@ from ..rooms.hooks import SnapshotFailed, StateDamaged
 from ..rooms.origin import Origin
 from .errors import RoomDamaged, StoreError
 from .historyrecorder import HistoryRecorder
-from .writer import Persistence
+from .writer import StoreWriter
 
 # An update handed over without an origin (a caller from before history): kept, unnamed.
 UNKNOWN = Origin(actor="admin")
 
 
 class PersistedRooms:
+    """The rooms' `RoomHooks` backed by a `StoreWriter`: an adapter, it owns nothing."""
+
     persistent = True
 
-    def __init__(self, persistence: Persistence, history: HistoryRecorder | None = None) -> None:
+    def __init__(self, persistence: StoreWriter, history: HistoryRecorder | None = None) -> None:
         self.persistence = persistence
         self.history = history
 
@@ -60,10 +62,10 @@ class PersistedRooms:
 
     # What is durable (rooms/saving.py `DurabilitySource`): the "saved" acknowledgement.
     def durable(self, key: str) -> int:
-        return self.persistence.durable(key)
+        return self.persistence.durability.durable(key)
 
     def watch(self, key: str, notify: Callable[[int, bool], bool]) -> None:
-        self.persistence.watch(key, notify)
+        self.persistence.durability.watch(key, notify)
 
     def unwatch(self, key: str, notify: Callable[[int, bool], bool]) -> None:
-        self.persistence.unwatch(key, notify)
+        self.persistence.durability.unwatch(key, notify)

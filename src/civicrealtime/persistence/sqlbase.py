@@ -18,20 +18,19 @@ from hashlib import sha256
 from typing import Any, Protocol, TypeVar
 
 from ..auth.revocation import Revocation
-from .basestore import StoreBase
 from .errors import CorruptRecord
 from .rebuild import Coverage
-from .records import (
+from .revocationstore import RevocationStore
+from .rows import (
     LogRecord,
     SnapshotInfo,
     SnapshotRecord,
     build_log_record,
     build_snapshot,
     checksum,
-    verify_log_record,
     verify_snapshot,
 )
-from .store import DEFAULT_KEEP, Loaded, Problem, VerifyReport
+from .store import DEFAULT_KEEP, Loaded, Problem, Store, VerifyReport, verified_records
 from .worker import StoreWorker
 
 log = logging.getLogger("civicrealtime.persistence")
@@ -60,8 +59,10 @@ class Tx(Protocol):
     def run_many(self, sql: str, params: Sequence[Sequence[object]]) -> None: ...
 
 
-class SqlStore(StoreBase):
-    """Subclasses provide the connection, transactions and error mapping."""
+class SqlStore(Store, RevocationStore):
+    """The queries of both SQL stores; subclasses provide the connection, transactions and
+    error mapping. Each call is one transaction in the store's worker thread; it never
+    deletes a row that fails verification and never holds a lock across calls."""
 
     def __init__(self, *, name: str, keep: int = DEFAULT_KEEP, clock: Callable[[], int]) -> None:
         super().__init__(keep=keep, clock=clock)
@@ -93,11 +94,11 @@ class SqlStore(StoreBase):
         await self._call(False, lambda tx: tx.rows("SELECT 1"))
 
     async def save_revocation(self, revocation: Revocation) -> None:
-        """See `Store.save_revocation`; also drops token ids whose `until` has passed."""
+        """See `RevocationStore.save_revocation`; also drops token ids whose `until` has passed."""
         await self._call(True, partial(self._save_revocation, revocation))
 
     async def load_revocations(self) -> list[Revocation]:
-        """See `Store.load_revocations`."""
+        """See `RevocationStore.load_revocations`."""
         return await self._call(False, self._load_revocations)
 
     async def load(self, room_id: str) -> Loaded:
@@ -255,14 +256,8 @@ class SqlStore(StoreBase):
                 break
             problems.append(problem)
         after = chosen.log_seq if chosen is not None else 0
-        good: list[LogRecord] = []
-        for record in self._log_records(tx, room_id, ">", after):
-            try:
-                verify_log_record(record)
-            except CorruptRecord as exc:
-                problems.append(_log_problem(record, exc))
-                continue
-            good.append(record)
+        good, bad = verified_records(self._log_records(tx, room_id, ">", after))
+        problems.extend(bad)
         return Loaded(
             room_id=room_id,
             snapshot=chosen,
@@ -378,18 +373,9 @@ class SqlStore(StoreBase):
 
     def _sound_records(self, tx: Tx, room_id: str, upto: int) -> list[LogRecord]:
         """The room's log records up to `upto` that verify; the others are logged and kept."""
-        sound: list[LogRecord] = []
-        for record in self._log_records(tx, room_id, "<=", upto):
-            try:
-                verify_log_record(record)
-            except CorruptRecord as exc:
-                log.warning(
-                    "persistence.kept_corrupt store=%s %s",
-                    self.description,
-                    _log_problem(record, exc),
-                )
-                continue
-            sound.append(record)
+        sound, problems = verified_records(self._log_records(tx, room_id, "<=", upto))
+        for problem in problems:
+            log.warning("persistence.kept_corrupt store=%s %s", self.description, problem)
         return sound
 
     def _delete_log(self, tx: Tx, room_id: str, upto: int, sound: list[LogRecord]) -> None:
@@ -475,11 +461,7 @@ class SqlStore(StoreBase):
             if problem is not None:
                 problems.append(problem)
         records = self._log_records(tx, room_id, ">", -1)
-        for record in records:
-            try:
-                verify_log_record(record)
-            except CorruptRecord as exc:
-                problems.append(_log_problem(record, exc))
+        problems.extend(verified_records(records)[1])
         return len(infos), len(records), problems
 
 
@@ -510,7 +492,3 @@ def _info(row: tuple[Any, ...]) -> SnapshotInfo:
         log_seq=_int(log_seq, 0),
         stored_size=_int(stored, 0),
     )
-
-
-def _log_problem(record: LogRecord, exc: CorruptRecord) -> Problem:
-    return Problem(room_id=record.room_id, what="log", ident=f"seq {record.seq}", reason=exc.reason)

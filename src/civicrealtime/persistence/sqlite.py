@@ -33,7 +33,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .historysql import HISTORY_TABLES, history_ddl
-from .records import now_ms
+from .rows import now_ms
 from .schema import (
     CREATE_SCHEMA_TABLE,
     RECORD_VERSION,

@@ -12,16 +12,26 @@ because applying a Yjs update twice changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import abc
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Literal, Protocol
+from types import TracebackType
+from typing import ClassVar, Literal
 
 import attrs
+import trio
 
-from ..auth.revocation import Revocation
-from .records import LogRecord, SnapshotInfo, SnapshotRecord
+from .errors import CorruptRecord, RoomDamaged, StoreError
+from .rebuild import merged_state, rebuild
+from .rows import LogRecord, SnapshotInfo, SnapshotRecord, now_ms, verify_log_record
 
 DEFAULT_KEEP = 3
+# How long a caller off the data path (an admin command, the records watcher's delivery)
+# waits for one store call before reporting an error.
+STORE_CALL_TIMEOUT = 30.0
+
+log = logging.getLogger("civicrealtime.persistence")
 
 
 @attrs.frozen(kw_only=True)
@@ -35,6 +45,23 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.what} {self.ident} of room {self.room_id!r}: {self.reason}"
+
+
+def verified_records(records: Iterable[LogRecord]) -> tuple[list[LogRecord], list[Problem]]:
+    """The log records that verify, in order, and a `Problem` for each one that does not."""
+    sound: list[LogRecord] = []
+    problems: list[Problem] = []
+    for record in records:
+        try:
+            verify_log_record(record)
+        except CorruptRecord as exc:
+            ident = f"seq {record.seq}"
+            problems.append(
+                Problem(room_id=record.room_id, what="log", ident=ident, reason=exc.reason)
+            )
+        else:
+            sound.append(record)
+    return sound, problems
 
 
 @attrs.frozen(kw_only=True)
@@ -95,30 +122,55 @@ class VerifyReport:
         return not self.problems
 
 
-class Store(Protocol):
-    """A room-state store. All methods raise `StoreError` (a subclass) when the store fails."""
+class Store(abc.ABC):
+    """The one contract of a room-state store; every backend subclasses it.
+
+    Owns the room's stored rows (snapshots and update log) and their verification. A
+    backend implements the abstract methods; export, import, compaction and `rebuild_room`
+    are built here on `load` and `write_snapshot`, with the pycrdt work in a thread so the
+    event loop keeps serving rooms meanwhile. A store never deletes a row that fails
+    verification and never holds a room's live document. All methods raise `StoreError`
+    (a subclass) when the store fails. Other concerns a backend may keep in the same
+    database have their own interfaces (`revocationstore.RevocationStore`).
+    """
+
+    # True when every node of a cluster reaches the same data (a database server), False
+    # for a file of this machine: clustering refuses a store that is not shared.
+    shared_by_nodes: ClassVar[bool] = False
+
+    def __init__(self, *, keep: int = DEFAULT_KEEP, clock: Callable[[], int] = now_ms) -> None:
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        self.keep = keep
+        self._now_ms = clock
 
     @property
+    @abc.abstractmethod
     def description(self) -> str:
         """Where the data lives, for log lines (no credentials)."""
         ...
 
+    @abc.abstractmethod
     async def open(self) -> None:
         """Connect and create or upgrade the schema. Idempotent."""
         ...
 
+    @abc.abstractmethod
     async def close(self) -> None:
         """Wait for the store's thread to finish its current call, then disconnect."""
         ...
 
+    @abc.abstractmethod
     async def ping(self) -> None:
         """Return when the store answers; raise `StoreError` when it does not."""
         ...
 
+    @abc.abstractmethod
     async def load(self, room_id: str) -> Loaded:
         """The newest verifying snapshot (falling back to older ones) and the log after it."""
         ...
 
+    @abc.abstractmethod
     async def append(self, batch: Sequence[tuple[str, bytes]]) -> list[int]:
         """Append raw updates for any rooms in one transaction; their seqs, in batch order.
 
@@ -129,6 +181,7 @@ class Store(Protocol):
         """
         ...
 
+    @abc.abstractmethod
     async def write_snapshot(
         self,
         room_id: str,
@@ -147,10 +200,11 @@ class Store(Protocol):
         waiting for a missing dependency) and rows that fail verification are never
         truncated. `carry` holds raw updates to re-append after the truncation. Log records
         up to `covers_seq` whose sha256 digest is in `discard` (updates the room dropped,
-        see `Persistence.discard`) are deleted rather than kept.
+        see `StoreWriter.discard`) are deleted rather than kept.
         """
         ...
 
+    @abc.abstractmethod
     async def sweep(self, older_than_ms: int, live_rooms: set[str]) -> int:
         """Delete the rows of rooms not in `live_rooms` whose newest row is older than the cutoff.
 
@@ -158,32 +212,116 @@ class Store(Protocol):
         """
         ...
 
+    @abc.abstractmethod
     async def list_rooms(self) -> list[str]: ...
 
+    @abc.abstractmethod
     async def snapshots(self, room_id: str) -> list[SnapshotInfo]:
         """Snapshot metadata, newest first."""
         ...
 
+    @abc.abstractmethod
     async def verify_all(self) -> VerifyReport:
         """Read and verify every row of every room."""
         ...
 
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with trio.CancelScope(shield=True):
+            await self.close()
+
     async def export_state(self, room_id: str) -> bytes:
-        """The room's full state (snapshot and log merged) as one update."""
-        ...
+        """The room's state, snapshot and log merged, pending updates included.
 
-    async def import_state(self, room_id: str, state: bytes) -> SnapshotRecord:
-        """Replace the room's state by `state`: a new snapshot covering the whole log."""
-        ...
+        Rows that fail verification are left out and logged. Raises `StoreError` when the
+        store cannot be read and `InvalidUpdate` when a stored update cannot be applied.
+        Cancellation: the pycrdt work finishes first (it is bounded by the room's size).
+        """
+        loaded = await self.load(room_id)
+        self._report(loaded)
+        return await trio.to_thread.run_sync(merged_state, loaded.updates())
 
-    async def compact(self, room_id: str) -> SnapshotRecord | None:
-        """Fold the log into a new snapshot; None when there is nothing to fold."""
-        ...
+    async def import_state(
+        self, room_id: str, state: bytes, *, compress: bool = False
+    ) -> SnapshotRecord:
+        """Merge `state` into the room and store the result as a new snapshot.
 
-    async def save_revocation(self, revocation: Revocation) -> None:
-        """Keep a revoked user or token id, replacing the one kept for it, durably."""
-        ...
+        A merge, not a replacement: a CRDT room cannot forget what its clients still hold,
+        and merging never loses stored data. To replace a room, delete its rows first.
+        Raises `InvalidUpdate` when `state` is not a valid update, `StoreError` on failure,
+        `RoomDamaged` for a damaged room (a merge would hide the damage).
+        """
+        loaded = await self._load_sound(room_id)
+        rebuilt = await trio.to_thread.run_sync(rebuild, [*loaded.updates(), state])
+        return await self.write_snapshot(
+            room_id,
+            rebuilt.state,
+            covers_seq=loaded.covered_seq,
+            carry=rebuilt.pending if state in rebuilt.pending else (),
+            compress=compress,
+        )
 
-    async def load_revocations(self) -> list[Revocation]:
-        """Every kept revocation that still applies (token ids past `until` are left out)."""
-        ...
+    async def compact(self, room_id: str, *, compress: bool = False) -> SnapshotRecord | None:
+        """Fold the log into a new snapshot. None when the room has no log after its snapshot.
+
+        Updates still waiting for a missing dependency stay in the log (write_snapshot
+        keeps what the new state does not contain). Raises `StoreError` (`RoomDamaged`
+        for a damaged room), or `InvalidUpdate` when a stored update cannot be applied
+        (then nothing is written).
+        """
+        loaded = await self._load_sound(room_id)
+        if not loaded.log:
+            return None
+        rebuilt = await trio.to_thread.run_sync(rebuild, loaded.updates())
+        return await self.write_snapshot(
+            room_id, rebuilt.state, covers_seq=loaded.covered_seq, compress=compress
+        )
+
+    async def rebuild_room(
+        self, room_id: str, *, accept_loss: bool = False, compress: bool = False
+    ) -> tuple[Loaded, SnapshotRecord]:
+        """Write a new snapshot of what loads (the newest sound snapshot, or the log alone).
+
+        For a room that loads with problems, this makes the repair the daemon does at each
+        load durable. A damaged room (`Loaded.damaged`) raises `RoomDamaged` unless
+        `accept_loss`: then what the log still holds becomes the room's state, and updates
+        that depend on the lost content stay in the log, pending. The bad rows are kept.
+        """
+        loaded = await self.load(room_id)
+        self._report(loaded)
+        if loaded.damaged and not accept_loss:
+            raise RoomDamaged(f"{self.description}: {loaded.damage()}")
+        if loaded.snapshot is None and not loaded.log and not loaded.problems:
+            raise StoreError(f"{self.description}: no stored state for room {room_id!r}")
+        rebuilt = await trio.to_thread.run_sync(rebuild, loaded.updates())
+        record = await self.write_snapshot(
+            room_id, rebuilt.state, covers_seq=loaded.covered_seq, compress=compress
+        )
+        if accept_loss and loaded.damaged:
+            log.warning(
+                "persistence.loss_accepted store=%s room=%s state_bytes=%d pending=%d",
+                self.description,
+                room_id,
+                len(rebuilt.state),
+                len(rebuilt.pending),
+            )
+        return loaded, record
+
+    async def _load_sound(self, room_id: str) -> Loaded:
+        loaded = await self.load(room_id)
+        self._report(loaded)
+        if loaded.damaged:
+            raise RoomDamaged(f"{self.description}: {loaded.damage()}")
+        return loaded
+
+    def _report(self, loaded: Loaded) -> None:
+        for problem in loaded.problems:
+            log.warning("persistence.corrupt_row store=%s %s", self.description, problem)

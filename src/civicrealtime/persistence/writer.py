@@ -1,4 +1,4 @@
-"""`Persistence`: the service rooms hand their updates to, and the one task that writes them.
+"""`StoreWriter`: the service rooms hand their updates to, and the one task that writes them.
 
 Rooms call `received` for every update they apply (raw, as the client sent it: an update
 whose dependencies are missing stays pending inside pycrdt and is absent from
@@ -19,13 +19,8 @@ recovers, which is true of everything buffered anyway.)
 Snapshots are written by `snapshot`, called by the room with its full state. Coverage is
 tracked by receipt numbers: the state holds every update `received` before the call, so
 the snapshot covers every log record those updates were written as, and buffered ones are
-dropped (they are in the state) rather than flushed first.
-
-Durability is announced back (docs/saved.md): `durable(room)` is the highest receipt up to
-which every update of the room is durable (in a committed log append, or in a snapshot
-that holds it); after each flusher tick, the rooms that `watch` are told of a higher one,
-from the trio task, never from the store's thread. A notifier that cannot take it now
-(a full mailbox) is told again at the next tick.
+dropped (they are in the state) rather than flushed first. What is durable, in receipts, is
+told back to the rooms by `durability` (durability.py).
 """
 
 from __future__ import annotations
@@ -34,11 +29,12 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import attrs
 import trio
 
+from .durability import Buffered, Durability
 from .errors import RoomDamaged, StoreError, StoreTimeout
 from .store import Loaded, Store
 
@@ -53,7 +49,7 @@ FAILURE_LOG_INTERVAL = 60.0
 
 
 @attrs.frozen(kw_only=True)
-class PersistenceStats:
+class StoreWriterStats:
     log_writes: int  # successful append calls (one per flush)
     updates_written: int
     snapshot_writes: int
@@ -72,19 +68,9 @@ class PersistenceStats:
     last_error: str | None
 
 
-@attrs.define
-class _Buffered:
-    receipt: int
-    data: bytes
-    at: float = 0.0  # trio.current_time() of its receipt: the age of unsaved changes
+class StoreWriter:
+    """Owns the buffered updates and the flusher; never touches a room's document."""
 
-
-# Told a room's durable receipt and whether the store is failing, when either changed;
-# returns False when it could not take it now.
-DurableNotifier = Callable[[int, bool], bool]
-
-
-class Persistence:
     def __init__(
         self,
         store: Store,
@@ -108,7 +94,7 @@ class Persistence:
         self._shutdown_timeout = shutdown_timeout
         self._op_timeout = op_timeout
 
-        self._buffers: dict[str, deque[_Buffered]] = {}
+        self._buffers: dict[str, deque[Buffered]] = {}
         self._receipts: dict[str, int] = {}  # last receipt number handed out, per room
         self._pending_bytes = 0
         self._logged: dict[str, deque[tuple[int, int]]] = {}  # (receipt, seq), durable
@@ -118,11 +104,7 @@ class Persistence:
         self._overflowing = False
         # sha256 of logged updates a room dropped, removed from the log by its next snapshot.
         self._discards: dict[str, set[bytes]] = {}
-        # Durability as receipts: the first receipt shed (not durable until a snapshot
-        # holds it) and its arrival, and who is told of progress (and what they were told).
-        self._shed_from: dict[str, tuple[int, float]] = {}
-        self._watchers: dict[str, DurableNotifier] = {}
-        self._told: dict[str, tuple[int, bool]] = {}
+        self.durability = Durability(self._buffers, self._receipts)
 
         self.healthy = True
         self.last_error: str | None = None
@@ -163,13 +145,10 @@ class Persistence:
                     delay = self._retry_initial * 2 ** min(failures_in_row - 1, 30)
                     await trio.sleep(min(self._retry_max, delay))
                 else:
-                    # Ticks every flush_ms from the start of the previous flush, not from
-                    # its end: an update then waits at most flush_ms plus one append before
-                    # it is durable (and acknowledged as saved), not flush_ms plus two.
-                    await trio.sleep_until(tick)
+                    await trio.sleep_until(tick)  # from the last flush's start, not its end
                 tick = trio.current_time() + self._flush_s
                 failures_in_row = 0 if await self._flush() else failures_in_row + 1
-                self._announce()
+                self.durability.announce(failing=not self.healthy)
         finally:
             with trio.CancelScope(shield=True):
                 await self._final_flush()
@@ -240,9 +219,7 @@ class Persistence:
         """Buffer one raw update for the next flush. Never waits, never raises."""
         receipt = self._receipts.get(room_id, 0) + 1
         self._receipts[room_id] = receipt
-        self._buffers.setdefault(room_id, deque()).append(
-            _Buffered(receipt, update, trio.current_time())
-        )
+        self._buffers.setdefault(room_id, deque()).append(Buffered(receipt, update))
         self._pending_bytes += len(update)
         if self._pending_bytes > self._max_pending:
             self._shed()
@@ -360,7 +337,7 @@ class Persistence:
         if self._shed_upto.get(room_id, 0) <= mark:
             self._shed_upto.pop(room_id, None)
             self._shed_counts.pop(room_id, None)
-            self._shed_from.pop(room_id, None)
+            self.durability.snapshot_holds_shed(room_id)
         history = self._logged.get(room_id)
         while history and history[0][0] <= mark:
             history.popleft()
@@ -377,59 +354,6 @@ class Persistence:
             return True
         return not self.healthy and self.unflushed(room_id) > 0
 
-    # -- durability, told back to rooms -------------------------------------------------------
-
-    def durable(self, room_id: str) -> int:
-        """The highest receipt up to which every update of the room is durable.
-
-        Receipts are handed out in order, and an update leaves the buffer only when the
-        append holding it committed. A snapshot does not count for buffered updates: one
-        still pending in the document is not in the snapshot's state, only in the log to
-        come. Shed updates are durable once a snapshot holds them; the first one shed
-        bounds the answer until then, so the answer never runs ahead.
-        """
-        buffered = self._buffers.get(room_id)
-        upto = buffered[0].receipt - 1 if buffered else self._receipts.get(room_id, 0)
-        shed = self._shed_from.get(room_id)
-        if shed is not None:
-            upto = min(upto, shed[0] - 1)
-        return upto
-
-    def watch(self, room_id: str, notify: DurableNotifier) -> None:
-        """Tell `notify` the room's durable receipt when it grows, and when the store starts
-        or stops failing (one room, one watcher)."""
-        self._watchers[room_id] = notify
-        self._told[room_id] = (self.durable(room_id), False)
-
-    def unwatch(self, room_id: str, notify: DurableNotifier) -> None:
-        # A successor room of the same key may have replaced the watcher already. Equality,
-        # not identity: each access to a bound method makes a new object.
-        if self._watchers.get(room_id) == notify:
-            del self._watchers[room_id]
-            self._told.pop(room_id, None)
-
-    def _announce(self) -> None:
-        """Tell each watching room whose durable receipt grew, or whose store started or
-        stopped failing; retried while refused."""
-        failing = not self.healthy
-        for room_id, notify in list(self._watchers.items()):
-            durable = self.durable(room_id)
-            told, told_failing = self._told.get(room_id, (0, False))
-            changed = durable > told or failing != told_failing
-            if changed and notify(durable, failing):
-                self._told[room_id] = (durable, failing)
-
-    def oldest_unsaved_seconds(self) -> float:
-        """Age of the oldest received update not durable yet (0 when there is none)."""
-        oldest: float | None = None
-        for buffered in self._buffers.values():
-            if buffered and (oldest is None or buffered[0].at < oldest):
-                oldest = buffered[0].at
-        for _, at in self._shed_from.values():
-            if oldest is None or at < oldest:
-                oldest = at
-        return 0.0 if oldest is None else trio.current_time() - oldest
-
     def forget(self, room_id: str) -> None:
         """The room left memory: drop its bookkeeping (not its unwritten updates)."""
         self._logged.pop(room_id, None)
@@ -440,8 +364,8 @@ class Persistence:
             self._buffers.pop(room_id, None)
             self._receipts.pop(room_id, None)
 
-    def statistics(self) -> PersistenceStats:
-        return PersistenceStats(
+    def statistics(self) -> StoreWriterStats:
+        return StoreWriterStats(
             log_writes=self._log_writes,
             updates_written=self._updates_written,
             snapshot_writes=self._snapshot_writes,
@@ -484,7 +408,7 @@ class Persistence:
             buffered = self._buffers[room_id]
             count = len(buffered)
             self._shed_upto[room_id] = buffered[-1].receipt
-            self._shed_from.setdefault(room_id, (buffered[0].receipt, buffered[0].at))
+            self.durability.shed(room_id, buffered[0])
             self._shed_counts[room_id] = self._shed_counts.get(room_id, 0) + count
             self._shed_total += count
             self._pending_bytes -= sizes[room_id]

@@ -2,6 +2,7 @@
 
 from .awareness import AwarenessChange, AwarenessEntry, AwarenessStates
 from .closecodes import CloseCode, close_reason
+from .decoder import FrameDecoder
 from .errors import MalformedMessage, ProtocolError, RemoteProtocolError
 from .events import (
     AwarenessReceived,
@@ -14,7 +15,6 @@ from .events import (
     UpdateReceived,
 )
 from .routing import BadRoom, OutsidePrefix, RoomRoute, parse_target
-from .session import Session
 from .updates import InvalidUpdate, apply_update, diff_update
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "BadRoom",
     "CloseCode",
     "Event",
+    "FrameDecoder",
     "Ignored",
     "InvalidMessage",
     "InvalidUpdate",
@@ -35,7 +36,6 @@ __all__ = [
     "QueryAwarenessReceived",
     "RemoteProtocolError",
     "RoomRoute",
-    "Session",
     "SyncStep1Received",
     "UpdateReceived",
     "apply_update",

@@ -9,7 +9,7 @@ from .awareness import AwarenessEntry
 
 @attrs.frozen(kw_only=True, slots=True)
 class Event:
-    """Base of every event a `Session` produces."""
+    """Base of every event a `FrameDecoder` produces."""
 
 
 @attrs.frozen(kw_only=True, slots=True)

@@ -62,7 +62,7 @@ def precheck_state_vector(state_vector: bytes) -> None:
         raise InvalidUpdate(f"state vector claims {count} clients in {len(state_vector)} bytes")
 
 
-def _guarded(call: Callable[[], T], what: str) -> T:
+def guarded(call: Callable[[], T], what: str) -> T:
     """Run one pycrdt call on untrusted input; every failure becomes `InvalidUpdate`."""
     try:
         return call()
@@ -74,28 +74,25 @@ def _guarded(call: Callable[[], T], what: str) -> T:
         raise InvalidUpdate(f"{what} rejected by pycrdt: panic") from exc
 
 
-guarded = _guarded
-
-
 def apply_update(doc: Doc[Any], update: bytes) -> None:
     """Apply an update from a peer, or raise `InvalidUpdate` and leave `doc` unchanged.
 
     yrs checks the whole update before integrating it, so a failure changes nothing.
     """
     precheck_update(update)
-    _guarded(lambda: doc.apply_update(update), "update")
+    guarded(lambda: doc.apply_update(update), "update")
 
 
 def diff_update(doc: Doc[Any], state_vector: bytes) -> bytes:
     """The update a peer with `state_vector` is missing, or raise `InvalidUpdate`."""
     precheck_state_vector(state_vector)
-    return _guarded(lambda: doc.get_update(state_vector), "state vector")
+    return guarded(lambda: doc.get_update(state_vector), "state vector")
 
 
 def update_state_vector(update: bytes) -> dict[int, int]:
     """{client: next clock} of the structs an update carries; raises `InvalidUpdate`."""
     precheck_update(update)
-    return decode_state_vector(_guarded(lambda: get_state(update), "update"))
+    return decode_state_vector(guarded(lambda: get_state(update), "update"))
 
 
 def decode_state_vector(encoded: bytes) -> dict[int, int]:

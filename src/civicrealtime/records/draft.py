@@ -8,14 +8,10 @@ published record file is never a draft's target in CivicPress.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
+from ..atomicfile import DEFAULT_MODE, write_atomically
 from .source import Record
-
-DEFAULT_MODE = 0o644
 
 
 def _leading_blank_lines(body: str) -> str:
@@ -35,29 +31,10 @@ def render_draft(record: Record, body_markdown: str) -> str:
 
 def write_draft_atomically(path: Path | str, text: str) -> None:
     """Replace `path` with `text` (UTF-8) so that a reader sees the old or the new file,
-    never a part: temporary file in the same directory, fsync, rename, fsync the directory."""
+    never a part (`atomicfile.write_atomically`). The draft keeps the file's permissions."""
     target = Path(path)
-    directory = target.parent
     try:
         mode = target.stat().st_mode & 0o7777
     except FileNotFoundError:
         mode = DEFAULT_MODE
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    # The rename is durable only once the directory entry is on disk.
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(target, text.encode("utf-8"), mode=mode)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import trio
 
+from ..atomicfile import write_atomically
 from ..protocol.document import YDocument
 from .edit import ContentError, decode, merge_from_file, parse_content
 from .source import RecordIndex
@@ -166,9 +167,7 @@ class PublishedWatcher:
             # Atomic but not synced: a base lost in a crash costs at most the merge of a
             # change made while the daemon was down, and thousands of fsyncs at the first
             # start would delay it by minutes on a slow disk.
-            temp = path.with_name(f".{path.name}.tmp")
-            temp.write_text(text, encoding="utf-8")
-            os.replace(temp, path)
+            write_atomically(path, text.encode("utf-8"), durable=False)
         except (OSError, UnicodeError) as exc:
             # Only the merge of a change made while the daemon is stopped depends on it.
             log.warning("records.base_not_kept record=%s error=%s", record_id, exc)

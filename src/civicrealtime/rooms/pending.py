@@ -28,7 +28,7 @@ from ..memory import trim_memory
 from ..protocol import CloseCode, close_reason
 from ..protocol.document import YDocument
 from ..protocol.errors import MalformedMessage
-from ..protocol.updates import InvalidUpdate, decode_state_vector
+from ..protocol.updates import InvalidUpdate, decode_state_vector, guarded
 from ..protocol.varint import Reader
 from ..stats import Stats
 from .fanout import send_error
@@ -60,7 +60,7 @@ def waits(update: bytes, state_vector: bytes) -> bool:
     counts as not waiting (it was refused when applied, so it is not held either).
     """
     try:
-        rest = _diff(update, state_vector)
+        rest = guarded(lambda: pycrdt.get_update(update, state_vector), "update")
     except InvalidUpdate:
         return False  # pycrdt refused it, so the document does not hold it either
     try:
@@ -78,19 +78,6 @@ def waits(update: bytes, state_vector: bytes) -> bool:
     except MalformedMessage:
         return False  # yrs wrote it: cannot happen, and then nothing is held
     return False
-
-
-def _diff(update: bytes, state_vector: bytes) -> bytes:
-    try:
-        rest: bytes = pycrdt.get_update(update, state_vector)
-    except Exception as exc:
-        raise InvalidUpdate(f"pycrdt cannot diff the update: {type(exc).__name__}") from exc
-    except BaseException as exc:
-        # yrs panics surface as pyo3's PanicException, a BaseException created lazily.
-        if type(exc).__name__ != "PanicException":
-            raise
-        raise InvalidUpdate("pycrdt cannot diff the update: panic") from exc
-    return rest
 
 
 class PendingUpdates:

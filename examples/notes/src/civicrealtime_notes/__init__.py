@@ -10,9 +10,7 @@ It uses only the public seam (`civicrealtime.rooms.RoomType`); see docs/room-typ
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import trio
 from pycrdt import Doc, Text
 
+from civicrealtime.atomicfile import write_atomically
 from civicrealtime.rooms import RoomType
 
 TEXT = "content"
@@ -69,22 +68,8 @@ class NotesRoomType(RoomType):
         if path is None:
             return
         text = str(doc.get(TEXT, type=Text))  # read in the room's task, written in a thread
-        await trio.to_thread.run_sync(_write_atomically, path, text)
+        await trio.to_thread.run_sync(write_atomically, path, text.encode("utf-8"))
         self.saved += 1
 
     def describe(self, room_id: str) -> dict[str, Any]:
         return {"notes_saved": self.saved}
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """A reader of the file sees the old text or the new, never half of it."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise

@@ -1,7 +1,8 @@
-"""The connection-level protocol state: feed it a frame, get one event back.
+"""The frame decoder of one connection: feed it a frame, get one event back.
 
 No I/O and no exceptions on the data path: a bad frame becomes `InvalidMessage`. The
-session only counts; the room decides what an event does to the document.
+decoder keeps no protocol state (each frame decodes alone); it only counts what it saw;
+the room decides what an event does to the document.
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ from .events import (
 from .updates import precheck_state_vector, precheck_update
 
 
-class Session:
-    """Decodes the frames of one client connection."""
+class FrameDecoder:
+    """Decodes the frames of one client connection into events, and counts them.
+
+    Keeps no protocol state between frames (so it cannot be put in a wrong state) and
+    never raises on a bad frame: that is an `InvalidMessage` event.
+    """
 
     __slots__ = ("_awareness_limits", "counts")
 

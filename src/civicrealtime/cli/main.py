@@ -13,23 +13,25 @@ from typing import Any, TypeVar
 
 import trio
 
-from . import config as config_module
-from . import history_cli, records_cli, snapshots_cli
-from .app import (
+from .. import config as config_module
+from ..app import RealtimeService
+from ..auth.minting import mint_token
+from ..auth.secrets import ENV_SECRET, SecretError, resolve_secret
+from ..config import ConfigError, LoadedConfig
+from ..extras import MissingExtra
+from ..logs import configure
+from ..rooms.plugins import RoomTypeLoadError, load_room_types
+from ..startup import (
     EXIT_CONFIG,
     EXIT_FAILURE,
-    RealtimeService,
     StartupError,
     check_paths,
     describe_os_error,
 )
-from .auth.minting import mint_token
-from .auth.secrets import ENV_SECRET, SecretError, resolve_secret
-from .config import ConfigError, LoadedConfig
-from .extras import MissingExtra
-from .logs import configure
-from .rooms.plugins import RoomTypeLoadError, load_room_types
-from .version import VERSION
+from ..version import VERSION
+from . import history as history_cli
+from . import records as records_cli
+from . import snapshots as snapshots_cli
 
 log = logging.getLogger("civicrealtime")
 
@@ -119,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.path or args.config)
     if args.command == "token":
         return _token(args)
-    if args.command in ("snapshots", "records"):
+    if args.command in ("snapshots", "records", "history"):
         try:
             loaded = _load(args.config)
         except ConfigError as exc:
@@ -128,18 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.command == "snapshots":
                 return snapshots_cli.run(loaded.config, args)
+            if args.command == "history":
+                return history_cli.run(loaded.config, args)
             return records_cli.run(loaded.config, args)
         except MissingExtra as exc:
             print(exc, file=sys.stderr)
             return EXIT_CONFIG
-        return records_cli.run(loaded.config, args)
-    if args.command == "history":
-        try:
-            loaded = _load(args.config)
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            return EXIT_CONFIG
-        return history_cli.run(loaded.config, args)
     return _serve(args.config)
 
 

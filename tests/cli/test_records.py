@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 
-from . import processes
+from .. import processes
 
-FIXTURES = Path(__file__).parent / "records" / "fixtures" / "data"
+FIXTURES = Path(__file__).parent.parent / "records" / "fixtures" / "data"
 RECORD = "res-2025-118"
 ADMIN_TOKEN = "cli-admin-" + "x" * 20
 

@@ -15,11 +15,11 @@ from typing import Any
 import trio
 from pycrdt import XmlFragment
 
-from .config import RealtimeConfig
-from .persistence import StoreError, store_for
-from .protocol import InvalidUpdate
-from .protocol.document import YDocument
-from .records import (
+from ..config import RealtimeConfig
+from ..persistence import StoreError, store_for
+from ..protocol import InvalidUpdate
+from ..protocol.document import YDocument
+from ..records import (
     RecordError,
     RecordIndex,
     parse_markdown,
@@ -27,8 +27,8 @@ from .records import (
     write_fragment,
     write_markdown,
 )
-from .records.diff import apply_blocks
-from .records.edit import ContentError, decode, parse_content
+from ..records.diff import apply_blocks
+from ..records.edit import ContentError, decode, parse_content
 
 ENV_ADMIN_TOKEN = "CIVICREALTIME_ADMIN_TOKEN"
 

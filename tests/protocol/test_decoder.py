@@ -1,4 +1,4 @@
-"""Session.receive: one frame in, one event out, never an exception."""
+"""FrameDecoder.receive: one frame in, one event out, never an exception."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from civicrealtime.protocol import (
     AwarenessEntry,
     AwarenessReceived,
     Event,
+    FrameDecoder,
     Ignored,
     InvalidMessage,
     PingReceived,
     QueryAwarenessReceived,
-    Session,
     SyncStep1Received,
     UpdateReceived,
 )
@@ -69,20 +69,20 @@ AWARENESS = encode_awareness_update([AwarenessEntry(client_id=5, clock=2, state=
     ids=lambda v: type(v).__name__ if isinstance(v, Event) else None,
 )
 def test_receive(frame: bytes | str, expected: Event) -> None:
-    session = Session()
+    session = FrameDecoder()
     assert session.receive(frame) == expected
     assert session.counts == {type(expected).__name__: 1}
 
 
 def test_awareness_frame_is_kept_verbatim_with_trailing_bytes() -> None:
     frame = encode(AwarenessMessage(payload=AWARENESS)) + b"tail"
-    event = Session().receive(frame)
+    event = FrameDecoder().receive(frame)
     assert isinstance(event, AwarenessReceived)
     assert event.frame == frame
 
 
 def test_ignored_control_type_is_truncated() -> None:
-    event = Session().receive('{"type":"' + "x" * 100 + '"}')
+    event = FrameDecoder().receive('{"type":"' + "x" * 100 + '"}')
     assert event == Ignored(what=f"control frame of type {'x' * 32!r}")
 
 
@@ -116,7 +116,7 @@ def test_ignored_control_type_is_truncated() -> None:
     ],
 )
 def test_malformed_frames_become_invalid_message(frame: bytes | str, reason: str) -> None:
-    session = Session()
+    session = FrameDecoder()
     event = session.receive(frame)
     assert isinstance(event, InvalidMessage)
     assert reason in event.reason
@@ -126,12 +126,12 @@ def test_malformed_frames_become_invalid_message(frame: bytes | str, reason: str
 def test_deeply_nested_awareness_state_is_contained() -> None:
     state = b"[" * 5000
     payload = b"\x01\x01\x01" + encode_var_uint(len(state)) + state
-    event = Session().receive(encode(AwarenessMessage(payload=payload)))
+    event = FrameDecoder().receive(encode(AwarenessMessage(payload=payload)))
     assert isinstance(event, InvalidMessage)
 
 
 def test_counts_accumulate() -> None:
-    session = Session()
+    session = FrameDecoder()
     frames: list[bytes | str] = [
         encode(SyncStep1(state_vector=b"\x00")),
         encode(SyncUpdate(update=JS_UPDATE)),
@@ -153,8 +153,8 @@ def test_counts_accumulate() -> None:
     assert sum(session.counts.values()) == len(frames)
 
 
-def test_sessions_do_not_share_counts() -> None:
-    a, b = Session(), Session()
+def test_decoders_do_not_share_counts() -> None:
+    a, b = FrameDecoder(), FrameDecoder()
     a.receive(b"\x03")
     assert b.counts == {}
     assert a.counts == {"QueryAwarenessReceived": 1}
@@ -163,7 +163,7 @@ def test_sessions_do_not_share_counts() -> None:
 @settings(max_examples=500)
 @given(st.binary(max_size=100))
 def test_arbitrary_bytes_never_raise(frame: bytes) -> None:
-    session = Session()
+    session = FrameDecoder()
     event = session.receive(frame)
     assert isinstance(event, Event)
     assert sum(session.counts.values()) == 1
@@ -171,18 +171,18 @@ def test_arbitrary_bytes_never_raise(frame: bytes) -> None:
 
 @given(st.sampled_from([b"\x00\x00", b"\x00\x01", b"\x00\x02", b"\x01", b"\x02\x00"]), st.binary())
 def test_arbitrary_bodies_never_raise(head: bytes, body: bytes) -> None:
-    assert isinstance(Session().receive(head + body), Event)
+    assert isinstance(FrameDecoder().receive(head + body), Event)
 
 
 @settings(max_examples=300)
 @given(st.text(max_size=200))
 def test_arbitrary_text_never_raises(text: str) -> None:
-    event = Session().receive(text)
+    event = FrameDecoder().receive(text)
     assert isinstance(event, PingReceived | Ignored | InvalidMessage)
 
 
 @settings(max_examples=100)
 @given(st.text(st.sampled_from('[]{}":,1 type ping'), max_size=300))
 def test_json_ish_text_never_raises(text: str) -> None:
-    event = Session().receive(text)
+    event = FrameDecoder().receive(text)
     assert isinstance(event, PingReceived | Ignored | InvalidMessage)

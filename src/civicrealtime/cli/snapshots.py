@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import trio
 
-from .config import RealtimeConfig
-from .persistence import RoomDamaged, StoreBase, StoreError, store_for
-from .protocol import InvalidUpdate
+from ..config import RealtimeConfig
+from ..persistence import RoomDamaged, Store, StoreError, store_for
+from ..protocol import InvalidUpdate
 
 T = TypeVar("T")
 
@@ -77,7 +77,7 @@ def run(config: RealtimeConfig, args: argparse.Namespace) -> int:
         return 2
     location = config.snapshots.location(config.data_dir)
     store = store_for(location, keep=config.snapshots.keep)
-    action: Callable[[StoreBase, argparse.Namespace], Awaitable[int]] = {
+    action: Callable[[Store, argparse.Namespace], Awaitable[int]] = {
         "list": _list,
         "show": _show,
         "export": _export,
@@ -105,7 +105,7 @@ def _when(ms: int) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-async def _list(store: StoreBase, args: argparse.Namespace) -> int:
+async def _list(store: Store, args: argparse.Namespace) -> int:
     rooms = await store.list_rooms()
     if not rooms:
         print(f"no rooms in {store.description}")
@@ -125,7 +125,7 @@ async def _list(store: StoreBase, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _show(store: StoreBase, args: argparse.Namespace) -> int:
+async def _show(store: Store, args: argparse.Namespace) -> int:
     snapshots = await store.snapshots(args.room)
     loaded = await store.load(args.room)
     if not snapshots and not loaded.log:
@@ -145,7 +145,7 @@ async def _show(store: StoreBase, args: argparse.Namespace) -> int:
     return 1 if loaded.problems else 0
 
 
-async def _export(store: StoreBase, args: argparse.Namespace) -> int:
+async def _export(store: Store, args: argparse.Namespace) -> int:
     # An unknown room merges to an empty update (2 bytes): refuse it rather than write a
     # file that looks like a backup and holds nothing.
     if not await store.snapshots(args.room) and not (await store.load(args.room)).log:
@@ -157,7 +157,7 @@ async def _export(store: StoreBase, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _import(store: StoreBase, args: argparse.Namespace) -> int:
+async def _import(store: Store, args: argparse.Namespace) -> int:
     state = await trio.Path(args.file).read_bytes()
     record = await store.import_state(args.room, state)
     print(
@@ -184,7 +184,7 @@ async def _each(
     return results
 
 
-async def _verify(store: StoreBase, args: argparse.Namespace) -> int:
+async def _verify(store: Store, args: argparse.Namespace) -> int:
     rooms = await store.list_rooms()
     results = await _each(rooms, "verify", store.load)
     problems = [problem for _, loaded in results for problem in loaded.problems]
@@ -202,7 +202,7 @@ async def _verify(store: StoreBase, args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-async def _compact(store: StoreBase, args: argparse.Namespace) -> int:
+async def _compact(store: Store, args: argparse.Namespace) -> int:
     rooms = args.rooms or await store.list_rooms()
 
     async def fold(room: str) -> object:
@@ -220,7 +220,7 @@ async def _compact(store: StoreBase, args: argparse.Namespace) -> int:
     return 1 if damaged else 0
 
 
-async def _inspect(store: StoreBase, args: argparse.Namespace) -> int:
+async def _inspect(store: Store, args: argparse.Namespace) -> int:
     """Every snapshot with its verdict, the log's extent, and what the daemon will do."""
     loaded = await store.load(args.room)
     snapshots = await store.snapshots(args.room)
@@ -274,7 +274,7 @@ async def _inspect(store: StoreBase, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _rebuild(store: StoreBase, args: argparse.Namespace) -> int:
+async def _rebuild(store: Store, args: argparse.Namespace) -> int:
     try:
         loaded, record = await store.rebuild_room(args.room)
     except RoomDamaged as exc:
@@ -288,7 +288,7 @@ async def _rebuild(store: StoreBase, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _accept_loss(store: StoreBase, args: argparse.Namespace) -> int:
+async def _accept_loss(store: Store, args: argparse.Namespace) -> int:
     if not args.yes:
         print(
             "accept-loss makes the daemon serve what the log still holds; the content only "

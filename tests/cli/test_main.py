@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import processes
+from .. import processes
 
 
 def _run(

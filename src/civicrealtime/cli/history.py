@@ -26,11 +26,11 @@ from urllib.parse import quote
 
 import trio
 
-from .config import RealtimeConfig
-from .history_read import HistoryReader, NotFound, Unsupported
-from .persistence import FilesystemStore, SqliteStore, StoreBase, StoreError, store_for
-from .persistence.historystores import history_for
-from .protocol import InvalidUpdate
+from ..config import RealtimeConfig
+from ..history_read import HistoryReader, NotFound, Unsupported
+from ..persistence import FilesystemStore, SqliteStore, Store, StoreError, store_for
+from ..persistence.historystores import history_for
+from ..protocol import InvalidUpdate
 
 ENV_ADMIN_TOKEN = "CIVICREALTIME_ADMIN_TOKEN"
 HTTP_TIMEOUT = 60.0
@@ -105,7 +105,7 @@ def run(config: RealtimeConfig, args: argparse.Namespace) -> int:
         return 1
 
 
-def _read_only(location: str, keep: int) -> StoreBase:
+def _read_only(location: str, keep: int) -> Store:
     if location.startswith("filesystem:"):
         return FilesystemStore(location.removeprefix("filesystem:"), keep=keep, read_only=True)
     if not location.startswith(("postgresql://", "postgres://")):
