@@ -124,3 +124,11 @@ def test_constraints_pin_every_dependency_inside_its_range() -> None:
         assert name in pins, f"{name} is not in constraints.txt (nox -s lock)"
         assert requirement.specifier.contains(pins[name]), (requirement, pins[name])
     assert "nox" in pins  # the README's bootstrap installs it with these constraints
+
+
+def test_the_wheel_ships_the_client_helper(wheel: zipfile.ZipFile) -> None:
+    """`/client/civicrealtime.js` is served from the installed package (docs/saved.md)."""
+    name = "civicrealtime/http/static/client/civicrealtime.js"
+    assert name in wheel.namelist()
+    shipped = REPO / "src" / name
+    assert wheel.read(name) == shipped.read_bytes()

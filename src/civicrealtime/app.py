@@ -355,6 +355,7 @@ class RealtimeService:
             "snapshot_failures": s.snapshot_failures,
             "snapshot_seconds": s.snapshot_seconds,
             "pending_bytes": s.pending_bytes,
+            "oldest_unsaved_seconds": self.persistence.durability.oldest_unsaved_seconds(),
         }
 
     def store_health(self) -> str | None:

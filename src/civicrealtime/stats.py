@@ -69,6 +69,12 @@ class Stats:
     loop_lag_seconds: float = 0.0
     loop_lag_max_seconds: float = 0.0
 
+    # The "saved" acknowledgement: updates acknowledged as durable, and the time from each
+    # one's arrival to its acknowledgement, by bucket upper bound (seconds).
+    saved_updates: int = 0
+    save_ack_seconds: Summary = attrs.Factory(Summary)
+    save_ack_buckets: Counter[float] = attrs.Factory(Counter)
+
     HYDRATION_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
     def count_close(self, close: Close) -> None:
@@ -77,6 +83,36 @@ class Stats:
         self.close_reasons[close.reason_code] += 1
         if close in SLOW_CONSUMER_CLOSES:
             self.slow_consumer_closes += 1
+
+    # Fine around flush_ms (100 ms by default): the target is p99 <= flush_ms + 50 ms.
+    SAVE_ACK_BOUNDS = (
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.075,
+        0.1,
+        0.125,
+        0.15,
+        0.2,
+        0.3,
+        0.5,
+        1.0,
+        2.5,
+        10.0,
+        60.0,
+    )
+
+    def observe_save_ack(self, waited: tuple[float, ...]) -> None:
+        self.saved_updates += len(waited)
+        for seconds in waited:
+            self.save_ack_seconds.observe(seconds)
+            for bound in self.SAVE_ACK_BOUNDS:
+                if seconds <= bound:
+                    self.save_ack_buckets[bound] += 1
+                    break
+            else:
+                self.save_ack_buckets[float("inf")] += 1
 
     def observe_hydration(self, seconds: float) -> None:
         self.hydration_seconds.observe(seconds)

@@ -3,11 +3,13 @@
 //   node tests/e2e/demo_e2e.mjs --base http://127.0.0.1:PORT/demo/ --scenario NAME
 //        [--daemon-pid PID] [--screenshot OUT.png] [--record ID] [--chromium /usr/bin/chromium]
 //
-// Scenarios: converge, carets, offline, viewer, history, shutdown (which sends SIGTERM to
-// --daemon-pid).
+// Scenarios: converge, carets, offline, viewer, saved (which runs --fail-cmd and --recover-cmd,
+// JSON arrays of argv, to make the store fail and recover), kill (SIGKILL to --daemon-pid; the
+// test restarts the daemon), history, shutdown (which sends SIGTERM to --daemon-pid).
 // Prints `PASS <scenario> ...` and exits 0, or prints the failure and exits 1. Every wait has
 // a deadline and the whole run stops itself after RUN_TIMEOUT_MS. playwright-core comes from
 // web/demo/node_modules (devDependency) and never downloads a browser: it runs the system's.
+import { execFileSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { writeFile } from 'node:fs/promises'
 import path from 'node:path'
@@ -33,6 +35,8 @@ const { values: opts } = parseArgs({
     'daemon-pid': { type: 'string' },
     screenshot: { type: 'string' },
     record: { type: 'string' },
+    'fail-cmd': { type: 'string' },
+    'recover-cmd': { type: 'string' },
     chromium: { type: 'string', default: '/usr/bin/chromium' }
   }
 })
@@ -240,7 +244,73 @@ const scenarios = {
     return `editor text ${JSON.stringify(adaText)}`
   },
 
-  // (f) A clerk sees the versions with their authors, compares two, and restores the first:
+  // (f) "Saved" means durable: Saving… then Saved; while the store refuses writes, "Not saved";
+  // after it recovers, Saved again, and a fresh page holds everything typed.
+  async saved (browser) {
+    const run = (option) => {
+      const argv = JSON.parse(opts[option] ?? 'null')
+      check(Array.isArray(argv) && argv.length > 0, `saved needs --${option}`)
+      execFileSync(argv[0], argv.slice(1), { stdio: 'inherit', timeout: 20000 })
+    }
+    const ada = await join(browser, { name: 'Ada' })
+    const indicator = ada.page.locator('#saved')
+    const shown = () => indicator.textContent()
+    await until('the indicator to say Saved', async () => (await shown()) === 'Saved')
+    // Every text the indicator shows, in order (transitions can be quicker than a poll).
+    await ada.page.evaluate(() => {
+      const el = document.getElementById('saved')
+      window.savedSeen = [el.textContent]
+      new MutationObserver(() => window.savedSeen.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true })
+    })
+    await editor(ada).click()
+    await typeAtEnd(ada, 'Durable words.')
+    await until('Saved after typing', async () => (await shown()) === 'Saved')
+    let seen = await ada.page.evaluate(() => window.savedSeen)
+    check(seen.some((t) => /^Saving… \d+ s$/.test(t)), `never showed Saving…: ${JSON.stringify(seen)}`)
+    run('fail-cmd')
+    await typeAtEnd(ada, ' Typed while the disk fails.')
+    await until('Not saved while the store fails', async () => (await shown()) === 'Not saved: the server cannot store changes')
+    await sleep(500)
+    check((await shown()) !== 'Saved', 'showed Saved while the store refused every write')
+    run('recover-cmd')
+    await until('Saved after the store recovered', async () => (await shown()) === 'Saved', 30_000)
+    seen = await ada.page.evaluate(() => window.savedSeen)
+    const grace = await join(browser, { name: 'Grace' })
+    const graceText = await text(grace)
+    check(graceText.includes('Durable words.') && graceText.includes('Typed while the disk fails.'), `fresh page text ${JSON.stringify(graceText)}`)
+    return `indicator: ${JSON.stringify([...new Set(seen.map((t) => t.replace(/\d+ s$/, 'N s')))])}`
+  },
+
+  // (g) "Saved" stays true through kill -9 of the daemon (--daemon-pid; the test restarts it
+  // on the same store and ports): what the page called saved is there after the restart, and
+  // what was typed as it died comes back from the page itself and is saved then.
+  async kill (browser) {
+    const pid = Number(opts['daemon-pid'])
+    check(Number.isInteger(pid) && pid > 0, 'kill needs --daemon-pid')
+    const ada = await join(browser, { name: 'Ada' })
+    const shown = () => ada.page.locator('#saved').textContent()
+    await editor(ada).click()
+    await typeAtEnd(ada, 'Saved before the kill.')
+    await until('Saved before the kill', async () => (await shown()) === 'Saved')
+    await typeAtEnd(ada, ' Typed as it dies.', 0)
+    const atKill = await shown()
+    const typed = await text(ada)
+    process.kill(pid, 'SIGKILL')
+    await until('the indicator to say offline', async () => (await shown()).startsWith('Offline'))
+    // Ada stays away until Grace has read the store: only what the store kept is checked.
+    await ada.page.getByRole('button', { name: 'Go offline' }).click()
+    await until('the daemon to be back', () => fetch(opts.base).then((r) => r.ok, () => false), 60_000)
+    const grace = await join(browser, { name: 'Grace' })
+    const stored = await text(grace)
+    check(stored.includes('Saved before the kill.'), `lost what was shown as saved: ${JSON.stringify(stored)}`)
+    if (atKill === 'Saved') check(stored === typed, `shown as saved at the kill, but the store has ${JSON.stringify(stored)} of ${JSON.stringify(typed)}`)
+    await ada.page.getByRole('button', { name: 'Reconnect' }).click()
+    await until('Saved after reconnecting', async () => (await shown()) === 'Saved', 30_000)
+    await until('Grace to get what Ada typed as the daemon died', async () => (await text(grace)).includes('Typed as it dies.'))
+    return `at the kill the page showed ${JSON.stringify(atKill)}; the store then held ${JSON.stringify(stored)}; after reconnecting "Saved"`
+  },
+
+  // (h) A clerk sees the versions with their authors, compares two, and restores the first:
   // the editor's page loses the bad edit at once. An editor has no History panel.
   async history (browser) {
     const ada = await join(browser, { name: 'Ada', role: 'clerk' })

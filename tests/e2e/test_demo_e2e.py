@@ -13,11 +13,15 @@ when that file is missing or CIVICREALTIME_UPDATE_SCREENSHOT=1, else to the test
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,6 +145,53 @@ def test_offline_page_catches_up(daemon: DemoDaemon) -> None:
 def test_viewer_is_read_only(daemon: DemoDaemon) -> None:
     """(d) A viewer's keystrokes and even a forced local edit never reach the editor page."""
     _drive(daemon, "viewer")
+
+
+def test_saved_indicator_through_a_store_outage(daemon: DemoDaemon) -> None:
+    """(f) "Saving… N s", "Saved"; "Not saved: the server cannot store changes" while the
+    SQLite store refuses writes (triggers from another connection); "Saved" after."""
+    (database,) = daemon.workdir.glob("**/realtime.sqlite3")
+    outage = [sys.executable, str(E2E_DIR / "store_outage.py"), str(database)]
+    out = _drive(
+        daemon,
+        "saved",
+        "--fail-cmd",
+        json.dumps([*outage, "fail"]),
+        "--recover-cmd",
+        json.dumps([*outage, "recover"]),
+    )
+    assert "Not saved: the server cannot store changes" in out
+
+
+def test_saved_is_true_through_kill_9(tmp_path: Path) -> None:
+    """(g) Its own daemon: SIGKILL from the driver, restarted here on the same store and
+    ports; what the page showed as saved is there, and the page saves the rest."""
+    own = DemoDaemon(tmp_path)
+    own.start()
+    outcome: dict[str, Any] = {}
+
+    def drive() -> None:
+        try:
+            outcome["out"] = _drive(own, "kill", "--daemon-pid", str(own.pid))
+        except BaseException as exc:  # handed to the test's thread below
+            outcome["error"] = exc
+
+    driver = threading.Thread(target=drive)
+    try:
+        driver.start()
+        first = own.proc
+        assert first is not None
+        deadline = time.monotonic() + SCENARIO_TIMEOUT
+        while first.poll() is None and driver.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if first.poll() is not None:
+            own.start()  # the same config: same ports, same store
+        driver.join(SCENARIO_TIMEOUT)
+    finally:
+        own.stop()
+    if "error" in outcome:
+        raise outcome["error"]
+    assert "out" in outcome, "the driver did not finish"
 
 
 def test_a_clerk_compares_and_restores_from_the_history_panel(daemon: DemoDaemon) -> None:

@@ -41,6 +41,12 @@ def test_close_codes_map_like_the_civicpress_editor() -> None:
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
 
 
+def test_saved_indicator_labels() -> None:
+    result = _node("--test", str(E2E_DIR / "saved_label.test.mjs"))
+    print(result.stdout)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+
+
 @pytest.mark.skipif(
     not (NODE_MODULES / "prosemirror-model").is_dir(),
     reason=f"no prosemirror-model: {INSTALL_HINT}",

@@ -23,6 +23,7 @@ from ..auth import AuthRejected, UpgradeRequest
 from ..auth.permissions import ALL
 from ..version import VERSION
 from . import content
+from .client import CLIENT_PREFIX, client_asset
 from .exchange import BodyTooLarge, header, json_response, read_body
 from .history import HistoryRoutes, history_route
 from .metrics import CONTENT_TYPE, DaemonCollector, daemon_registry, exposition
@@ -129,6 +130,11 @@ class OpsApp:
         if path.startswith("/admin/"):
             await self._authorize_admin(scope)
             return await self._admin(method, path[len("/admin/") :], receive)
+        if path.startswith(CLIENT_PREFIX) and method == "GET":
+            asset = client_asset(path)
+            if asset is None:
+                raise HttpError(404, "not found")
+            return asset
         if path == "/demo" or path.startswith("/demo/"):
             if not self.demo_enabled:
                 raise HttpError(404, "not found")
@@ -185,6 +191,13 @@ class OpsApp:
                 "event_loop_lag_seconds": round(stats.loop_lag_seconds, 4),
                 "damaged_rooms": damaged,
                 "pending_bytes": room_stats.pending_bytes,
+                # The oldest update not yet durable, so not yet acknowledged as saved.
+                "oldest_unsaved_seconds": round(
+                    service.persistence.durability.oldest_unsaved_seconds()
+                    if service.persistence is not None
+                    else 0.0,
+                    3,
+                ),
             },
         )
 

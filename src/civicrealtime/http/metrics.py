@@ -150,6 +150,20 @@ class DaemonCollector(Collector):
             buckets.append((_bound(bound), cumulative))
         h.add_metric([], buckets, sum_value=s.hydration_seconds.total)
         yield h
+        # The "saved" acknowledgement (docs/saved.md): arrival of an update to its ack.
+        h = HistogramMetricFamily(
+            P + "save_ack_seconds", "Time from an update's arrival to its saved acknowledgement"
+        )
+        cumulative = 0
+        buckets = []
+        for bound in (*Stats.SAVE_ACK_BOUNDS, float("inf")):
+            cumulative += s.save_ack_buckets.get(bound, 0)
+            buckets.append((_bound(bound), cumulative))
+        h.add_metric([], buckets, sum_value=s.save_ack_seconds.total)
+        yield h
+        yield CounterMetricFamily(
+            P + "saved_updates", "Updates acknowledged to their sender as saved", s.saved_updates
+        )
         yield GaugeMetricFamily(
             P + "event_loop_lag_seconds",
             "Latest scheduling delay of the event loop",
@@ -225,6 +239,11 @@ def _store_metrics(values: dict[str, float]) -> Iterator[Metric]:
         P + "store_pending_bytes",
         "Updates received but not yet durable, bytes",
         values.get("pending_bytes", 0),
+    )
+    yield GaugeMetricFamily(
+        P + "oldest_unsaved_seconds",
+        "Age of the oldest update received but not yet durable (0 when none)",
+        values.get("oldest_unsaved_seconds", 0),
     )
 
 

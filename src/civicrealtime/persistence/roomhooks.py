@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..rooms.hooks import SnapshotFailed, StateDamaged
 from ..rooms.origin import Origin
@@ -59,3 +59,13 @@ class PersistedRooms:
         self.persistence.forget(key)
         if self.history is not None:
             self.history.forget(key)
+
+    # What is durable (rooms/saving.py `DurabilitySource`): the "saved" acknowledgement.
+    def durable(self, key: str) -> int:
+        return self.persistence.durability.durable(key)
+
+    def watch(self, key: str, notify: Callable[[int, bool], bool]) -> None:
+        self.persistence.durability.watch(key, notify)
+
+    def unwatch(self, key: str, notify: Callable[[int, bool], bool]) -> None:
+        self.persistence.durability.unwatch(key, notify)

@@ -19,7 +19,8 @@ recovers, which is true of everything buffered anyway.)
 Snapshots are written by `snapshot`, called by the room with its full state. Coverage is
 tracked by receipt numbers: the state holds every update `received` before the call, so
 the snapshot covers every log record those updates were written as, and buffered ones are
-dropped (they are in the state) rather than flushed first.
+dropped (they are in the state) rather than flushed first. What is durable, in receipts, is
+told back to the rooms by `durability` (durability.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
+from .durability import Buffered, Durability
 from .errors import RoomDamaged, StoreError, StoreTimeout
 from .store import Loaded, Store
 
@@ -66,12 +68,6 @@ class StoreWriterStats:
     last_error: str | None
 
 
-@attrs.define
-class _Buffered:
-    receipt: int
-    data: bytes
-
-
 class StoreWriter:
     """Owns the buffered updates and the flusher; never touches a room's document."""
 
@@ -98,7 +94,7 @@ class StoreWriter:
         self._shutdown_timeout = shutdown_timeout
         self._op_timeout = op_timeout
 
-        self._buffers: dict[str, deque[_Buffered]] = {}
+        self._buffers: dict[str, deque[Buffered]] = {}
         self._receipts: dict[str, int] = {}  # last receipt number handed out, per room
         self._pending_bytes = 0
         self._logged: dict[str, deque[tuple[int, int]]] = {}  # (receipt, seq), durable
@@ -108,6 +104,7 @@ class StoreWriter:
         self._overflowing = False
         # sha256 of logged updates a room dropped, removed from the log by its next snapshot.
         self._discards: dict[str, set[bytes]] = {}
+        self.durability = Durability(self._buffers, self._receipts)
 
         self.healthy = True
         self.last_error: str | None = None
@@ -142,13 +139,16 @@ class StoreWriter:
         task_status.started()
         try:
             failures_in_row = 0
+            tick = trio.current_time() + self._flush_s
             while True:
                 if failures_in_row:
                     delay = self._retry_initial * 2 ** min(failures_in_row - 1, 30)
                     await trio.sleep(min(self._retry_max, delay))
                 else:
-                    await trio.sleep(self._flush_s)
+                    await trio.sleep_until(tick)  # from the last flush's start, not its end
+                tick = trio.current_time() + self._flush_s
                 failures_in_row = 0 if await self._flush() else failures_in_row + 1
+                self.durability.announce(failing=not self.healthy)
         finally:
             with trio.CancelScope(shield=True):
                 await self._final_flush()
@@ -219,7 +219,7 @@ class StoreWriter:
         """Buffer one raw update for the next flush. Never waits, never raises."""
         receipt = self._receipts.get(room_id, 0) + 1
         self._receipts[room_id] = receipt
-        self._buffers.setdefault(room_id, deque()).append(_Buffered(receipt, update))
+        self._buffers.setdefault(room_id, deque()).append(Buffered(receipt, update))
         self._pending_bytes += len(update)
         if self._pending_bytes > self._max_pending:
             self._shed()
@@ -337,6 +337,7 @@ class StoreWriter:
         if self._shed_upto.get(room_id, 0) <= mark:
             self._shed_upto.pop(room_id, None)
             self._shed_counts.pop(room_id, None)
+            self.durability.snapshot_holds_shed(room_id)
         history = self._logged.get(room_id)
         while history and history[0][0] <= mark:
             history.popleft()
@@ -407,6 +408,7 @@ class StoreWriter:
             buffered = self._buffers[room_id]
             count = len(buffered)
             self._shed_upto[room_id] = buffered[-1].receipt
+            self.durability.shed(room_id, buffered[0])
             self._shed_counts[room_id] = self._shed_counts.get(room_id, 0) + count
             self._shed_total += count
             self._pending_bytes -= sizes[room_id]

@@ -76,6 +76,19 @@ def session_revoked_frame(reason: str) -> str:
     return _dump({"type": "control", "event": "session.revoked", "reason": reason})
 
 
+def saved_frame(through: dict[int, int], updates: int) -> str:
+    """Durable: each Yjs client's structs below its clock, and the first `updates` update
+    messages the connection sent (docs/protocol.md, "saved")."""
+    return _dump(
+        {
+            "type": "control",
+            "event": "saved",
+            "through": {str(client): clock for client, clock in sorted(through.items())},
+            "updates": updates,
+        }
+    )
+
+
 @attrs.frozen(kw_only=True, slots=True)
 class ControlMessage:
     """Base of text frames a client may send."""

@@ -153,6 +153,19 @@ class PendingBudget:
         self._added = trio.Event()
         self._peak_bytes = 0
 
+    async def release(self) -> None:
+        """The room is gone: free its document now, and the heap it used.
+
+        The Room object can outlive its actor (handles, members' references), so the big
+        document is swapped for an empty one here rather than left to the collector.
+        """
+        held = self.peak_bytes
+        self.pending.clear()
+        self._document.reset()
+        self._applied.clear()
+        if held > TRIM_AFTER_BYTES:
+            await trio.to_thread.run_sync(trim_memory)
+
     @property
     def peak_bytes(self) -> int:
         """The most the room held (document and pending) since memory was last trimmed."""

@@ -5,7 +5,7 @@ pushing frames into members' outbound queues, never waiting on a socket. Timers 
 period before eviction, the stale-connection sweep) are cancel scopes in the room's own
 nursery. The manager supervises the room: an exception here closes this room's members
 with 4500 and touches nothing else. Its parts (presence, held updates, snapshots, fan-out,
-refusals, timers) live in the modules beside this one.
+refusals, timers, the "saved" acknowledgement) live in the modules beside this one.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import trio
 from pycrdt import Doc
 
 from ..config import RealtimeConfig
-from ..memory import trim_memory
 from ..protocol import (
     AwarenessReceived,
     AwarenessStates,
@@ -50,10 +49,11 @@ from .messages import (
     TakeSnapshot,
 )
 from .origin import SEED_ORIGIN, Origin
-from .pending import TRIM_AFTER_BYTES, PendingBudget, PendingUpdates, waits
+from .pending import PendingBudget, PendingUpdates, waits
 from .presence import Presence
 from .refusals import refuse_viewer_update, reject
 from .relay import NoRelay, RoomRelay
+from .saving import Durable, Saving
 from .snapshots import Snapshots
 from .timers import GraceTimer, sweep_stale
 from .types import RoomType
@@ -145,6 +145,10 @@ class Room:
         # Encoded size, estimated: exact at load, then grown by each applied change.
         self.size_estimate = 0
         self._size_warned = False
+        # The "saved" acknowledgement (rooms/saving.py), inert without a durable store.
+        self._saving = Saving(
+            room=self, hooks=hooks, mailbox_sender=mailbox_sender, stats=self._stats
+        )
 
     @property
     def awareness(self) -> AwarenessStates:
@@ -188,6 +192,7 @@ class Room:
             self.document.reset()
             raise
         try:
+            self._saving.watch()
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()
@@ -218,6 +223,7 @@ class Room:
                             self._handle(queued)
                 nursery.cancel_scope.cancel()
         finally:
+            self._saving.unwatch()
             # Senders to a room that is gone get BrokenResourceError instead of waiting.
             self._mailbox.close()
             # pycrdt holds the observer from Rust, a cycle the garbage collector cannot see:
@@ -226,7 +232,7 @@ class Room:
             with trio.CancelScope(shield=True), trio.move_on_after(self._config.shutdown_timeout):
                 await self._retire()
             with trio.CancelScope(shield=True):
-                await self._release()
+                await self._pending.release()
 
     async def _hydrate(self) -> None:
         """Stored state, else the room type's seed; exactly once, before anyone syncs."""
@@ -267,19 +273,6 @@ class Room:
             load_seconds * 1000,
             self.size_estimate,
         )
-
-    async def _release(self) -> None:
-        """The room is gone: free its document now, and the heap it used.
-
-        The Room object can outlive its actor (handles, members' references), so the big
-        document is swapped for an empty one here rather than left to the collector.
-        """
-        held = self._pending.peak_bytes
-        self.pending.clear()
-        self.document.reset()
-        self._applied.clear()
-        if held > TRIM_AFTER_BYTES:
-            await trio.to_thread.run_sync(trim_memory)
 
     async def _retire(self) -> None:
         """The last snapshot before the room leaves memory (eviction or shutdown)."""
@@ -322,6 +315,8 @@ class Room:
                     self._nursery.start_soon(self._snapshots.answer, reply)
             case ServerEdit():
                 self._server_edit(message)
+            case Durable():
+                self._saving.durable(message)
 
     def _join(self, member: Member) -> None:
         self.members[member.conn_id] = member
@@ -339,6 +334,7 @@ class Room:
     def _leave(self, member: Member) -> None:
         if self.members.pop(member.conn_id, None) is None:
             return
+        self._saving.leave(member.conn_id)
         self._presence.left(member)
         if not self.members:
             self._arm_grace()
@@ -347,7 +343,7 @@ class Room:
         match event:
             case UpdateReceived(update=update, is_step2=is_step2):
                 if member.can_edit:
-                    self._apply(member, update)
+                    self._saving.apply(member, update, self._apply)
                 else:
                     refuse_viewer_update(self.key, member, update, self.doc, is_step2=is_step2)
             case SyncStep1Received(state_vector=sv):

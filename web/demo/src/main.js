@@ -16,6 +16,9 @@ import {
 } from 'y-prosemirror'
 import { schema } from './schema.js'
 import { ConnectionBadge } from './status.js'
+import { savedLabel } from './saved.js'
+// The client helper the daemon serves at /client/civicrealtime.js, bundled from the package.
+import { CONTROL_SUBPROTOCOL, connectRealtime } from '../../../src/civicrealtime/http/static/client/civicrealtime.js'
 
 const $ = (id) => document.getElementById(id)
 const { nodes, marks } = schema
@@ -55,7 +58,7 @@ const RENEW_BEFORE_S = 60
 
 /** @type {{name: string, role: string, color: string, token: string, expiresAt: number, wsUrl: string} | null} */
 let session = null
-/** @type {{id: string, ydoc: Y.Doc, provider: WebsocketProvider, view: EditorView, badge: ConnectionBadge, offline: boolean} | null} */
+/** @type {{id: string, ydoc: Y.Doc, provider: WebsocketProvider, rt: any, view: EditorView, badge: ConnectionBadge, offline: boolean} | null} */
 let room = null
 let renewTimer = 0
 
@@ -108,34 +111,27 @@ function scheduleRenewal () {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Control frames: the daemon sends its JSON control frames (ack, errors, notices) only to a
-// connection that offers this subprotocol beside the token. y-websocket parses binary frames
-// only, so they are taken out before they reach it and shown instead.
+// Control frames: the daemon sends its JSON control frames (ack, errors, notices, saved) only
+// to a connection that offers this subprotocol beside the token. y-websocket parses binary
+// frames only: the client helper takes them out before they reach it and hands them over as
+// events, and turns the "saved" frames into the indicator's status.
 
-const CONTROL_SUBPROTOCOL = 'civicrealtime.control.v1'
 const subprotocols = () => [`auth.${session.token}`, CONTROL_SUBPROTOCOL]
 
-function onControlFrame (text) {
-  let frame
-  try { frame = JSON.parse(text) } catch { return }
-  if (frame?.type !== 'control') return
-  if (frame.event === 'error' && frame.error?.code === 'PERMISSION_DENIED') {
-    notice('The server refused an edit: this session is read-only.')
-  } else if (frame.event === 'notice' && frame.notice?.message) {
-    notice(String(frame.notice.message))
-  } else if (frame.event === 'session.revoked') {
-    notice('The session was ended by the server.')
-  }
+function showControlFrames (rt) {
+  rt.on('error', (error) => {
+    if (error.code === 'PERMISSION_DENIED') notice('The server refused an edit: this session is read-only.')
+  })
+  rt.on('notice', (item) => { if (item.message) notice(String(item.message)) })
+  rt.on('revoked', () => notice('The session was ended by the server.'))
 }
 
-class ControlFrameSocket extends WebSocket {
-  get onmessage () { return super.onmessage }
-  set onmessage (handler) {
-    super.onmessage = handler && ((event) => {
-      if (typeof event.data === 'string') onControlFrame(event.data)
-      else handler(event)
-    })
-  }
+function renderSaved (view) {
+  const { state, text } = savedLabel(view)
+  const indicator = $('saved')
+  indicator.hidden = false
+  indicator.textContent = text
+  indicator.dataset.state = state
 }
 
 let noticeTimer = 0
@@ -386,7 +382,7 @@ async function restoreVersion (number) {
 
 function closeRoom () {
   if (!room) return
-  room.provider.destroy()
+  room.rt.destroy()
   room.view.destroy()
   room.ydoc.destroy()
   room = null
@@ -396,11 +392,20 @@ function openRoom (id) {
   closeRoom()
   const readOnly = session.role === 'public'
   const ydoc = new Y.Doc()
-  const provider = new WebsocketProvider(`${session.wsUrl}/records`, id, ydoc, {
-    protocols: subprotocols(),
-    WebSocketPolyfill: ControlFrameSocket,
-    disableBc: true // every change goes through the daemon, which enforces read-only viewers
+  const rt = connectRealtime({
+    WebsocketProvider,
+    url: `${session.wsUrl}/records`,
+    room: id,
+    doc: ydoc,
+    token: session.token,
+    errorAfterMs: 20000,
+    // Every change goes through the daemon, which enforces read-only viewers.
+    providerOptions: { disableBc: true }
   })
+  const provider = rt.provider
+  showControlFrames(rt)
+  rt.on('status', renderSaved)
+  renderSaved({ status: rt.status, oldestUnsavedMs: rt.oldestUnsavedMs, unsaved: rt.unsaved })
   const badge = new ConnectionBadge(renderBadge)
   provider.on('status', ({ status }) => badge.onStatus(status))
   provider.on('connection-close', (event) => {
@@ -420,7 +425,7 @@ function openRoom (id) {
   const mount = $('editor')
   mount.replaceChildren()
   const view = createView(mount, ydoc.getXmlFragment('default'), provider.awareness, readOnly)
-  room = { id, ydoc, provider, view, badge, offline: false }
+  room = { id, ydoc, provider, rt, view, badge, offline: false }
   updateToolbar(view)
   setOffline(false)
 
