@@ -17,7 +17,9 @@ import contextlib
 import json
 import queue
 import subprocess
+import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +49,14 @@ def frame_report(frame: bytes) -> str:
 
 class YjsOracle:
     def __init__(self) -> None:
+        # Node's stderr goes to a file: a pipe nobody reads would block it once full.
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
         self._proc = subprocess.Popen(
             ["node", str(SCRIPT)],
             cwd=SCRIPT.parent,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._errors,
         )
         self._answers: queue.Queue[bytes] = queue.Queue()
         self._lock = threading.Lock()
@@ -80,24 +84,37 @@ class YjsOracle:
                 self._proc.stdin.flush()
             except OSError as exc:
                 raise OracleError(f"the Yjs process is gone: {self._stderr()}") from exc
-            try:
-                line = self._answers.get(timeout=within)
-            except queue.Empty:
-                self.close()
-                raise OracleError(f"no answer from Yjs within {within} s to {op_name}") from None
-            if not line:
-                raise OracleError(f"the Yjs process ended: {self._stderr()}")
-            answer: dict[str, Any] = json.loads(line)
-            if answer.get("id") != self._next_id:
-                raise OracleError(f"answer out of order: {answer!r}")
+            answer = self._answer(op_name, within)
             if not answer["ok"]:
                 raise OracleError(answer["error"])
             return answer
 
+    def _answer(self, op_name: str, within: float) -> dict[str, Any]:
+        """The answer to the request just sent: the next line (the script prints nothing
+        else on stdout; a line that is not its answer is a failure, and the stream is then
+        closed, since it could no longer be trusted)."""
+        deadline = time.monotonic() + within
+        try:
+            line = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            self.close()
+            raise OracleError(f"no answer from Yjs within {within} s to {op_name}") from None
+        if not line:
+            raise OracleError(f"the Yjs process ended: {self._stderr()}")
+        try:
+            answer: dict[str, Any] = json.loads(line)
+        except json.JSONDecodeError:
+            self.close()
+            raise OracleError(f"not an answer from Yjs: {line[:2000]!r}") from None
+        if answer.get("id") != self._next_id:
+            self.close()
+            raise OracleError(f"answer out of order: {answer!r}")
+        return answer
+
     def _stderr(self) -> str:
         self.close()
-        assert self._proc.stderr is not None
-        return self._proc.stderr.read().decode(errors="replace")[-3000:]
+        self._errors.seek(0)
+        return self._errors.read().decode(errors="replace")[-3000:]
 
     def close(self) -> None:
         """End the process: EOF on stdin (it exits by itself), then SIGKILL if it lingers."""
@@ -111,6 +128,7 @@ class YjsOracle:
             self._proc.kill()
             self._proc.wait(timeout=5)
         self._reader.join(5)
+        self._errors.close()
 
     # -- documents ---------------------------------------------------------------------------
 

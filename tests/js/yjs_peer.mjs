@@ -29,11 +29,20 @@ import * as Y from 'yjs'
 import { schema } from './prosemirror_schema.mjs'
 
 const peers = new Map()
+// Yjs and y-protocols say what went wrong on the console: an update that failed to apply
+// (console.error), or "[yjs] Changed the client-id because another client seems to be
+// using it" (console.log), when a remote update holds structs under this client's own id
+// that it never made. Any of these while handling a request makes it fail; stdout carries
+// only the answers.
 let reported = []
-console.error = (...args) => {
+const report = (...args) => {
   reported.push(args.map((a) => (a instanceof Error ? a.stack : String(a))).join(' '))
 }
-console.warn = console.error
+console.error = report
+console.warn = report
+console.log = report
+console.info = report
+console.debug = report
 
 const b64 = (bytes) => Buffer.from(bytes).toString('base64')
 const unb64 = (text) => new Uint8Array(Buffer.from(text, 'base64'))
