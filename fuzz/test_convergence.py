@@ -510,3 +510,72 @@ def report_timing() -> Any:
             f"{examples()} x {EXAMPLE_SCALE}); slow readers: {dict(slow_readers)}; "
             f"torn frames: {torn_frames[0]}"
         )
+
+
+# -- programs the fuzzer found, kept as plain tests ------------------------------------------
+
+
+def _run_program(program: Any) -> None:
+    state = ConvergenceMachine()
+    try:
+        program(state)
+    finally:
+        state.teardown()
+
+
+def test_issue_14_an_accent_typed_inside_an_emoji() -> None:
+    """Issue #14's six steps: B types between the two halves of A's emoji's surrogate pair;
+    Yjs turns each half into U+FFFD, and the daemon must serve and store just that."""
+
+    def program(state: ConvergenceMachine) -> None:
+        a, b = state.first_clients(rooms=["alpha", "alpha"]).values
+        state.edit(a, [("text_insert", 0, "Avis 😀 public")])
+        state.settle()
+        state.edit(b, [("text_insert", 6, "é")])
+        state.settle()
+        state.restart()
+        state.settle()
+
+    _run_program(program)
+
+
+def test_one_client_deletes_half_an_emoji() -> None:
+    """Shrunk by the fuzzer (seed 4242, 2026-12-06): one client alone, deleting the second
+    half of an emoji's surrogate pair, and the daemon's document already differs (its
+    state vector is one ahead of the client's)."""
+
+    def program(state: ConvergenceMachine) -> None:
+        (c0,) = state.first_clients(rooms=["alpha"]).values
+        state.edit_concurrently(
+            edits=[(c0, ("xml_element", 0, "p", "a")), (c0, ("text_insert", 0, "a"))]
+        )
+        state.edit_concurrently(
+            edits=[(c0, ("text_insert", 0, "a😀")), (c0, ("text_delete", 62, 1))]
+        )
+
+    _run_program(program)
+
+
+def test_a_delete_from_inside_an_emoji_then_sigkill() -> None:
+    """Shrunk by the fuzzer (seed 18162959805891844280, 2026-12-06): a delete that starts
+    between the halves of an emoji. Before the fix, the daemon's document kept the whole
+    emoji: its state vector and text differed from the Yjs clients', a client reading the
+    daemon's state changed its client id ("another client seems to be using it"), and the
+    rows stored before the SIGKILL gave another document than the restarted daemon served."""
+
+    def program(state: ConvergenceMachine) -> None:
+        (c0,) = state.first_clients(rooms=["alpha"]).values
+        c1 = state.join(room="alpha")
+        state.edit_concurrently(
+            edits=[(c1, ("xml_element", 0, "p", "azab")), (c1, ("text_delete", 0, 1))]
+        )
+        state.edit_concurrently(
+            edits=[
+                (c0, ("text_insert", 43, "x😀")),
+                (c0, ("text_delete", 62, 4)),
+                (c1, ("text_insert", 0, "a")),
+            ]
+        )
+        state.kill()
+
+    _run_program(program)
