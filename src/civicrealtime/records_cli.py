@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 import trio
-from pycrdt import Doc, XmlFragment
+from pycrdt import XmlFragment
 
 from .config import RealtimeConfig
 from .persistence import StoreError, store_for
-from .protocol import InvalidUpdate, apply_update
+from .protocol import InvalidUpdate
+from .protocol.document import YDocument
 from .records import RecordError, RecordIndex, parse_markdown, read_fragment, write_markdown
 
 
@@ -66,13 +66,13 @@ def _list(config: RealtimeConfig) -> int:
 def _show(config: RealtimeConfig, record_id: str) -> int:
     stored = _stored_state(config, f"records:{record_id}")
     if stored is not None:
-        doc: Doc[Any] = Doc()
+        document = YDocument(label=f"records:{record_id}")
         try:
-            apply_update(doc, stored)
+            document.apply(stored)
         except InvalidUpdate as exc:
             print(f"the stored room cannot be read: {exc}", file=sys.stderr)
             return 1
-        print(write_markdown(read_fragment(doc.get("default", type=XmlFragment))), end="")
+        print(write_markdown(read_fragment(document.doc.get("default", type=XmlFragment))), end="")
         return 0
     index = _index(config)
     if index is None or index.lookup(record_id) is None:

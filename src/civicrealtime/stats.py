@@ -34,6 +34,8 @@ class Stats:
     bytes_received: int = 0
     bytes_sent: int = 0
     updates_applied: int = 0
+    # Characters outside the BMP rewritten as two U+FFFD because an update split them.
+    text_splits: int = 0
     fanout_deliveries: int = 0
     closes: Counter[int] = attrs.Factory(Counter)
     auth_failures: Counter[str] = attrs.Factory(Counter)

@@ -23,6 +23,8 @@ PROTOCOL_MODULES = [
     "events",
     "closecodes",
     "errors",
+    "ystructs",
+    "document",
 ]
 
 # Makes `civicrealtime` a bare namespace for its sub-packages without running its

@@ -62,6 +62,11 @@ class DaemonCollector(Collector):
             P + "updates_applied", "Document changes applied", s.updates_applied
         )
         yield CounterMetricFamily(
+            P + "text_splits",
+            "Characters outside the BMP an update split, rewritten as two U+FFFD as Yjs does",
+            s.text_splits,
+        )
+        yield CounterMetricFamily(
             P + "fanout_deliveries",
             "Update and awareness frames queued to members",
             s.fanout_deliveries,

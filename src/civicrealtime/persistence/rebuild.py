@@ -17,10 +17,10 @@ from typing import Any
 
 import attrs
 import pycrdt
-from pycrdt import Doc
 
+from ..protocol.document import YDocument
 from ..protocol.errors import MalformedMessage
-from ..protocol.updates import InvalidUpdate, apply_update
+from ..protocol.updates import InvalidUpdate
 from ..protocol.varint import Reader
 
 
@@ -76,18 +76,20 @@ GROUP = 64
 
 def rebuild(updates: Sequence[bytes]) -> Rebuilt:
     """Apply `updates` in order into a fresh document; raise `InvalidUpdate` on a bad one."""
-    doc: Doc[Any] = Doc()
+    # The same containment of split characters as a live room: compaction must end where
+    # the room was, or a restart would serve other text than the editors hold.
+    document = YDocument(label="rebuild")
     for start in range(0, len(updates), GROUP):
         group = updates[start : start + GROUP]
         try:
             merged = _pycrdt(pycrdt.merge_updates, *group) if len(group) > 1 else group[0]
-            apply_update(doc, merged)
+            document.apply(merged)
         except InvalidUpdate:
             # Find the culprit: yrs checks an update before integrating it, so a failed
             # merged update changed nothing, and the good ones can be applied one by one.
             for update in group:
-                apply_update(doc, update)
-    state = doc.get_update()
+                document.apply(update)
+    state = document.doc.get_update()
     coverage = Coverage(state)
     pending = tuple(update for update in updates if not coverage.contains(update))
     return Rebuilt(state=state, pending=pending)

@@ -70,6 +70,9 @@ def _guarded(call: Callable[[], T], what: str) -> T:
         raise InvalidUpdate(f"{what} rejected by pycrdt: panic") from exc
 
 
+guarded = _guarded
+
+
 def apply_update(doc: Doc[Any], update: bytes) -> None:
     """Apply an update from a peer, or raise `InvalidUpdate` and leave `doc` unchanged.
 

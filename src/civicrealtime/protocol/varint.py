@@ -55,6 +55,10 @@ class Reader:
 
     def read_var_uint(self) -> int:
         data, pos = self._data, self._pos
+        # Most var-uints in an update (counts, small clocks, content refs) fit one byte.
+        if pos < len(data) and data[pos] < 0x80:
+            self._pos = pos + 1
+            return data[pos]
         result = 0
         shift = 0
         for count in range(_MAX_VAR_UINT_BYTES):
@@ -78,6 +82,14 @@ class Reader:
             raise MalformedMessage(
                 f"length prefix {length} exceeds the {self.remaining} bytes left in the frame"
             )
+        start = self._pos
+        self._pos += length
+        return self._data[start : self._pos]
+
+    def read_bytes(self, length: int) -> bytes:
+        """Exactly `length` raw bytes."""
+        if length > self.remaining:
+            raise MalformedMessage(f"needs {length} bytes, {self.remaining} left in the frame")
         start = self._pos
         self._pos += length
         return self._data[start : self._pos]

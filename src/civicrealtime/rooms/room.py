@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Doc
 
 from ..config import RealtimeConfig
 from ..protocol import (
@@ -28,12 +28,12 @@ from ..protocol import (
     QueryAwarenessReceived,
     SyncStep1Received,
     UpdateReceived,
-    apply_update,
     close_reason,
     diff_update,
 )
 from ..protocol import control as control_frames
 from ..protocol.awareness import decode_awareness_update
+from ..protocol.document import YDocument
 from ..protocol.messages import (
     encode_awareness,
     encode_permission_denied,
@@ -87,11 +87,11 @@ class Room:
         self._mailbox = mailbox
         self._on_empty = on_empty
         self._on_join = on_join
-        self.doc: Doc[Any] = Doc()
         self.awareness = AwarenessStates()
         self.members: dict[int, Member] = {}
+        # What each transaction changed, collected by the document's observer.
         self._applied: list[bytes] = []
-        self._subscription = self.doc.observe(self._collect)
+        self.document = YDocument(label=key, on_change=self._applied.append)
         self._grace_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._stop_scope = trio.CancelScope()
@@ -138,7 +138,7 @@ class Room:
             self._mailbox.close()
             # pycrdt holds the observer from Rust, a cycle the garbage collector cannot see:
             # without this, every evicted room stayed in memory.
-            self.doc.unobserve(self._subscription)
+            self.document.close()
             with trio.CancelScope(shield=True), trio.move_on_after(self._config.shutdown_timeout):
                 await self._retire()
 
@@ -151,7 +151,7 @@ class Room:
             stored += await self._relay.opened(self.key, self._mailbox_sender.clone())
         for update in stored:
             try:
-                apply_update(self.doc, update)
+                self._apply_to_document(update)
             except InvalidUpdate as exc:
                 log.warning("room.bad_stored_update room=%s error=%s", self.key, exc)
         self._applied.clear()
@@ -161,6 +161,8 @@ class Room:
             # is the classic failure of servers that seed whenever the document looks empty.
             await self._type.seed(self.room_id, self.doc)
             seeded = self.doc.get_update() != EMPTY_UPDATE
+            # The seed was written into the Doc directly, not through `apply`.
+            self.document.reindex()
             if seeded:
                 # The seed is the room's first state: persist it like an edit.
                 for update in self._applied:
@@ -408,7 +410,7 @@ class Room:
             )
             return
         try:
-            apply_update(self.doc, update)
+            self._apply_to_document(update)
         except InvalidUpdate as exc:
             self._applied.clear()
             self._reject(member, str(exc))
@@ -441,7 +443,7 @@ class Room:
         """Apply another node's traffic and fan it out locally; never publish it again."""
         if update is not None:
             try:
-                apply_update(self.doc, update)
+                self._apply_to_document(update)
             except InvalidUpdate as exc:
                 self._applied.clear()
                 log.warning("node.bad_update room=%s node=%s error=%s", self.key, node, exc)
@@ -482,8 +484,17 @@ class Room:
         except InvalidUpdate:
             return False
 
-    def _collect(self, event: TransactionEvent) -> None:
-        self._applied.append(event.update)
+    @property
+    def doc(self) -> Doc[Any]:
+        """The room's pycrdt document: read it when used, a contained split replaces it."""
+        return self.document.doc
+
+    def _apply_to_document(self, update: bytes) -> None:
+        """Apply through `YDocument`, which splits characters as Yjs does; count it."""
+        contained = self.document.apply(update)
+        if contained:
+            self._stats.text_splits += contained
+            log.warning("text.split room=%s characters=%d", self.key, contained)
 
     def _broadcast(self, frame: bytes | WireFrame, exclude: Member | None) -> None:
         # One encoding, the same bytes object queued for every member.
