@@ -450,9 +450,14 @@ class FuzzClient:
         if isinstance(frame, str):
             return  # control frames (connection.ack, notices, errors) are not state
         try:
-            kind, reply = self.peer.receive(frame)
+            received = self.peer.receive(frame)
         except OracleError as exc:
             raise UnusableFrame(f"Yjs could not apply it: {exc}") from None
+        kind, reply = received.kind, received.reply
+        if received.updates:
+            # Yjs changed the document by itself (formatting made redundant by concurrent
+            # marks is deleted): y-websocket sends that like an edit.
+            await self._send(self._records(received.updates, "Yjs's own cleanup"))
         if kind == "step1":
             # The server's state vector: y-protocols' answer is what it lacks (edits made
             # offline); then a probe whose answer acknowledges them.
@@ -505,13 +510,16 @@ class FuzzClient:
 
     async def edit(self, op: tuple[Any, ...]) -> list[EditRecord]:
         """Apply one edit locally; if online, send it and a probe. Returns its records."""
-        edit = self.peer.edit(op)
+        records = self._records(self.peer.edit(op), repr(op))
+        await self._send(records)
+        return records
+
+    def _records(self, updates: list[bytes], description: str) -> list[EditRecord]:
         records = [
-            EditRecord(self.name, self.room, update, time.monotonic(), description=repr(op))
-            for update in edit.updates
+            EditRecord(self.name, self.room, update, time.monotonic(), description=description)
+            for update in updates
         ]
         self.edits.extend(records)
-        await self._send(records)
         return records
 
     async def _send(self, records: list[EditRecord]) -> None:

@@ -150,10 +150,10 @@ class YjsOracle:
 
 
 @attrs.define(eq=False)
-class Edit:
-    applied: bool
-    updates: list[bytes]
-    frames: list[bytes]
+class Received:
+    kind: str  # step1, step2, update, awareness, auth, query-awareness
+    reply: bytes | None  # y-protocols' answer (a step 2 to a step 1)
+    updates: list[bytes]  # the client's own updates Yjs made meanwhile, to send
 
 
 class YjsPeer:
@@ -174,28 +174,31 @@ class YjsPeer:
         """y-websocket's sync step 1: this document's state vector."""
         return base64.b64decode(self._call("step1")["frame"])
 
-    def receive(self, frame: bytes) -> tuple[str, bytes | None]:
-        """Read a frame from the daemon; its kind and y-protocols' reply (a step 2 to a step
-        1). Raises `OracleError` when Yjs cannot read or apply it."""
+    def receive(self, frame: bytes) -> Received:
+        """Read a frame from the daemon. Raises `OracleError` when Yjs cannot read or apply
+        it."""
         answer = self._call("receive", frame=b64(frame))
         reply = answer["reply"]
-        return answer["kind"], base64.b64decode(reply) if reply is not None else None
-
-    def edit(self, op: tuple[Any, ...]) -> Edit:
-        answer = self._call("edit", op=list(op))
-        return Edit(
-            applied=answer["applied"],
+        return Received(
+            kind=answer["kind"],
+            reply=base64.b64decode(reply) if reply is not None else None,
             updates=[base64.b64decode(u) for u in answer["updates"]],
-            frames=[base64.b64decode(f) for f in answer["frames"]],
         )
 
-    def state(self) -> str:
-        state: str = self._call("state")["state"]
-        return state
+    def edit(self, op: tuple[Any, ...]) -> list[bytes]:
+        """Make the edit in one transaction; the updates to send (none if it did nothing)."""
+        answer = self._call("edit", op=list(op))
+        return [base64.b64decode(u) for u in answer["updates"]]
+
+    def state(self) -> tuple[str, bool]:
+        """The document as Yjs encodes it for others (canonical JSON), and whether the
+        client's own copy differs (it holds half of a surrogate pair, see the script)."""
+        answer = self._call("state")
+        return answer["state"], answer["local_only"]
 
     def drop(self) -> None:
         if self.oracle.alive:
             self.oracle.call("drop", name=self.name)
 
 
-__all__ = ["Edit", "OracleError", "YjsOracle", "YjsPeer", "frame_report"]
+__all__ = ["OracleError", "Received", "YjsOracle", "YjsPeer", "frame_report"]

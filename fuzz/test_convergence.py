@@ -86,6 +86,7 @@ MAX_OUTAGES = 2
 
 measured: dict[str, list[float]] = {"example_seconds": [], "startup_seconds": []}
 slow_readers: Counter[str] = Counter()
+lone_halves = [0]  # quiescences at which a Yjs client held a lone half only in memory
 torn_frames = [0]  # frames cut short by the daemon, seen by clients (each one a failure)
 _spare: list[DaemonProcess] = []
 _oracles: list[YjsOracle] = []
@@ -363,7 +364,11 @@ class ConvergenceMachine(RuleBasedStateMachine):
         deadline = trio.current_time() + SETTLE_WITHIN
         while True:
             served = await fetch_state(self.daemon.url(room))
-            states = {c.name: c.peer.state() for c in members if c.online}
+            states, local_only = {}, False
+            for c in members:
+                if c.online:
+                    states[c.name], differs = c.peer.state()
+                    local_only = local_only or differs
             try:
                 states["daemon"] = self.oracle.view(served)
             except OracleError as exc:
@@ -375,6 +380,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
             if len(distinct) == 1 or trio.current_time() > deadline:
                 break
             await trio.sleep(0.05)
+        if local_only:
+            # Yjs's own quirk, which no server can see: see `state` in yjs_peer.mjs.
+            lone_halves[0] += 1
         if len(distinct) == 1:
             return []
         lines = [f"room {room}: replicas differ after quiescence (Yjs documents)"]
@@ -508,7 +516,8 @@ def report_timing() -> Any:
             f"{sum(runs) / len(runs):.2f} s each; daemon start "
             f"{sum(starts) / max(1, len(starts)):.2f} s x {len(starts)} (requested "
             f"{examples()} x {EXAMPLE_SCALE}); slow readers: {dict(slow_readers)}; "
-            f"torn frames: {torn_frames[0]}"
+            f"torn frames: {torn_frames[0]}; lone surrogate halves held by a client only: "
+            f"{lone_halves[0]}"
         )
 
 

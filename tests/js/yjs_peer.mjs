@@ -97,7 +97,7 @@ function newPeer (name, clientID) {
   doc.clientID = clientID
   const peer = { doc, awareness: new awarenessProtocol.Awareness(doc), local: [] }
   doc.on('update', (update, origin) => {
-    if (origin !== 'server') peer.local.push(b64(update))
+    if (origin !== 'server') peer.local.push(b64(update)) // as y-websocket: not its own
   })
   peers.set(name, peer)
   return peer
@@ -291,16 +291,24 @@ const handlers = {
   receive: (r) => receive(peerOf(r.name), unb64(r.frame)),
   edit: (r) => {
     const peer = peerOf(r.name)
-    peer.local = []
     let applied = false
     peer.doc.transact(() => {
       applied = applyOp(peer.doc, r.op)
     }, 'local')
-    const updates = peer.local
-    peer.local = []
-    return { applied, updates, frames: updates.map((u) => syncFrame((e) => syncProtocol.writeUpdate(e, unb64(u)))) }
+    return { applied }
   },
-  state: (r) => ({ state: docState(peerOf(r.name).doc) }),
+  // A client's document as every other replica can know it: encoded, as Yjs sends it.
+  // The encoding is lossy in one case only: a string holding half of a surrogate pair (an
+  // edit or y-prosemirror's diff can insert one) is written as UTF-8, where the half
+  // becomes U+FFFD; the client alone keeps the half in memory. `local_only` says so.
+  state: (r) => {
+    const doc = peerOf(r.name).doc
+    const wire = new Y.Doc()
+    Y.applyUpdate(wire, Y.encodeStateAsUpdate(doc))
+    const state = docState(wire)
+    wire.destroy()
+    return { state, local_only: docState(doc) !== state }
+  },
   // A late joiner: a fresh document given only `updates`, in order (a server's step 2, or
   // a room's stored rows).
   view: (r) => {
@@ -326,7 +334,14 @@ function answer (line) {
     if (handler === undefined) throw new Error(`unknown command ${request.cmd}`)
     const result = handler(request)
     const peer = request.name !== undefined ? peers.get(request.name) : undefined
-    if (peer !== undefined) result.sv = stateVector(peer.doc)
+    if (peer !== undefined) {
+      result.sv = stateVector(peer.doc)
+      // The client's own updates, to send as y-websocket does (every update whose origin
+      // is not the provider): its edits, and also what Yjs does by itself after applying a
+      // remote update, such as deleting formatting made redundant by concurrent marks.
+      result.updates = peer.local
+      peer.local = []
+    }
     if (reported.length) return { id: request.id, ok: false, error: reported.join('\n') }
     return { id: request.id, ok: true, ...result }
   } catch (error) {
