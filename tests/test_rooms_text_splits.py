@@ -1,8 +1,9 @@
 """A room contains a split inside a surrogate pair on each path an update comes in by.
 
-Through the in-process server: a client's updates (`Room._apply`) and another node's
-(`Room._from_node`). The updates are real Yjs output (tests/protocol/data/yjs_structs.json);
-the daemon-level story with real Yjs editors is tests/test_interop_split.py.
+Through the in-process server: a client's updates (`Room._apply`), another node's
+(`Room._from_node`), and a split of text the records seed wrote. The updates are real Yjs
+output (tests/protocol/data/yjs_structs.json); the daemon-level story with real Yjs editors
+is tests/test_interop_split.py.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pycrdt import Text
+import trio
+from pycrdt import Text, XmlFragment
 
+from civicrealtime.app import RealtimeService
+from civicrealtime.auth import DevelopmentAuthenticator
 from civicrealtime.protocol import messages
+from civicrealtime.protocol.varint import encode_var_string, encode_var_uint
+from civicrealtime.protocol.ystructs import read_layout, utf16_length
 from civicrealtime.rooms.messages import FromNode
 
-from .conftest import StartServer, make_config
+from .conftest import RunningServer, StartServer, make_config
 from .polling import eventually
 
 GOLDEN: dict[str, Any] = json.loads(
@@ -53,3 +59,37 @@ async def test_another_nodes_split_is_contained(start_server: StartServer) -> No
         await handle.mailbox.send(FromNode(node="other", update=update))
     await eventually(lambda: str(handle.room.doc.get("text", type=Text)) == EDITORS_TEXT)
     assert running.service.stats.text_splits == 1
+
+
+async def test_a_split_of_seeded_text_is_contained(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """The records seed writes into the document directly; its emoji are indexed too."""
+    data = tmp_path / "civicpress"
+    record = data / "records" / "minutes" / "2026" / "emoji.md"
+    record.parent.mkdir(parents=True)
+    record.write_text("---\nid: emoji\ntitle: Emoji\ntype: minutes\n---\n\nAvis 😀 public\n")
+    config = make_config(data_dir=str(tmp_path / "state"), records={"data_dir": str(data)})
+    service = RealtimeService(config, authenticator=DevelopmentAuthenticator())
+    port = await nursery.start(service.run)
+    running = RunningServer(service=service, port=port, nursery=nursery)
+    client = await running.client("emoji")
+    await client.wait_for(lambda: client.updates_received >= 1)
+    # The seeded string item holding the emoji, and the clock of its high half.
+    (item,) = [s for s in read_layout(client.doc.get_update()).strings if "😀" in s.text]
+    high = item.clock + utf16_length(item.text[: item.text.index("😀")])
+    split = (
+        encode_var_uint(1)
+        + encode_var_uint(1)
+        + encode_var_uint(4242)
+        + encode_var_uint(0)
+        + bytes([0x84])  # an item with an origin: right after the emoji's high half
+        + encode_var_uint(item.client)
+        + encode_var_uint(high)
+        + encode_var_string("é")
+        + encode_var_uint(0)
+    )
+    await client.ws.send_message(messages.encode_sync_update(split))
+    handle = service.rooms.get("records:emoji")
+    assert handle is not None
+    await eventually(lambda: service.stats.text_splits == 1)
+    fragment = handle.room.doc.get("default", type=XmlFragment)
+    assert "Avis \ufffdé\ufffd public" in str(fragment)

@@ -7,9 +7,10 @@
 //     Their updates reach a "server" log in arrival order; every editor applies the log.
 //     Prints JSON {updates: [hex, ...] (server arrival order), text and delta (text with
 //     formatting) of a joiner that applied the log, editors_agree}. Without --format the
-//     editors' texts must agree (exit 1 otherwise). With it they may not: Yjs 13.6 editors
-//     formatting ranges that start or end inside a pair can keep a character one of them
-//     replaced; the joiner is then the reference for what the server must serve.
+//     editors' texts must agree (exit 1 otherwise). With it they may not: a Yjs format()
+//     that changes nothing, with an end inside a pair, replaces the halves in that editor
+//     alone (docs/upstream/yrs-surrogate-split.md); the joiner is then the reference for
+//     what the server must serve.
 //   node split_sim.mjs decode < hex
 //     Applies one update (a server's state) to a fresh Y.Doc and prints JSON {text, delta}
 //     or {error}; the check a late joiner makes.

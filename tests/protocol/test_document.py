@@ -8,6 +8,7 @@ the oracle through `tests/js/split_sim.mjs`.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,8 +20,9 @@ from pycrdt import Doc, Text
 
 from civicrealtime.persistence.rebuild import rebuild
 from civicrealtime.protocol.document import YDocument
-from civicrealtime.protocol.updates import InvalidUpdate
+from civicrealtime.protocol.updates import InvalidUpdate, decode_state_vector
 from civicrealtime.protocol.varint import encode_var_string, encode_var_uint
+from civicrealtime.protocol.ystructs import read_layout
 
 GOLDEN: dict[str, Any] = json.loads(
     (Path(__file__).parent / "data" / "yjs_structs.json").read_text(encoding="utf-8")
@@ -183,6 +185,36 @@ def test_random_formatting_matches_a_yjs_joiner(seed: int) -> None:
     applying the updates in the server's order (the editors may disagree, see
     split_sim.mjs)."""
     _assert_serves_the_story(_node("gen", "--seed", str(seed), "--ops", "300", "--format"))
+
+
+@needs_node
+@pytest.mark.parametrize("seed", [1, 4])
+def test_updates_out_of_order_end_as_yjs(seed: int) -> None:
+    """Updates shuffled within windows of six: many wait for their dependencies, a rebuild
+    re-applies them, and the end state is still the one Yjs editors converge on."""
+    story = _node("gen", "--seed", str(seed), "--ops", "200")
+    updates = [bytes.fromhex(raw) for raw in story["updates"]]
+    rnd = random.Random(seed)
+    order = list(range(len(updates)))
+    for start in range(0, len(order) - 5, 3):
+        window = order[start : start + 6]
+        rnd.shuffle(window)
+        order[start : start + 6] = window
+    document = YDocument()
+    waited = 0
+    reaches: list[dict[int, int]] = []
+    for index in order:
+        document.apply(updates[index])
+        waited = max(waited, document.waiting)
+        # Every update yrs has not fully integrated is among those the document keeps.
+        reaches.append(read_layout(updates[index]).reach)
+        state = decode_state_vector(document.doc.get_state())
+        uncovered = [r for r in reaches if any(state.get(c, 0) < k for c, k in r.items())]
+        assert document.waiting >= len(uncovered)
+    assert waited > 3  # the shuffle did make updates wait
+    assert document.waiting == 0
+    served = _node("decode", stdin=document.doc.get_update().hex())
+    assert served == {"text": story["text"], "delta": story["delta"]}
 
 
 def _assert_serves_the_story(story: dict[str, Any]) -> None:

@@ -73,6 +73,11 @@ class YDocument:
     def doc(self) -> Doc[Any]:
         return self._doc
 
+    @property
+    def waiting(self) -> int:
+        """How many applied updates still wait, whole or in part, for their dependencies."""
+        return len(self._pending)
+
     def close(self) -> None:
         """Drop the observer: pycrdt holds it from Rust, a cycle the GC cannot see."""
         if self._subscription is not None:
@@ -97,7 +102,11 @@ class YDocument:
 
     def reindex(self) -> None:
         """Learn the pairs of the whole state, after a write that bypassed `apply` (a seed)."""
-        self._pairs = _pairs_of(read_layout(self._doc.get_update()).strings)
+        try:
+            self._pairs = _pairs_of(read_layout(self._doc.get_update()).strings)
+        except MalformedMessage:
+            log.exception("text.state_unreadable doc=%s", self.label)
+            return
         for _, pending_layout in self._pending:
             _add_pairs(self._pairs, _pairs_of(pending_layout.strings))
 
@@ -127,7 +136,16 @@ class YDocument:
         update, layout = _rewrite(update, layout, bad, contained)
         pending = [_rewrite(raw, lay, bad, contained) for raw, lay in self._pending]
         original = self._doc.get_update()
-        state, state_layout = _rewrite(original, read_layout(original), bad, contained)
+        try:
+            original_layout = read_layout(original)
+        except MalformedMessage:
+            # yrs encoded something this reader cannot follow: nothing to rewrite there.
+            # Never expected; said loudly, and the update still goes in.
+            log.exception("text.state_unreadable doc=%s", self.label)
+            original_layout = UpdateLayout(
+                strings=(), split_points=frozenset(), reach={}, structs={}, needs={}, has_skip=False
+            )
+        state, state_layout = _rewrite(original, original_layout, bad, contained)
         doc = self._doc
         if state is not original or any(
             new is not old for (new, _), (old, _) in zip(pending, self._pending, strict=True)
