@@ -87,6 +87,7 @@ MAX_OUTAGES = 2
 measured: dict[str, list[float]] = {"example_seconds": [], "startup_seconds": []}
 slow_readers: Counter[str] = Counter()
 lone_halves = [0]  # quiescences at which a Yjs client held a lone half only in memory
+self_diverged = [0]  # clients Yjs made diverge by themselves (no update carried it)
 torn_frames = [0]  # frames cut short by the daemon, seen by clients (each one a failure)
 _spare: list[DaemonProcess] = []
 _oracles: list[YjsOracle] = []
@@ -366,7 +367,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
             served = await fetch_state(self.daemon.url(room))
             states, local_only = {}, False
             for c in members:
-                if c.online:
+                # A client Yjs made diverge by itself (a no-op format inside a surrogate
+                # pair: no update carries it) can no longer be compared; it is counted.
+                if c.online and c.peer.self_diverged is None:
                     states[c.name], differs = c.peer.state()
                     local_only = local_only or differs
             try:
@@ -383,11 +386,16 @@ class ConvergenceMachine(RuleBasedStateMachine):
         if local_only:
             # Yjs's own quirk, which no server can see: see `state` in yjs_peer.mjs.
             lone_halves[0] += 1
+        diverged = [c for c in members if c.peer.self_diverged is not None]
         if len(distinct) == 1:
             return []
         lines = [f"room {room}: replicas differ after quiescence (Yjs documents)"]
         lines += [f"  {name}: {state}" for name, state in states.items()]
         lines.append(f"  served state: {frame_report(served)}")
+        lines += [
+            f"  ({c.name} left out: Yjs diverged it by itself at {c.peer.self_diverged})"
+            for c in diverged
+        ]
         return lines
 
     # -- durability --------------------------------------------------------------------------
@@ -479,6 +487,7 @@ class ConvergenceMachine(RuleBasedStateMachine):
             self.loop.close()
             measured["startup_seconds"] += self.daemon.startup_seconds
             torn_frames[0] += sum(c.torn_frames for c in self.everyone)
+            self_diverged[0] += sum(c.peer.self_diverged is not None for c in self.everyone)
             measured["example_seconds"].append(time.monotonic() - self.started)
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -517,7 +526,7 @@ def report_timing() -> Any:
             f"{sum(starts) / max(1, len(starts)):.2f} s x {len(starts)} (requested "
             f"{examples()} x {EXAMPLE_SCALE}); slow readers: {dict(slow_readers)}; "
             f"torn frames: {torn_frames[0]}; lone surrogate halves held by a client only: "
-            f"{lone_halves[0]}"
+            f"{lone_halves[0]}; clients Yjs diverged by itself: {self_diverged[0]}"
         )
 
 
