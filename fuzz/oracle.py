@@ -163,12 +163,14 @@ class YjsPeer:
         self.oracle = oracle
         self.name = name
         self.state_vector: dict[int, int] = {}
-        # The first edit after which Yjs's document differs from what it told others (a
-        # Yjs defect, see `edit` in the script); None while it has not happened.
+        # The first request (an edit, a frame) after which Yjs's document differs from what
+        # its updates carry (a Yjs defect, see `diverged` in the script); None until then.
         self.self_diverged: str | None = None
 
     def _call(self, op_name: str, **fields: Any) -> dict[str, Any]:
         answer = self.oracle.call(op_name, name=self.name, **fields)
+        if answer.get("self_diverged") and self.self_diverged is None:
+            self.self_diverged = f"{op_name} {fields.get('op', '(a frame from the daemon)')}"
         if "sv" in answer:
             self.state_vector = {int(k): v for k, v in answer["sv"].items()}
         return answer
@@ -192,8 +194,6 @@ class YjsPeer:
         """Make the edit in one transaction; the updates to send (none if it did nothing).
         Sets `self_diverged` when Yjs changed the document beyond what the updates carry."""
         answer = self._call("edit", op=list(op))
-        if answer["self_diverged"] and self.self_diverged is None:
-            self.self_diverged = repr(op)
         return [base64.b64decode(u) for u in answer["updates"]]
 
     def state(self) -> tuple[str, bool]:
