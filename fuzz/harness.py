@@ -3,13 +3,16 @@
 - `DaemonProcess` runs `fuzz/daemon.py` (the CLI's serve path) in a scratch directory:
   start, SIGTERM, SIGKILL, restart on the same data, and a scan of its log for tracebacks.
 - `TrioLoop` runs trio in a background thread. Hypothesis rules are synchronous; each rule
-  hands one coroutine to the loop (`loop.run`) under a deadline. Every pycrdt `Doc` is
-  created and touched in that thread only.
-- `FuzzClient` is a pycrdt `Doc` speaking y-websocket like the JavaScript client: on
-  connect it sends step 1, answers the server's step 1 with its diff (its offline edits),
-  and sends every local transaction as an update. After each edit it sends a step 1 as a
-  probe: the server answers probes in order, after applying everything the client sent
-  before, so the answer is the daemon's acknowledgement of those edits (`EditRecord.acked_at`).
+  hands one coroutine to the loop (`loop.run`) under a deadline.
+- `FuzzClient` is a Yjs client: its document is a `Y.Doc` in the Node oracle
+  (`fuzz/oracle.py`, `tests/js/yjs_peer.mjs`), which reads every frame the daemon sends it
+  with y-protocols and makes its edits with Yjs; the socket is here, so that the fuzzer can
+  stop reading, shrink the receive buffer or reset the connection. It speaks y-websocket:
+  on connect it sends step 1, answers the server's step 1 with y-protocols' step 2 (its
+  offline edits), and sends every local transaction as an update. After each edit it sends
+  a step 1 as a probe: the server answers probes in order, after applying everything the
+  client sent before, so the answer is the daemon's acknowledgement of those edits
+  (`EditRecord.acked_at`).
 """
 
 from __future__ import annotations
@@ -32,20 +35,13 @@ from typing import Any
 import attrs
 import httpx
 import trio
-from pycrdt import Array, Doc, Map, Text, TransactionEvent, XmlElement, XmlFragment, XmlText
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, wrap_client_stream
 
 from civicrealtime.protocol import messages
-from civicrealtime.protocol.updates import decode_state_vector, update_state_vector
+
+from .oracle import OracleError, YjsOracle, YjsPeer, frame_report
 
 DAEMON = Path(__file__).with_name("daemon.py")
-ROOTS: dict[str, type[Any]] = {
-    "text": Text,
-    "map": Map,
-    "array": Array,
-    "xml": XmlFragment,
-    "marks": Map,
-}
 # A small receive buffer: a client that stops reading backs the server up after a few
 # kilobytes, so the slow-reader rule reaches the daemon's 1013 path quickly.
 CLIENT_RCVBUF = 4096
@@ -267,106 +263,6 @@ class TrioLoop:
             raise self._error
 
 
-# -- documents -------------------------------------------------------------------------------
-
-
-def new_doc(client_id: int | None = None) -> Doc[Any]:
-    doc: Doc[Any] = Doc() if client_id is None else Doc(client_id=client_id)
-    for name, kind in ROOTS.items():
-        doc.get(name, type=kind)
-    return doc
-
-
-def state_vector(doc: Doc[Any]) -> dict[int, int]:
-    return decode_state_vector(doc.get_state())
-
-
-def _xml(node: Any) -> Any:
-    if isinstance(node, XmlText):
-        return str(node)
-    children = [_xml(child) for child in node.children]
-    if isinstance(node, XmlElement):
-        return [node.tag, sorted(dict(node.attributes).items()), children]
-    return children
-
-
-def doc_state(doc: Doc[Any]) -> dict[str, Any]:
-    """Everything compared between replicas: the state vector and every shared type."""
-    return {
-        "state_vector": state_vector(doc),
-        "text": str(doc.get("text", type=Text)),
-        "map": doc.get("map", type=Map).to_py(),
-        "array": doc.get("array", type=Array).to_py(),
-        "xml": _xml(doc.get("xml", type=XmlFragment)),
-        "marks": doc.get("marks", type=Map).to_py(),
-    }
-
-
-def contains(doc_bytes: bytes, update: bytes) -> bool:
-    """Whether a state (encoded update) already holds `update`.
-
-    Its structs are within the state's state vector (an update applied into a state that
-    lacks its dependencies would only wait, pending, and change nothing), and applying it
-    changes nothing (which covers deletions).
-    """
-    doc = new_doc()
-    doc.apply_update(doc_bytes)
-    before = doc_state(doc)
-    have = before["state_vector"]
-    if any(clock > have.get(client, 0) for client, clock in update_state_vector(update).items()):
-        return False
-    doc.apply_update(update)
-    return doc_state(doc) == before
-
-
-# -- edits -----------------------------------------------------------------------------------
-
-
-def apply_op(doc: Doc[Any], op: tuple[Any, ...]) -> None:
-    """One edit, as drawn by `fuzz.edits`; positions are taken modulo the current length."""
-    kind = op[0]
-    text = doc.get("text", type=Text)
-    array = doc.get("array", type=Array)
-    fragment = doc.get("xml", type=XmlFragment)
-    if kind == "text_insert":
-        text.insert(op[1] % (len(text) + 1), op[2])
-    elif kind == "text_delete":
-        if len(text):
-            start = op[1] % len(text)
-            del text[start : min(len(text), start + op[2])]
-    elif kind == "map_set":
-        doc.get("map", type=Map)[op[1]] = op[2]
-    elif kind == "map_delete":
-        m = doc.get("map", type=Map)
-        if op[1] in m:
-            del m[op[1]]
-    elif kind == "array_insert":
-        value = Map(op[2]) if isinstance(op[2], dict) else op[2]
-        array.insert(op[1] % (len(array) + 1), value)
-    elif kind == "array_delete":
-        if len(array):
-            start = op[1] % len(array)
-            del array[start : min(len(array), start + op[2])]
-    elif kind == "xml_element":
-        element = XmlElement(op[2], {}, [XmlText(op[3])])
-        fragment.children.insert(op[1] % (len(fragment.children) + 1), element)
-    elif kind == "xml_text":
-        if len(fragment.children):
-            element = fragment.children[op[1] % len(fragment.children)]
-            inner = element.children[0]
-            inner.insert(op[2] % (len(inner) + 1), op[3])
-    elif kind == "xml_attribute":
-        if len(fragment.children):
-            fragment.children[op[1] % len(fragment.children)].attributes[op[2]] = op[3]
-    elif kind == "mark":
-        doc.get("marks", type=Map)[op[1]] = op[2]
-    elif kind == "xml_delete":
-        if len(fragment.children):
-            del fragment.children[op[1] % len(fragment.children)]
-    else:
-        raise ValueError(f"unknown edit {op!r}")
-
-
 # -- a client --------------------------------------------------------------------------------
 
 _TRANSIENT = (OSError, HandshakeError, ConnectionClosed, trio.BrokenResourceError)
@@ -377,6 +273,10 @@ def transient(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(transient(inner) for inner in exc.exceptions)
     return isinstance(exc, _TRANSIENT)
+
+
+class UnusableFrame(Exception):
+    """A frame from the daemon that the client's Yjs document could not read or apply."""
 
 
 @attrs.define(eq=False)
@@ -392,13 +292,16 @@ class EditRecord:
 
 
 class FuzzClient:
-    """A y-websocket client around one pycrdt Doc that lives across its connections."""
+    """A y-websocket client around one Y.Doc (in the oracle) that lives across its
+    connections."""
 
-    def __init__(self, loop: TrioLoop, name: str, room: str, client_id: int) -> None:
+    def __init__(
+        self, loop: TrioLoop, oracle: YjsOracle, name: str, room: str, client_id: int
+    ) -> None:
         self.loop = loop
         self.name = name
         self.room = room
-        self.doc = new_doc(client_id)
+        self.peer: YjsPeer = oracle.peer(name, client_id)
         self.client_id = client_id
         self.ws: WebSocketConnection | None = None
         self.wants_online = False
@@ -411,9 +314,6 @@ class FuzzClient:
         self.unacked: list[EditRecord] = []  # not acknowledged on any connection yet
         self._probes: deque[list[EditRecord]] = deque()
         self._unsolicited_step2 = True
-        self._remote = False
-        self._outbox: list[bytes] = []
-        self._sub = self.doc.observe(self._on_transaction)
         self._scope: trio.CancelScope | None = None
         self._stream: trio.SocketStream | None = None
         self.reading = trio.Event()
@@ -488,7 +388,7 @@ class FuzzClient:
                     # acknowledging nothing).
                     self._probes.append([])
                     with contextlib.suppress(ConnectionClosed):
-                        await ws.send_message(messages.encode_sync_step1(self.doc.get_state()))
+                        await ws.send_message(self.peer.step1())
                     if await self._read(ws):
                         # The library's reader task finishes the closing handshake: give
                         # it a moment rather than cancelling it (that would stall `aclose`).
@@ -527,9 +427,9 @@ class FuzzClient:
                 except ConnectionClosed:
                     raise
                 except Exception as exc:  # noqa: BLE001 - any failure here is a finding
+                    data = frame if isinstance(frame, bytes) else frame.encode()
                     self.errors.append(
-                        f"{self.name}: unusable frame from the daemon ({exc!r}): "
-                        f"{len(frame)} bytes, {frame[:24]!r}...{frame[-24:]!r}"
+                        f"{self.name}: unusable frame from the daemon ({exc}): {frame_report(data)}"
                     )
                     return False
         except ConnectionClosed:
@@ -549,41 +449,38 @@ class FuzzClient:
     async def _handle(self, ws: WebSocketConnection, frame: bytes | str) -> None:
         if isinstance(frame, str):
             return  # control frames (connection.ack, notices, errors) are not state
-        message = messages.decode(frame)
-        if isinstance(message, messages.SyncStep1):
-            # The server's state vector: send what it lacks (edits made offline), then a
-            # probe whose answer acknowledges them.
-            await ws.send_message(
-                messages.encode_sync_step2(self.doc.get_update(message.state_vector))
-            )
+        try:
+            received = self.peer.receive(frame)
+        except OracleError as exc:
+            raise UnusableFrame(f"Yjs could not apply it: {exc}") from None
+        kind, reply = received.kind, received.reply
+        if received.updates:
+            # Yjs changed the document by itself (formatting made redundant by concurrent
+            # marks is deleted): y-websocket sends that like an edit.
+            await self._send(self._records(received.updates, "Yjs's own cleanup"))
+        if kind == "step1":
+            # The server's state vector: y-protocols' answer is what it lacks (edits made
+            # offline); then a probe whose answer acknowledges them.
+            assert reply is not None
+            await ws.send_message(reply)
             pending, self.unacked = self.unacked, []
             self._probes.append(pending)
             self._uploaded = True
-            await ws.send_message(messages.encode_sync_step1(self.doc.get_state()))
-        elif isinstance(message, messages.SyncStep2 | messages.SyncUpdate):
-            self._apply_remote(message.update)
-            if isinstance(message, messages.SyncStep2):
-                if self._unsolicited_step2:
-                    self._unsolicited_step2 = False
-                elif self._probes:
-                    now = time.monotonic()
-                    for record in self._probes.popleft():
-                        if record.acked_at is None:
-                            record.acked_at = now
-                    if not self._probes:
-                        self.synced = True
+            await ws.send_message(self.peer.step1())
+        elif kind == "step2":
+            if self._unsolicited_step2:
+                self._unsolicited_step2 = False
+            elif self._probes:
+                now = time.monotonic()
+                for record in self._probes.popleft():
+                    if record.acked_at is None:
+                        record.acked_at = now
+                if not self._probes:
+                    self.synced = True
         self._wake()
 
-    def _apply_remote(self, update: bytes) -> None:
-        self._remote = True
-        try:
-            self.doc.apply_update(update)
-        finally:
-            self._remote = False
-
-    def _on_transaction(self, event: TransactionEvent) -> None:
-        if not self._remote:
-            self._outbox.append(event.update)
+    def state_vector(self) -> dict[int, int]:
+        return self.peer.state_vector
 
     async def _wait_synced(self, within: float = 5.0) -> bool:
         """Until the connection's first probes are answered; False if it closed meanwhile."""
@@ -613,16 +510,16 @@ class FuzzClient:
 
     async def edit(self, op: tuple[Any, ...]) -> list[EditRecord]:
         """Apply one edit locally; if online, send it and a probe. Returns its records."""
-        self._outbox.clear()
-        with self.doc.transaction():
-            apply_op(self.doc, op)
-        records = [
-            EditRecord(self.name, self.room, update, time.monotonic(), description=repr(op))
-            for update in self._outbox
-        ]
-        self._outbox.clear()
-        self.edits.extend(records)
+        records = self._records(self.peer.edit(op), repr(op))
         await self._send(records)
+        return records
+
+    def _records(self, updates: list[bytes], description: str) -> list[EditRecord]:
+        records = [
+            EditRecord(self.name, self.room, update, time.monotonic(), description=description)
+            for update in updates
+        ]
+        self.edits.extend(records)
         return records
 
     async def _send(self, records: list[EditRecord]) -> None:
@@ -634,16 +531,11 @@ class FuzzClient:
             for record in records:
                 await ws.send_message(messages.encode_sync_update(record.update))
             self._probes.append(records)
-            await ws.send_message(messages.encode_sync_step1(self.doc.get_state()))
+            await ws.send_message(self.peer.step1())
         except ConnectionClosed:
             # The connection is going: the next one's first step 2 carries these edits.
             if not self._probes or self._probes[-1] is not records:
                 self.unacked.extend(records)
-
-    def release(self) -> None:
-        """Free the Doc: pycrdt's observer holds the callback from Rust (a cycle the
-        garbage collector cannot see), so the subscription must be dropped by hand."""
-        self.doc.unobserve(self._sub)
 
     def pause_reading(self) -> None:
         if self.reading.is_set():
@@ -713,9 +605,6 @@ __all__ = [
     "ExclusiveLock",
     "FuzzClient",
     "TrioLoop",
-    "contains",
-    "doc_state",
     "fetch_state",
-    "new_doc",
     "rss_kib",
 ]
