@@ -18,6 +18,7 @@ import trio
 
 from ..config import RealtimeConfig
 from ..persistence import RoomDamaged, Store, StoreError, store_for
+from ..persistence.historyexport import MAGIC, export_room, import_room
 from ..protocol import InvalidUpdate
 
 T = TypeVar("T")
@@ -35,18 +36,20 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     show.add_argument("room", help="room key, e.g. records:abc123")
     export = actions.add_parser(
         "export",
-        help="write a room's full state (a Yjs update) to FILE",
-        description="Write the stored state of ROOM (snapshot and update log merged) to FILE "
-        "as one Yjs update. A room with no stored state is an error (exit 1), and FILE is "
-        "then not written.",
+        help="write a room's full state and its history to FILE",
+        description="Write the stored state of ROOM (snapshot and update log merged) to FILE, "
+        "with the room's history (attributed updates, client ids, versions) if it has any; "
+        "without history FILE is one plain Yjs update. A room with no stored state is an "
+        "error (exit 1), and FILE is then not written.",
     )
     export.add_argument("room", help="stored room key, e.g. records:abc123 (see `list`)")
     export.add_argument("file", type=Path, help="file to write (replaced if it exists)")
     load = actions.add_parser(
         "import",
-        help="merge a Yjs update from FILE into a room",
-        description="Merge the Yjs update in FILE (as written by `export`) into ROOM and store "
-        "the result as a new snapshot. A merge, never a replacement: nothing stored is lost.",
+        help="merge an export (or a plain Yjs update) from FILE into a room",
+        description="Merge the state in FILE (as written by `export`, or a plain Yjs update) "
+        "into ROOM and store the result as a new snapshot. A merge, never a replacement: "
+        "nothing stored is lost. The history in FILE is restored when ROOM has none here.",
     )
     load.add_argument("room", help="room key to merge into, e.g. records:abc123 (created if new)")
     load.add_argument("file", type=Path, help="a Yjs update, e.g. from `snapshots export`")
@@ -151,18 +154,27 @@ async def _export(store: Store, args: argparse.Namespace) -> int:
     if not await store.snapshots(args.room) and not (await store.load(args.room)).log:
         print(f"no stored state for {args.room!r}: nothing written", file=sys.stderr)
         return 1
-    state = await store.export_state(args.room)
-    await trio.Path(args.file).write_bytes(state)
-    print(f"wrote {len(state)} bytes of {args.room} to {args.file}")
+    data = await export_room(store, args.room)
+    await trio.Path(args.file).write_bytes(data)
+    what = "state and history" if data.startswith(MAGIC) else "state (no history)"
+    print(f"wrote {len(data)} bytes of {args.room} ({what}) to {args.file}")
     return 0
 
 
 async def _import(store: Store, args: argparse.Namespace) -> int:
-    state = await trio.Path(args.file).read_bytes()
-    record = await store.import_state(args.room, state)
+    data = await trio.Path(args.file).read_bytes()
+    done = await import_room(store, args.room, data)
+    record = done.record
     print(
         f"merged {args.file} into {args.room}: snapshot v{record.version}, {record.byte_size} bytes"
     )
+    if done.versions:
+        print(f"restored its history: {done.versions} versions")
+    if done.history_skipped:
+        print(
+            f"history of {args.file} NOT imported: {args.room} already has history here "
+            "(the state was merged; its history stays as it was)"
+        )
     return 0
 
 

@@ -177,6 +177,21 @@ class HistoryStore(Protocol):
         """Drop versions that ended before the cutoff and the entries they hold; count."""
         ...
 
+    async def restore_history(
+        self,
+        room_id: str,
+        entries: Sequence[Entry],
+        versions: Sequence[tuple[Version, bytes, Sequence[BlockChange]]],
+        clients: Sequence[ClientOwner],
+    ) -> bool:
+        """Store a room's whole history as exported, keeping its seqs and version numbers,
+        in one transaction (`snapshots import`).
+
+        False, writing nothing, when the room already has history here: two histories
+        cannot be interleaved without renumbering what readers may have cited.
+        """
+        ...
+
 
 def client_ids(update: bytes) -> tuple[int, ...]:
     """The Yjs client ids whose structs the update carries (a delete-only update: none)."""

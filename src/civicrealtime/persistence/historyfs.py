@@ -21,6 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from ..atomicfile import fsync_directory, write_all, write_atomically
 from ..rooms.origin import Origin
 from .filenames import safe_name
@@ -114,6 +116,17 @@ class FsHistory:
     async def prune(self, before_ms: int) -> int:
         return await self._store._call(partial(self._prune, before_ms))
 
+    async def restore_history(
+        self,
+        room_id: str,
+        entries: Sequence[Entry],
+        versions: Sequence[tuple[Version, bytes, Sequence[BlockChange]]],
+        clients: Sequence[ClientOwner],
+    ) -> bool:
+        return await self._store._call(
+            partial(self._restore, room_id, list(entries), list(versions), list(clients))
+        )
+
     # -- in the worker thread ----------------------------------------------------------------
 
     def _dir(self, room_id: str) -> Path:
@@ -187,6 +200,60 @@ class FsHistory:
                 if fresh:
                     self._append_lines(room_id, "clients.jsonl", fresh)
         return seqs
+
+    def _restore(
+        self,
+        room_id: str,
+        entries: list[Entry],
+        versions: list[tuple[Version, bytes, Sequence[BlockChange]]],
+        clients: list[ClientOwner],
+    ) -> bool:
+        self._store._writable()
+        names = ("updates.jsonl", "clients.jsonl", "versions.jsonl")
+        if any(self._lines(room_id, name) for name in names):
+            return False
+        self._last.pop(room_id, None)
+        # Clients and updates first, versions last: a crash in between leaves entries
+        # without their versions, which the recorder closes again, never a version whose
+        # updates are missing.
+        if clients:
+            self._append_lines(
+                room_id,
+                "clients.jsonl",
+                [
+                    {
+                        "client": c.client_id,
+                        "actor": c.actor,
+                        "author": c.author,
+                        "name": c.name,
+                        "at": c.first_ms,
+                    }
+                    for c in clients
+                ],
+            )
+        if entries:
+            self._append_lines(
+                room_id,
+                "updates.jsonl",
+                [
+                    {
+                        "seq": e.seq,
+                        "at": e.at_ms,
+                        "actor": e.origin.actor,
+                        "sub": e.origin.sub,
+                        "name": e.origin.name,
+                        "conn": e.origin.conn_id,
+                        "node": e.node,
+                        "clients": list(e.client_ids),
+                        "data": base64.b64encode(e.data).decode(),
+                    }
+                    for e in entries
+                ],
+            )
+        self._last.pop(room_id, None)
+        for version, state, changes in versions:
+            self._add_version(attrs.evolve(version, room_id=room_id), state, changes)
+        return True
 
     def _add_version(self, version: Version, state: bytes, changes: Sequence[BlockChange]) -> bool:
         self._store._writable()

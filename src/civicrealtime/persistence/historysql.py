@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any, cast, get_args
 
+import attrs
+
 from ..rooms.origin import Actor, Origin
 from .history import (
     BlockChange,
@@ -174,6 +176,17 @@ class SqlHistory:
     async def prune(self, before_ms: int) -> int:
         return await self._store._call(True, partial(self._prune, before_ms))
 
+    async def restore_history(
+        self,
+        room_id: str,
+        entries: Sequence[Entry],
+        versions: Sequence[tuple[Version, bytes, Sequence[BlockChange]]],
+        clients: Sequence[ClientOwner],
+    ) -> bool:
+        return await self._store._call(
+            True, partial(self._restore, room_id, list(entries), list(versions), list(clients))
+        )
+
     # -- in the worker thread ----------------------------------------------------------------
 
     def _append(self, entries: list[Entry], tx: Tx) -> list[int]:
@@ -224,6 +237,48 @@ class SqlHistory:
                 clients,
             )
         return seqs
+
+    def _restore(
+        self,
+        room_id: str,
+        entries: list[Entry],
+        versions: list[tuple[Version, bytes, Sequence[BlockChange]]],
+        clients: list[ClientOwner],
+        tx: Tx,
+    ) -> bool:
+        self._store._lock_room(tx, "history:" + room_id)
+        for table in HISTORY_TABLES:
+            if tx.rows(f"SELECT 1 FROM {table} WHERE room_id = ? LIMIT 1", (room_id,)):
+                return False
+        tx.run_many(
+            f"INSERT INTO {UPDATES} (room_id, seq, created_at, actor, author, author_name, "
+            "conn_id, node, client_ids, update_data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    room_id,
+                    e.seq,
+                    e.at_ms,
+                    e.origin.actor,
+                    e.origin.sub,
+                    e.origin.name,
+                    e.origin.conn_id,
+                    e.node,
+                    json.dumps(list(e.client_ids)),
+                    e.data,
+                )
+                for e in entries
+            ],
+        )
+        tx.run_many(
+            f"INSERT INTO {CLIENTS} (room_id, client_id, actor, author, author_name, "
+            "first_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(room_id, c.client_id, c.actor, c.author, c.name, c.first_ms) for c in clients],
+        )
+        for version, state, changes in versions:
+            self._add_version(
+                attrs.evolve(version, room_id=room_id), state, changes_json(changes), tx
+            )
+        return True
 
     def _add_version(self, version: Version, state: bytes, changes: str, tx: Tx) -> bool:
         # Nodes sharing a database may close the same version at once: the first wins.
