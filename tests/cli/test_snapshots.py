@@ -8,10 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 from pycrdt import Doc, Text
 
+from civicrealtime import cli
 from civicrealtime.persistence import SqliteStore
+
+from ..persistence.test_history_export import ROOM, build
 
 
 def _update(text: str) -> bytes:
@@ -193,3 +197,34 @@ def test_verify_and_compact_work_without_tqdm(tmp_path: Path) -> None:
         outputs.append(result.stdout)
     assert "verified 2 rooms" in outputs[0]
     assert "compacted 2 of 2 rooms" in outputs[1]
+
+
+def test_export_and_import_carry_history_from_sqlite_to_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "h.sqlite3"
+
+    async def write() -> None:
+        async with SqliteStore(str(database)) as store:
+            await build(store)
+
+    trio.run(write)
+    source = tmp_path / "source.yml"
+    source.write_text(f"snapshots:\n  enabled: true\n  database_url: '{database}'\n")
+    target = tmp_path / "target.yml"
+    target.write_text(
+        f"snapshots:\n  enabled: true\n  database_url: 'filesystem:{tmp_path / 'fs'}'\n"
+    )
+    file = str(tmp_path / "bylaw.export")
+    assert cli.main(["--config", str(source), "snapshots", "export", ROOM, file]) == 0
+    assert "(state and history)" in capsys.readouterr().out
+    assert cli.main(["--config", str(target), "snapshots", "import", ROOM, file]) == 0
+    assert "restored its history: 3 versions" in capsys.readouterr().out
+    for action in (["list", ROOM, "--json"], ["show", ROOM, "2"], ["blame", ROOM, "--json"]):
+        assert cli.main(["--config", str(source), "history", *action]) == 0
+        expected = capsys.readouterr().out
+        assert cli.main(["--config", str(target), "history", *action]) == 0
+        assert capsys.readouterr().out == expected
+    # Again into the same room: the state merges, the room's own history stays as it is.
+    assert cli.main(["--config", str(target), "snapshots", "import", ROOM, file]) == 0
+    assert "NOT imported" in capsys.readouterr().out
