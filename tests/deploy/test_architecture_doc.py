@@ -60,3 +60,18 @@ def test_the_task_tree_names_classes_and_functions_that_exist() -> None:
     functions = [m for label in labels for m in re.findall(r"^(\w+_\w+): ", label)]
     for function in functions:
         assert re.search(rf"def {function}\(", source), function
+
+
+def test_the_persistence_module_table_lists_every_module_of_the_package() -> None:
+    text = (ROOT / "docs" / "persistence.md").read_text(encoding="utf-8")
+    section = text[text.index("## Modules") :]
+    section = section[: section.index("\n## ")]
+    named = {
+        name
+        for line in section.splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([a-z_]+\.py)`", line.split("|")[1])
+    }
+    present = {path.name for path in (PACKAGE / "persistence").glob("[a-z]*.py")}
+    assert present - named == set(), "persistence modules missing from docs/persistence.md"
+    assert named - present == set(), "docs/persistence.md names modules that do not exist"
