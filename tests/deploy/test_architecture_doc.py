@@ -70,7 +70,7 @@ def test_the_persistence_module_table_lists_every_module_of_the_package() -> Non
         name
         for line in section.splitlines()
         if line.startswith("| `")
-        for name in re.findall(r"`([a-z_]+\.py)`", line.split("|")[1])
+        for name in re.findall(r"`([a-z_]+\.py)`", line)
     }
     present = {path.name for path in (PACKAGE / "persistence").glob("[a-z]*.py")}
     assert present - named == set(), "persistence modules missing from docs/persistence.md"
