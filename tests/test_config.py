@@ -95,6 +95,36 @@ def test_example_file_is_valid_and_documents_every_key() -> None:
         assert dotted.rsplit(".", 1)[-1] in documented, f"{dotted} missing from the example"
 
 
+def test_example_file_loads_with_the_real_loader() -> None:
+    # The file operators copy goes through load(): path handling, YAML parsing and the
+    # environment step, not only structure(); an empty environment keeps it deterministic.
+    path = ROOT / "config.example.yml"
+    loaded = load(path, environ={})
+    assert loaded.found
+    assert loaded.source == path
+    assert loaded.config == structure(yaml.safe_load(path.read_text()))
+
+
+def test_example_room_type_comment_is_a_valid_entry() -> None:
+    # The commented-out room_types entry is what operators uncomment; its keys must exist.
+    text = (ROOT / "config.example.yml").read_text()
+    lines = text.splitlines()
+    start = lines.index("  room_types: {}")
+    uncommented = ["  room_types:"]
+    for line in lines[start + 1 :]:
+        if not line.startswith("  #  "):
+            break
+        body = line[len("  #") :]
+        if not body.strip().startswith("#"):
+            uncommented.append("  " + body)
+    assert len(uncommented) > 5
+    config = structure(yaml.safe_load("\n".join(lines[:start] + uncommented)))
+    notes = config.room_types["notes"]
+    assert notes.handler == "civicrealtime_notes:NotesRoomType"
+    assert notes.options == {"directory": "/srv/civicpress/notes"}
+    assert dict(notes.roles) == {"clerk": "edit", "public": "view"}
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [

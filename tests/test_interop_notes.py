@@ -8,34 +8,22 @@ y-websocket open a notes room seeded from its file, edit it, and the edit reache
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from civicrealtime.auth.minting import mint_token
 
 from . import processes
+from .interop_support import needs_node, run_node_json, wait_for_file
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "notes"
-JS_DIR = Path(__file__).resolve().parent / "js"
-NODE = shutil.which("node")
 SECRET = "notes-interop-" + "n" * 40
 
-pytestmark = [
-    pytest.mark.interop,
-    pytest.mark.skipif(NODE is None, reason="node (Node.js) not found on PATH"),
-    pytest.mark.skipif(
-        not (JS_DIR / "node_modules" / "y-websocket").is_dir(),
-        reason="run `npm ci --prefix tests/js` (nox -s tests does it)",
-    ),
-]
+pytestmark = needs_node("y-websocket")
 
 
 def example_config(port: int, notes: Path) -> str:
@@ -49,7 +37,6 @@ def example_config(port: int, notes: Path) -> str:
 
 
 def test_a_yjs_client_edits_a_notes_room_and_the_edit_reaches_its_file(tmp_path: Path) -> None:
-    assert NODE is not None
     notes = tmp_path / "notes"
     shutil.copytree(EXAMPLE / "notes", notes)
     seeded = (notes / "welcome.txt").read_text()
@@ -68,30 +55,20 @@ def test_a_yjs_client_edits_a_notes_room_and_the_edit_reaches_its_file(tmp_path:
         # grants it only records permissions).
         token = mint_token(SECRET.encode(), user="ed", role="editor")
         addition = "Ajouté par un client Yjs ✓"
-        result = subprocess.run(
-            [
-                NODE,
-                str(JS_DIR / "notes_client.mjs"),
-                f"ws://127.0.0.1:{port}/realtime",
-                "welcome",
-                token,
-                addition,
-            ],
-            cwd=JS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        seen = run_node_json(
+            "notes_client.mjs",
+            f"ws://127.0.0.1:{port}/realtime",
+            "welcome",
+            token,
+            addition,
         )
-        assert result.returncode == 0, result.stderr
-        assert json.loads(result.stdout.splitlines()[0]) == {"text": seeded}
+        assert seen == {"text": seeded}
         saved = notes / "welcome.txt"
-        deadline = time.monotonic() + 15
-        while saved.read_text() != seeded + addition:
-            assert time.monotonic() < deadline, (
-                f"the file never received the edit: {saved.read_text()!r}"
-            )
-            time.sleep(0.05)
+        wait_for_file(
+            saved,
+            lambda text: text == seeded + addition,
+            lambda: f"the file never received the edit: {saved.read_text()!r}",
+        )
         assert processes.terminate(daemon) == 0
     finally:
         processes.stop(daemon)

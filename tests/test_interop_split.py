@@ -10,9 +10,7 @@ after SIGKILL and a restart (the log replayed through the same containment).
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -22,18 +20,13 @@ from typing import Any
 
 import pytest
 
-from tests.test_interop_js import JS_DIR, NODE, Daemon, _free_port, _tokens
+from . import processes
+from .interop_support import JS_DIR, NODE, Daemon, needs_node, run_with_tokens
 
 SCRIPT = JS_DIR / "split_clients.mjs"
 SCENARIO_TIMEOUT = 120.0
 
-pytestmark = [
-    pytest.mark.interop,
-    pytest.mark.skipif(NODE is None, reason="node (Node.js) not found on PATH"),
-    pytest.mark.skipif(
-        not (JS_DIR / "node_modules").is_dir(), reason="run `npm ci --prefix tests/js`"
-    ),
-]
+pytestmark = needs_node("y-websocket")
 
 CONFIG = """\
 host: 127.0.0.1
@@ -54,7 +47,7 @@ EDITORS_TEXT = "Avis \ufffdé\ufffd public"
 class SplitDaemon(Daemon):
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
-        self.http_port = _free_port()
+        self.http_port = processes.free_port()
         self.config.write_text(
             CONFIG.format(port=self.port, http_port=self.http_port), encoding="utf-8"
         )
@@ -101,16 +94,7 @@ def daemon(tmp_path: Path) -> Iterator[SplitDaemon]:
 def run(daemon: SplitDaemon, scenario: str, prefix: str, *extra: str) -> dict[str, Any]:
     assert NODE is not None
     cmd = [NODE, str(SCRIPT), daemon.base_url, scenario, "--prefix", prefix, *extra]
-    result = subprocess.run(
-        cmd,
-        cwd=JS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=SCENARIO_TIMEOUT,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "INTEROP_TOKENS": _tokens()},
-    )
+    result = run_with_tokens(cmd, SCENARIO_TIMEOUT)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
     assert result.returncode == 0 and lines, (
         f"`{' '.join(cmd)}` exited {result.returncode}\n--- stdout ---\n{result.stdout}\n"

@@ -8,12 +8,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from ..interop_support import popen_daemon, read_log, tail
+from ..processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 WEB_DEMO = REPO / "web" / "demo"
@@ -31,13 +33,6 @@ def chromium_path() -> str | None:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def kill_processes_mentioning(marker: str) -> list[int]:
@@ -112,7 +107,6 @@ logging:
 JWT_SECRET = "demo-e2e-" + "s" * 40
 STARTUP_TIMEOUT = 20.0
 SIGTERM_TIMEOUT = 10.0
-LOG_TAIL = 6000
 
 
 class DemoDaemon:
@@ -140,29 +134,13 @@ class DemoDaemon:
         return self.proc.pid
 
     def log(self) -> str:
-        try:
-            return self.stderr_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return "<no daemon stderr>"
+        return read_log(self.stderr_path)
 
     def log_tail(self) -> str:
-        text = self.log()
-        return text if len(text) <= LOG_TAIL else "…" + text[-LOG_TAIL:]
+        return tail(self.log())
 
     def start(self) -> None:
-        env = dict(os.environ)
-        env["CIVICREALTIME_JWT_SECRET"] = JWT_SECRET
-        for var in ("CIVICREALTIME_HOST", "CIVICREALTIME_PORT", "CIVICREALTIME_CONFIG"):
-            env.pop(var, None)
-        with (self.workdir / "daemon.stdout").open("wb") as out, self.stderr_path.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "civicrealtime", "--config", str(self.config)],
-                cwd=self.workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
+        self.proc = popen_daemon(self.config, self.workdir, JWT_SECRET, self.stderr_path)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             code = self.proc.poll()
