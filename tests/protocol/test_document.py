@@ -225,3 +225,30 @@ def _assert_serves_the_story(story: dict[str, Any]) -> None:
     assert text_of(document.doc) == story["text"]
     served = _node("decode", stdin=document.doc.get_update().hex())
     assert served == {"text": story["text"], "delta": story["delta"]}
+
+
+def test_an_update_whose_split_points_cannot_be_read_is_refused() -> None:
+    """A var-uint padded to 10 bytes: yrs and lib0 read it, our reader does not. Applied
+    as is, the split inside the emoji went in the yrs way, and the server's text differed
+    from the editors'."""
+    document = YDocument()
+    text = document.doc.get("text", type=Text)
+    text += "Avis 😀 public"
+    document.reindex()
+    before = document.doc.get_update()
+    padded_five = bytes([0x85] + [0x80] * 8 + [0x00])
+    split = (
+        encode_var_uint(1)
+        + encode_var_uint(1)
+        + encode_var_uint(77)
+        + encode_var_uint(0)
+        + bytes([0x84])
+        + encode_var_uint(document.doc.client_id)
+        + padded_five
+        + encode_var_string("é")
+        + encode_var_uint(0)
+    )
+    with pytest.raises(InvalidUpdate):
+        document.apply(split)
+    assert text_of(document.doc) == "Avis 😀 public"
+    assert document.doc.get_update() == before
