@@ -212,6 +212,24 @@ async def test_bad_input_is_refused_and_nothing_is_applied(
     await editor.wait_for(lambda: "19 h 03" in markdown(editor.doc))
 
 
+async def test_an_admin_token_pinned_to_another_room_may_not_edit_this_one(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """The `rooms` claim pins an admin's token too, as the WebSocket path does."""
+    running = await start(start_server, tmp_path)
+    pinned = bearer(token("root", role="admin", rooms=["records:other"]))
+    starred = bearer(token("svc", permissions=["*"], rooms=["records:other"]))
+    async with http(running) as client:
+        admin_put = await put_markdown(client, "x", headers=pinned)
+        star_put = await put_markdown(client, "x", headers=starred)
+        admin_get = await client.get(URL, headers=pinned)
+        text = (await client.get(URL, headers=ADMIN)).text
+    assert admin_put.status_code == 403
+    assert star_put.status_code == 403
+    assert admin_get.status_code == 403
+    assert "19 h 02" in text  # nothing was applied
+
+
 class Notes(RoomType):
     def __init__(self) -> None:
         super().__init__("notes")

@@ -187,7 +187,9 @@ async def _authorize(service: OpsService, scope: Scope, key: str, room_type: str
         log.info("content.refused peer=%s detail=%s", request.peer, exc.detail)
         raise ContentHttpError(401, "invalid token") from None
     granted = effective_permissions(identity, service.config.auth.roles)
-    if identity.role == "admin" or {"admin", ALL} & granted:
+    # The `rooms` claim pins every token, an admin's too (as on the WebSocket path): a
+    # token minted for one record's page must not edit the others.
+    if (identity.role == "admin" or {"admin", ALL} & granted) and room_allowed(identity, key):
         return identity.user_id
     if (
         room_type is not None
