@@ -143,6 +143,10 @@ class RecordIndex:
             _Root(records / ARCHIVE_DIR, archived=True),
         ]
 
+    def inside(self, path: Path) -> bool:
+        """Whether `path`, symlinks resolved now, is in the data directory."""
+        return self._inside(path)
+
     def _inside(self, path: Path) -> bool:
         try:
             return path.resolve().is_relative_to(self._real_root)

@@ -110,7 +110,14 @@ class PublishedWatcher:
         task_status.started()
         while True:
             await trio.sleep(self._interval)
-            changed = await trio.to_thread.run_sync(self._poll)
+            try:
+                changed = await trio.to_thread.run_sync(self._poll)
+            except OSError as exc:
+                # A directory removed or made unreadable mid-scan (a `git pull` of the data
+                # directory): this task runs in the daemon's root nursery, so raising would
+                # stop the server. The next poll scans again.
+                log.warning("records.poll_failed error=%s", exc)
+                continue
             if changed:
                 pending |= changed
                 continue  # still changing: wait for a quiet poll
@@ -195,6 +202,9 @@ class PublishedWatcher:
         path = self._index.lookup(record_id)
         if record_id not in self._bases or path is None:
             return None, None
+        if not self._index.inside(path):
+            # Replaced by a symlink out of the data directory since the scan: never read.
+            return None, "is a link out of the data directory"
         previous = self._bases[record_id]
         try:
             data = path.read_bytes()
