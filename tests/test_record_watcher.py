@@ -307,3 +307,33 @@ async def test_a_record_replaced_by_a_link_out_of_the_data_dir_is_never_read(
         nursery.cancel_scope.cancel()
     assert delivered.ids == []
     assert "link out of the data directory" in watcher.failures["r0"]
+
+
+async def test_a_file_that_never_stops_changing_does_not_hold_back_the_merges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Merges waited for a poll that found no change: one file rewritten before every poll
+    held back every record's merge, forever."""
+    data = tmp_path / "civicpress"
+    busy, quiet = write_records(data, 2)
+    index = RecordIndex(data)
+    index.scan()
+    refresh = index.refresh_if_changed
+    writes = 0
+
+    def rewrite_then_refresh() -> bool:
+        nonlocal writes
+        writes += 1
+        busy.write_text(FRONT.format(n=0) + BODY.format(n=0) + "x" * writes + "\n")
+        return refresh()
+
+    monkeypatch.setattr(index, "refresh_if_changed", rewrite_then_refresh)
+    delivered = Delivered()
+    watcher = PublishedWatcher(index, delivered, interval=0.01)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watcher.run)
+        quiet.write_text(FRONT.format(n=1) + BODY.format(n=1).replace("First", "Changed"))
+        with trio.fail_after(10):
+            await delivered.called.wait()
+        nursery.cancel_scope.cancel()
+    assert "r1" in delivered.ids

@@ -4,8 +4,8 @@ A record's published Markdown changes without us: a `git pull` of the data direc
 import script, the CivicPress API writing the file. Every `records.watch_seconds` the
 watcher stats every record file (a worker thread; no inotify dependency, and it works on
 network filesystems). Changed files are collected until a poll finds nothing new (a burst
-such as a `git pull` of many files is then handled once, as a whole), and each is merged
-once:
+such as a `git pull` of many files is then handled once, as a whole; a file that never stops
+changing is merged anyway after `MAX_BUSY_POLLS` polls), and each is merged once:
 
 - the change is what turned the file's previous text (the base) into its new text; it is
   merged into the live document three-way (`records/diff.py`), as the "filesystem" actor:
@@ -50,6 +50,11 @@ Edit = Callable[[YDocument], None]
 # why the others that needed it could not (a room that cannot load): those are retried.
 Deliver = Callable[[Sequence[tuple[str, Edit]]], Awaitable[tuple[set[str], dict[str, str]]]]
 
+
+# Polls in a row that may find changes before the pending ones are merged anyway: one file
+# written more often than the watcher polls (an autosave, a loop in a script) must not hold
+# back every other record's merge forever.
+MAX_BUSY_POLLS = 10
 
 Signature = tuple[int, int, int]  # mtime_ns, size, inode
 
@@ -108,6 +113,7 @@ class PublishedWatcher:
         # The bases; files that changed while the daemon was stopped are pending already.
         pending = await trio.to_thread.run_sync(self._poll)
         task_status.started()
+        busy = 0  # polls in a row that found changes
         while True:
             await trio.sleep(self._interval)
             try:
@@ -120,7 +126,10 @@ class PublishedWatcher:
                 continue
             if changed:
                 pending |= changed
-                continue  # still changing: wait for a quiet poll
+                busy += 1
+                if busy < MAX_BUSY_POLLS:
+                    continue  # still changing: wait for a quiet poll
+            busy = 0
             if pending:
                 batch, pending = pending, set()
                 pending = await self._merge(sorted(batch))
