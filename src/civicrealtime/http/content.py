@@ -278,7 +278,9 @@ async def _put_update(
     service: OpsService, key: str, room_type: str, actor: str, update: bytes
 ) -> Response:
     try:
-        apply_update(Doc(), update)  # decoded in full before the room sees it
+        # Decoded in full before the room sees it, by the room's own rules (an update
+        # whose structs cannot be read is refused there too): a 400, not a failed edit.
+        YDocument().apply(update)
     except InvalidUpdate as exc:
         raise ContentHttpError(400, f"not a Yjs update: {exc}") from None
 
