@@ -97,6 +97,10 @@ def parse_front_matter(raw: str) -> dict[str, Any]:
         loaded = yaml.safe_load("".join(lines[1:-1]))
     except yaml.YAMLError as exc:
         raise RecordError(f"front matter is not valid YAML: {exc}") from exc
+    except RecursionError:
+        # PyYAML nests a frame per bracket: `a: [[[[...` a few thousand deep escaped as
+        # RecursionError, out of the file watcher's task (the daemon's root nursery).
+        raise RecordError("front matter is not valid YAML: nested too deeply") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
