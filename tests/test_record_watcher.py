@@ -12,6 +12,7 @@ import trio
 from pycrdt import Doc, XmlFragment
 
 from civicrealtime.records import read_fragment, write_markdown
+from civicrealtime.records import watcher as watcher_module
 from civicrealtime.records.source import RecordIndex
 from civicrealtime.records.watcher import Edit, PublishedWatcher
 from civicrealtime.rooms.edits import read_room
@@ -337,3 +338,33 @@ async def test_a_file_that_never_stops_changing_does_not_hold_back_the_merges(
             await delivered.called.wait()
         nursery.cancel_scope.cancel()
     assert "r1" in delivered.ids
+
+
+async def test_a_parser_failure_on_one_file_is_reported_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception parsing one file ended the watcher's task, in the daemon's
+    root nursery: the whole server stopped."""
+    data = tmp_path / "civicpress"
+    bad, good = write_records(data, 2)
+    index = RecordIndex(data)
+    index.scan()
+    real = watcher_module.parse_content
+
+    def parse(text: str) -> Any:
+        if "Broken" in text:
+            raise ValueError("a parser bug")
+        return real(text)
+
+    monkeypatch.setattr(watcher_module, "parse_content", parse)
+    delivered = Delivered()
+    watcher = PublishedWatcher(index, delivered, interval=0.01)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watcher.run)
+        bad.write_text(FRONT.format(n=0) + "# Broken\n")
+        good.write_text(FRONT.format(n=1) + BODY.format(n=1).replace("First", "Changed"))
+        with trio.fail_after(10):
+            await delivered.called.wait()
+        nursery.cancel_scope.cancel()
+    assert delivered.ids == ["r1"]
+    assert "ValueError" in watcher.failures["r0"]

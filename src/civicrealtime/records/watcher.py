@@ -250,7 +250,13 @@ class PublishedWatcher:
         self._previous.clear()
         edits: list[tuple[str, Edit]] = []
         for record_id in ids:
-            edit, failure = await trio.to_thread.run_sync(self._prepare, record_id)
+            try:
+                edit, failure = await trio.to_thread.run_sync(self._prepare, record_id)
+            except Exception as exc:
+                # The isolation boundary of one file: a parser bug on hostile content must
+                # not end this task, which runs in the daemon's root nursery.
+                log.exception("records.file_failed record=%s", record_id)
+                edit, failure = None, f"could not be parsed: {type(exc).__name__}"
             if failure is not None:
                 self._fail(record_id, failure)
                 continue
