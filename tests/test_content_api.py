@@ -13,6 +13,7 @@ from pycrdt import Doc, Map, Text, XmlFragment
 
 from civicrealtime.auth.revocation import Revocations
 from civicrealtime.auth.token_auth import TokenAuthenticator
+from civicrealtime.protocol.varint import encode_var_string, encode_var_uint
 from civicrealtime.records import parse_markdown, read_fragment, write_markdown
 from civicrealtime.rooms import RoomType, RoomTypeRegistry
 
@@ -210,6 +211,50 @@ async def test_bad_input_is_refused_and_nothing_is_applied(
     assert allowed.status_code == 200, allowed.text
     assert allowed.json()["actor"] == "svc"
     await editor.wait_for(lambda: "19 h 03" in markdown(editor.doc))
+
+
+async def test_an_admin_token_pinned_to_another_room_may_not_edit_this_one(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """The `rooms` claim pins an admin's token too, as the WebSocket path does."""
+    running = await start(start_server, tmp_path)
+    pinned = bearer(token("root", role="admin", rooms=["records:other"]))
+    starred = bearer(token("svc", permissions=["*"], rooms=["records:other"]))
+    async with http(running) as client:
+        admin_put = await put_markdown(client, "x", headers=pinned)
+        star_put = await put_markdown(client, "x", headers=starred)
+        admin_get = await client.get(URL, headers=pinned)
+        text = (await client.get(URL, headers=ADMIN)).text
+    assert admin_put.status_code == 403
+    assert star_put.status_code == 403
+    assert admin_get.status_code == 403
+    assert "19 h 02" in text  # nothing was applied
+
+
+async def test_a_yjs_update_the_room_would_refuse_gets_400(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """A clock padded to a 10-byte var-uint: pycrdt reads it, the room refuses it (its split
+    points cannot be read). The pre-check used pycrdt alone, so the room's refusal came
+    back as a failed edit: 500 and a stack trace in the log."""
+    running = await start(start_server, tmp_path)
+    padded = (
+        encode_var_uint(1)
+        + encode_var_uint(1)
+        + encode_var_uint(77)
+        + bytes([0x80] * 9 + [0x00])
+        + bytes([0x04])
+        + encode_var_uint(1)
+        + encode_var_string("t")
+        + encode_var_string("hi")
+        + encode_var_uint(0)
+    )
+    Doc().apply_update(padded)  # what pycrdt alone accepts
+    async with http(running) as client:
+        answer = await client.put(
+            URL, content=padded, headers={**ADMIN, "Content-Type": "application/octet-stream"}
+        )
+    assert answer.status_code == 400, answer.text
 
 
 class Notes(RoomType):

@@ -164,6 +164,25 @@ async def test_access_needs_the_admin_credential_or_records_history(
         assert bad.status_code == 400
 
 
+async def test_an_admin_token_pinned_to_another_room_is_refused(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """The `rooms` claim pins an admin's token too, as the WebSocket path does."""
+    running = await start_with_history(start_server, tmp_path)
+    path = f"/admin/rooms/{ROOM}/history"
+    pinned = bearer(token("root", role="admin", rooms=["records:other"]))
+    anywhere = bearer(token("root", role="admin", rooms=["records:*"]))
+    async with http(running) as client:
+        refused = await client.get(path, headers=pinned)
+        restore = await client.post(
+            f"/admin/rooms/{ROOM}/restore", json={"version": 1}, headers=pinned
+        )
+        allowed = await client.get(path, headers=anywhere)
+    assert refused.status_code == 403
+    assert restore.status_code == 403
+    assert allowed.status_code == 404  # let in: this room has no history yet
+
+
 async def test_history_off_answers_409(start_server: StartServer, tmp_path: Path) -> None:
     running = await start(
         start_server,

@@ -17,6 +17,7 @@ from trio_websocket import ConnectionClosed
 from civicrealtime.persistence import SqliteStore
 from civicrealtime.protocol import messages
 from civicrealtime.protocol.closecodes import CloseCode
+from civicrealtime.rooms import pending
 
 from .conftest import RunningServer, StartServer, make_config
 from .polling import eventually
@@ -110,6 +111,28 @@ async def test_a_connection_past_its_budget_is_closed_and_the_room_keeps_working
     assert health["status"] == "degraded"
     assert any("never received were dropped" in r for r in health["reasons"])
     assert "civicrealtime_pending_dropped_updates_total 2.0" in metrics
+
+
+async def test_many_small_waiting_updates_are_bounded_by_count(
+    start_server: StartServer,
+) -> None:
+    """Within the byte budget, each held update still costs a pass on every update the
+    room applies: thousands of tiny ones froze the loop for every room."""
+    running = await start_server(make_config(protocol={"control_frames": True}))
+    editor = await running.client("count")
+    attacker = await running.client("count")
+    for c in (editor, attacker):
+        await c.wait_for(lambda c=c: len(c.binary) >= 2)
+    room = await _room(running, "count")
+    for n in range(pending.MAX_HELD_PER_CONNECTION + 1):
+        await _send(attacker, waiting_update(0, f"w{n}")[1])
+    await attacker.wait_for(lambda: attacker.closed is not None)
+    assert attacker.closed is not None
+    assert "PENDING_LIMIT" in str(attacker.closed[1])
+    assert room.pending.total == 0
+    assert running.service.stats.pending_dropped_updates == pending.MAX_HELD_PER_CONNECTION + 1
+    await editor.edit(lambda d: d.get("t", type=Text).insert(0, "still editing"))
+    await editor.wait_for(lambda: editor.text("t") == "still editing")
 
 
 async def test_a_chain_that_resolves_late_is_integrated_and_released(

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import trio
 from pycrdt import Doc, XmlFragment
 
 from civicrealtime.records import read_fragment, write_markdown
+from civicrealtime.records import watcher as watcher_module
+from civicrealtime.records.source import RecordIndex
+from civicrealtime.records.watcher import Edit, PublishedWatcher
 from civicrealtime.rooms.edits import read_room
 
 from .conftest import RunningServer, StartServer, make_config
@@ -229,3 +235,136 @@ async def test_the_history_attributes_a_merged_file_change_to_the_filesystem(
     actors = {e.origin.actor for e in await history.store.entries("records:r0")}
     assert "filesystem" in actors
     assert "user" not in actors
+
+
+class Delivered:
+    """A deliver callable that records the ids it was given and says each merged."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.called = trio.Event()
+
+    async def __call__(self, edits: Sequence[tuple[str, Edit]]) -> tuple[set[str], dict[str, str]]:
+        self.ids.extend(record_id for record_id, _ in edits)
+        self.called.set()
+        return {record_id for record_id, _ in edits}, {}
+
+
+async def test_a_poll_that_fails_is_retried_and_does_not_stop_the_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A year directory removed mid-scan (a `git pull`) raised out of the watcher's task,
+    which runs in the daemon's root nursery: the whole server stopped."""
+    data = tmp_path / "civicpress"
+    (path,) = write_records(data, 1)
+    index = RecordIndex(data)
+    index.scan()
+    refresh = index.refresh_if_changed
+    polls = 0
+
+    def flaky() -> bool:
+        nonlocal polls
+        polls += 1
+        if polls == 2:
+            raise FileNotFoundError(2, "No such file or directory", str(path.parent))
+        return refresh()
+
+    monkeypatch.setattr(index, "refresh_if_changed", flaky)
+    delivered = Delivered()
+    watcher = PublishedWatcher(index, delivered, interval=0.01)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watcher.run)
+        path.write_text(FRONT.format(n=0) + BODY.format(n=0).replace("First", "Changed"))
+        with trio.fail_after(10):
+            await delivered.called.wait()
+        nursery.cancel_scope.cancel()
+    assert polls > 2
+    assert delivered.ids == ["r0"]
+
+
+async def test_a_record_replaced_by_a_link_out_of_the_data_dir_is_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a scan and the read of a changed file, the file became a symlink to a file
+    outside the data directory: its text went into the room."""
+    data = tmp_path / "civicpress"
+    (path,) = write_records(data, 1)
+    secret = tmp_path / "secret.md"
+    secret.write_text(FRONT.format(n=0) + "# Secret\n\nnot for the room\n")
+    index = RecordIndex(data)
+    index.scan()
+    # The rescan that would drop the link has not run yet (the race, made to last).
+    monkeypatch.setattr(index, "refresh_if_changed", lambda: False)
+    delivered = Delivered()
+    watcher = PublishedWatcher(index, delivered, interval=0.01)
+    failed = trio.Event()
+    watcher.on_failure = failed.set
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watcher.run)
+        path.unlink()
+        path.symlink_to(secret)
+        with trio.fail_after(10):
+            await failed.wait()
+        nursery.cancel_scope.cancel()
+    assert delivered.ids == []
+    assert "link out of the data directory" in watcher.failures["r0"]
+
+
+async def test_a_file_that_never_stops_changing_does_not_hold_back_the_merges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Merges waited for a poll that found no change: one file rewritten before every poll
+    held back every record's merge, forever."""
+    data = tmp_path / "civicpress"
+    busy, quiet = write_records(data, 2)
+    index = RecordIndex(data)
+    index.scan()
+    refresh = index.refresh_if_changed
+    writes = 0
+
+    def rewrite_then_refresh() -> bool:
+        nonlocal writes
+        writes += 1
+        busy.write_text(FRONT.format(n=0) + BODY.format(n=0) + "x" * writes + "\n")
+        return refresh()
+
+    monkeypatch.setattr(index, "refresh_if_changed", rewrite_then_refresh)
+    delivered = Delivered()
+    watcher = PublishedWatcher(index, delivered, interval=0.01)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watcher.run)
+        quiet.write_text(FRONT.format(n=1) + BODY.format(n=1).replace("First", "Changed"))
+        with trio.fail_after(10):
+            await delivered.called.wait()
+        nursery.cancel_scope.cancel()
+    assert "r1" in delivered.ids
+
+
+async def test_a_parser_failure_on_one_file_is_reported_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception parsing one file ended the watcher's task, in the daemon's
+    root nursery: the whole server stopped."""
+    data = tmp_path / "civicpress"
+    bad, good = write_records(data, 2)
+    index = RecordIndex(data)
+    index.scan()
+    real = watcher_module.parse_content
+
+    def parse(text: str) -> Any:
+        if "Broken" in text:
+            raise ValueError("a parser bug")
+        return real(text)
+
+    monkeypatch.setattr(watcher_module, "parse_content", parse)
+    delivered = Delivered()
+    watcher = PublishedWatcher(index, delivered, interval=0.01)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watcher.run)
+        bad.write_text(FRONT.format(n=0) + "# Broken\n")
+        good.write_text(FRONT.format(n=1) + BODY.format(n=1).replace("First", "Changed"))
+        with trio.fail_after(10):
+            await delivered.called.wait()
+        nursery.cancel_scope.cancel()
+    assert delivered.ids == ["r1"]
+    assert "ValueError" in watcher.failures["r0"]

@@ -255,6 +255,19 @@ async def test_the_buffer_is_bounded_while_the_store_fails(tmp_path: Path) -> No
         assert [e.data for e in entries] == updates[recorder.entries_shed :]
 
 
+async def test_the_bound_counts_entries_not_only_their_bytes(tmp_path: Path) -> None:
+    """Empty updates are 2 bytes: counting data alone, 10,000 of them never reached a
+    64 KiB bound, and each kept an Entry of a few hundred bytes alive."""
+    async with SqliteStore(tmp_path / "h.sqlite3") as store:
+        failing = Failing(history_of(store))
+        recorder = HistoryRecorder(failing, node="n1", max_buffer_bytes=64 * 1024)  # type: ignore[arg-type]
+        for _ in range(10_000):
+            recorder.received("records:a", b"\x00\x00", ALICE)
+        await recorder.tick()
+        assert recorder.entries_shed > 0
+        assert len(recorder._buffer) * historyrecorder.ENTRY_OVERHEAD <= 64 * 1024
+
+
 async def test_content_history_never_saw_is_recorded_as_an_import(make_store: MakeStore) -> None:
     history = history_of(await make_store())
     recorder = HistoryRecorder(history, node="n1")

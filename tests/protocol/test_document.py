@@ -16,6 +16,8 @@ from typing import Any
 
 import pycrdt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
 from civicrealtime.persistence.rebuild import rebuild
@@ -225,3 +227,63 @@ def _assert_serves_the_story(story: dict[str, Any]) -> None:
     assert text_of(document.doc) == story["text"]
     served = _node("decode", stdin=document.doc.get_update().hex())
     assert served == {"text": story["text"], "delta": story["delta"]}
+
+
+def test_an_update_whose_split_points_cannot_be_read_is_refused() -> None:
+    """A var-uint padded to 10 bytes: yrs and lib0 read it, our reader does not. Applied
+    as is, the split inside the emoji went in the yrs way, and the server's text differed
+    from the editors'."""
+    document = YDocument()
+    text = document.doc.get("text", type=Text)
+    text += "Avis 😀 public"
+    document.reindex()
+    before = document.doc.get_update()
+    padded_five = bytes([0x85] + [0x80] * 8 + [0x00])
+    split = (
+        encode_var_uint(1)
+        + encode_var_uint(1)
+        + encode_var_uint(77)
+        + encode_var_uint(0)
+        + bytes([0x84])
+        + encode_var_uint(document.doc.client_id)
+        + padded_five
+        + encode_var_string("é")
+        + encode_var_uint(0)
+    )
+    with pytest.raises(InvalidUpdate):
+        document.apply(split)
+    assert text_of(document.doc) == "Avis 😀 public"
+    assert document.doc.get_update() == before
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.sampled_from(sorted(GOLDEN["cases"])),
+    edits=st.lists(
+        st.tuples(st.integers(0, 10_000), st.integers(0, 255), st.integers(0, 2)),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_a_mutated_update_is_contained_or_refused(
+    name: str, edits: list[tuple[int, int, int]]
+) -> None:
+    """Real Yjs updates with bytes replaced, inserted or removed: `apply` raises nothing
+    but `InvalidUpdate`, and takes no update whose split points it could not read."""
+    data = bytearray(update(name))
+    for position, byte, kind in edits:
+        at = position % (len(data) + 1)
+        if kind == 0 and at < len(data):
+            data[at] = byte
+        elif kind == 1:
+            data.insert(at, byte)
+        elif at < len(data):
+            del data[at]
+    mutated = bytes(data)
+    document = YDocument()
+    document.apply(update("typed_emoji"))
+    try:
+        document.apply(mutated)
+    except InvalidUpdate:
+        return
+    read_layout(mutated)  # raises MalformedMessage if an unreadable update went in

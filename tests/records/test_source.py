@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from civicrealtime.records import RecordError, RecordIndex
-from civicrealtime.records.source import split_front_matter
+from civicrealtime.records.edit import ContentError, parse_content
+from civicrealtime.records.source import parse_front_matter, split_front_matter
 
 from .helpers import DATA_DIR
 
@@ -210,3 +211,13 @@ def test_split_front_matter_keeps_crlf_and_bom() -> None:
     assert raw == "---\r\nid: a\r\n---\r\n"
     assert body == "Texte\r\n"
     assert line == 4
+
+
+def test_front_matter_nested_too_deeply_is_a_record_error() -> None:
+    """PyYAML recurses per bracket: a RecursionError escaped the file watcher's task and
+    stopped the daemon."""
+    raw = "---\na: " + "[" * 10_000 + "\n---\n"
+    with pytest.raises(RecordError):
+        parse_front_matter(raw)
+    with pytest.raises(ContentError):
+        parse_content(raw + "body\n")

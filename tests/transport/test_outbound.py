@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import trio
 from trio.testing import wait_all_tasks_blocked
 
 from civicrealtime.protocol import closecodes
@@ -141,6 +142,23 @@ async def test_an_aborting_close_drops_held_frames() -> None:
     assert socket.writes == []
     assert (queue.pending, queue.pending_bytes) == (0, 0)
     assert queue.aborted
+
+
+async def test_an_aborting_close_overrides_a_flushing_one() -> None:
+    """A send timeout while flushing before a close: the write may have been cut mid-frame.
+    The second close was ignored, so the socket got a close frame after a partial one."""
+    queue = Outbound(1024)
+    scope = trio.CancelScope()
+    queue.bind(scope)
+    assert queue.push(b"\x02" * 1000)
+    queue.close(closecodes.PENDING_LIMIT, flush=True)
+    assert not queue.aborted
+    assert not scope.cancel_called
+    queue.close(closecodes.SEND_TIMEOUT, flush=False)
+    assert queue.aborted
+    assert scope.cancel_called
+    assert queue.close_request is not None
+    assert "PENDING_LIMIT" in queue.close_request.reason  # the first reason stands
 
 
 async def test_held_frames_count_against_the_bounds() -> None:

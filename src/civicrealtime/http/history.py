@@ -240,6 +240,16 @@ class HistoryRoutes:
             raise Refused(401, "invalid token") from None
         if identity.role != "admin" and not ({"admin", ALL} & identity.permissions):
             self._check_user(route, identity, peer)
+        elif not room_allowed(identity, route.key):
+            # The `rooms` claim pins an admin's token too, as on the WebSocket path.
+            log.info(
+                "history.refused peer=%s user=%s action=%s missing=access to room %s",
+                peer,
+                identity.user_id,
+                route.action,
+                route.key,
+            )
+            raise Refused(403, f"this token is not for room {route.key}")
         # A restore is a server-made change, attributed to the person behind the token.
         return Origin(actor="restore", sub=identity.user_id, name=identity.name)
 

@@ -47,6 +47,10 @@ from .rows import now_ms
 log = logging.getLogger("civicrealtime.history")
 
 DAY_MS = 86_400_000
+# What one buffered entry costs besides its update's bytes (the Entry, its Origin, its
+# client ids), counted against `max_buffer_bytes`: counting the data alone let a stream of
+# tiny updates (an empty one is 2 bytes) hold millions of entries during an outage.
+ENTRY_OVERHEAD = 256
 
 # The blocks a version changed, from the state before it and its entries (run in a
 # thread; records rooms: history_blame.changed_blocks). Injected so that persistence
@@ -109,7 +113,7 @@ class HistoryRecorder:
                 data=update,
             )
         )
-        self._buffered_bytes += len(update)
+        self._buffered_bytes += len(update) + ENTRY_OVERHEAD
         if self._buffered_bytes > self._max_buffer:
             self._shed()
         self._active[room_id] = trio.current_time()
@@ -122,9 +126,12 @@ class HistoryRecorder:
         records it as an `import` entry); their authors are lost, which the ERROR says.
         """
         dropped = 0
-        while self._buffer and self._buffered_bytes > self._max_buffer * 3 // 4:
-            self._buffered_bytes -= len(self._buffer.pop(0).data)
+        while dropped < len(self._buffer) and self._buffered_bytes > self._max_buffer * 3 // 4:
+            self._buffered_bytes -= len(self._buffer[dropped].data) + ENTRY_OVERHEAD
             dropped += 1
+        # One slice, not a pop(0) per entry: quadratic, in the room's task, over a buffer
+        # of many small entries.
+        del self._buffer[:dropped]
         self.entries_shed += dropped
         log.error(
             "history.overflow shed_entries=%d buffered_bytes=%d max=%d error=%s: their "
@@ -269,7 +276,7 @@ class HistoryRecorder:
                 data=missing,
             ),
         )
-        self._buffered_bytes += len(missing)
+        self._buffered_bytes += len(missing) + ENTRY_OVERHEAD
         self._active[room_id] = trio.current_time()
 
     async def _flush(self) -> None:
@@ -282,7 +289,7 @@ class HistoryRecorder:
         # (unless shedding dropped some meanwhile: then only what is left of the batch).
         written = {id(entry) for entry in batch}
         self._buffer[:] = [entry for entry in self._buffer if id(entry) not in written]
-        self._buffered_bytes = sum(len(entry.data) for entry in self._buffer)
+        self._buffered_bytes = sum(len(entry.data) + ENTRY_OVERHEAD for entry in self._buffer)
         self.entries_written += len(batch)
 
     async def _close(self, room_id: str, reason: VersionReason) -> Version | None:

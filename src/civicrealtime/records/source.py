@@ -97,6 +97,10 @@ def parse_front_matter(raw: str) -> dict[str, Any]:
         loaded = yaml.safe_load("".join(lines[1:-1]))
     except yaml.YAMLError as exc:
         raise RecordError(f"front matter is not valid YAML: {exc}") from exc
+    except RecursionError:
+        # PyYAML nests a frame per bracket: `a: [[[[...` a few thousand deep escaped as
+        # RecursionError, out of the file watcher's task (the daemon's root nursery).
+        raise RecordError("front matter is not valid YAML: nested too deeply") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -142,6 +146,10 @@ class RecordIndex:
             _Root(self.data_dir / ARCHIVE_DIR, archived=True),
             _Root(records / ARCHIVE_DIR, archived=True),
         ]
+
+    def inside(self, path: Path) -> bool:
+        """Whether `path`, symlinks resolved now, is in the data directory."""
+        return self._inside(path)
 
     def _inside(self, path: Path) -> bool:
         try:

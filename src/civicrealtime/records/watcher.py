@@ -4,8 +4,8 @@ A record's published Markdown changes without us: a `git pull` of the data direc
 import script, the CivicPress API writing the file. Every `records.watch_seconds` the
 watcher stats every record file (a worker thread; no inotify dependency, and it works on
 network filesystems). Changed files are collected until a poll finds nothing new (a burst
-such as a `git pull` of many files is then handled once, as a whole), and each is merged
-once:
+such as a `git pull` of many files is then handled once, as a whole; a file that never stops
+changing is merged anyway after `MAX_BUSY_POLLS` polls), and each is merged once:
 
 - the change is what turned the file's previous text (the base) into its new text; it is
   merged into the live document three-way (`records/diff.py`), as the "filesystem" actor:
@@ -50,6 +50,11 @@ Edit = Callable[[YDocument], None]
 # why the others that needed it could not (a room that cannot load): those are retried.
 Deliver = Callable[[Sequence[tuple[str, Edit]]], Awaitable[tuple[set[str], dict[str, str]]]]
 
+
+# Polls in a row that may find changes before the pending ones are merged anyway: one file
+# written more often than the watcher polls (an autosave, a loop in a script) must not hold
+# back every other record's merge forever.
+MAX_BUSY_POLLS = 10
 
 Signature = tuple[int, int, int]  # mtime_ns, size, inode
 
@@ -108,12 +113,23 @@ class PublishedWatcher:
         # The bases; files that changed while the daemon was stopped are pending already.
         pending = await trio.to_thread.run_sync(self._poll)
         task_status.started()
+        busy = 0  # polls in a row that found changes
         while True:
             await trio.sleep(self._interval)
-            changed = await trio.to_thread.run_sync(self._poll)
+            try:
+                changed = await trio.to_thread.run_sync(self._poll)
+            except OSError as exc:
+                # A directory removed or made unreadable mid-scan (a `git pull` of the data
+                # directory): this task runs in the daemon's root nursery, so raising would
+                # stop the server. The next poll scans again.
+                log.warning("records.poll_failed error=%s", exc)
+                continue
             if changed:
                 pending |= changed
-                continue  # still changing: wait for a quiet poll
+                busy += 1
+                if busy < MAX_BUSY_POLLS:
+                    continue  # still changing: wait for a quiet poll
+            busy = 0
             if pending:
                 batch, pending = pending, set()
                 pending = await self._merge(sorted(batch))
@@ -195,6 +211,9 @@ class PublishedWatcher:
         path = self._index.lookup(record_id)
         if record_id not in self._bases or path is None:
             return None, None
+        if not self._index.inside(path):
+            # Replaced by a symlink out of the data directory since the scan: never read.
+            return None, "is a link out of the data directory"
         previous = self._bases[record_id]
         try:
             data = path.read_bytes()
@@ -231,7 +250,13 @@ class PublishedWatcher:
         self._previous.clear()
         edits: list[tuple[str, Edit]] = []
         for record_id in ids:
-            edit, failure = await trio.to_thread.run_sync(self._prepare, record_id)
+            try:
+                edit, failure = await trio.to_thread.run_sync(self._prepare, record_id)
+            except Exception as exc:
+                # The isolation boundary of one file: a parser bug on hostile content must
+                # not end this task, which runs in the daemon's root nursery.
+                log.exception("records.file_failed record=%s", record_id)
+                edit, failure = None, f"could not be parsed: {type(exc).__name__}"
             if failure is not None:
                 self._fail(record_id, failure)
                 continue

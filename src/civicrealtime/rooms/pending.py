@@ -43,6 +43,13 @@ PENDING_CHECK_SECONDS = 1.0
 # A room that held more than this (document or pending) gives the freed heap back to the
 # OS when it leaves memory: glibc keeps freed pages, and RSS stayed up after the room.
 TRIM_AFTER_BYTES = 1024 * 1024
+# Held updates by count, besides bytes: every update the room applies costs a pass over the
+# held ones (`YDocument` merges their split points, `settle` asks pycrdt about each). Small
+# held updates within the byte budgets (40 frames/s for 30 s, from a few connections) made
+# each ordinary keystroke cost about 30 ms of the event loop, for every room. Honest clients
+# send in order: a few held at a time, briefly (an out-of-order relay, a sync mid-flight).
+MAX_HELD_PER_CONNECTION = 64
+MAX_HELD_PER_ROOM = 256
 
 
 @attrs.frozen
@@ -87,6 +94,7 @@ class PendingUpdates:
         self.held: list[Held] = []
         self.total = 0
         self._by_owner: dict[int | None, int] = {}
+        self._count_by_owner: dict[int | None, int] = {}
 
     def __bool__(self) -> bool:
         return bool(self.held)
@@ -95,10 +103,15 @@ class PendingUpdates:
         self.held.append(held)
         self.total += len(held.update)
         self._by_owner[held.owner] = self._by_owner.get(held.owner, 0) + len(held.update)
+        self._count_by_owner[held.owner] = self._count_by_owner.get(held.owner, 0) + 1
 
     def of(self, owner: int | None) -> int:
         """Bytes held for one owner."""
         return self._by_owner.get(owner, 0)
+
+    def count_of(self, owner: int | None) -> int:
+        """Updates held for one owner."""
+        return self._count_by_owner.get(owner, 0)
 
     def settle(self, state_vector: bytes) -> list[Held]:
         """Forget the updates the document has integrated since; return them."""
@@ -114,6 +127,7 @@ class PendingUpdates:
         self.held = []
         self.total = 0
         self._by_owner = {}
+        self._count_by_owner = {}
         for held in kept:
             self.add(held)
 
@@ -209,12 +223,15 @@ class PendingBudget:
     def _over_budget(self, member: Member | None) -> str | None:
         """The budget the held updates exceed, the member's first; None: within both."""
         limits = self._config
-        if (
-            member is not None
-            and self.pending.of(member.conn_id) > limits.max_pending_bytes_per_connection
+        if member is not None and (
+            self.pending.of(member.conn_id) > limits.max_pending_bytes_per_connection
+            or self.pending.count_of(member.conn_id) > MAX_HELD_PER_CONNECTION
         ):
             return "connection_budget"
-        if self.pending.total > limits.max_pending_bytes:
+        if (
+            self.pending.total > limits.max_pending_bytes
+            or len(self.pending.held) > MAX_HELD_PER_ROOM
+        ):
             return "room_budget"
         return None
 

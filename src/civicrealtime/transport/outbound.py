@@ -189,6 +189,15 @@ class Outbound:
     def close(self, close: Close | CloseRequest, *, flush: bool) -> None:
         """Ask the connection to close: after the queued frames, or at once."""
         if self.close_request is not None:
+            if not flush and self._flushing:
+                # At once overrides after-the-frames (the writer's send timeout while it
+                # flushes, a stale connection): the write may have been cut mid-frame, so
+                # the socket must be cut too, never closed with a frame after that one.
+                self._flushing = False
+                self._forget(self._held)
+                self._held = []
+                if self._abort is not None:
+                    self._abort.cancel()
             return
         self.close_request = close if isinstance(close, CloseRequest) else close.request()
         if flush:
