@@ -287,3 +287,32 @@ def test_a_mutated_update_is_contained_or_refused(
     except InvalidUpdate:
         return
     read_layout(mutated)  # raises MalformedMessage if an unreadable update went in
+
+
+def _string_item_at(client: int, clock: int, text: str) -> bytes:
+    """A v1 update of one string item under the root text `t`, by hand."""
+    return (
+        encode_var_uint(1)  # one client
+        + encode_var_uint(1)  # one struct
+        + encode_var_uint(client)
+        + encode_var_uint(clock)
+        + bytes([0x04])  # Item: ContentString, no origins, parent named next
+        + encode_var_uint(1)  # the parent is a root, by name
+        + encode_var_string("t")
+        + encode_var_string(text)
+        + encode_var_uint(0)  # empty delete set
+    )
+
+
+def test_a_clock_past_32_bits_is_refused_not_wrapped() -> None:
+    # Control: the same item at clock 0 is an ordinary update that yrs integrates.
+    plain = YDocument()
+    plain.apply(_string_item_at(7, 0, "x"))
+    assert str(plain.doc.get("t", type=Text)) == "x"
+    # yrs keeps clocks in 32 bits: clock 2^32 would wrap to 0 there, while Yjs keeps it
+    # pending at 2^32. Refused, the document is left as it was.
+    document = YDocument()
+    with pytest.raises(InvalidUpdate, match="past what yrs can hold"):
+        document.apply(_string_item_at(7, 2**32, "x"))
+    assert str(document.doc.get("t", type=Text)) == ""
+    assert decode_state_vector(document.doc.get_state()) == {}

@@ -100,6 +100,13 @@ class YDocument:
             # applied raw they split a surrogate pair the yrs way: the server's text then
             # differs from its editors' (tests/protocol/test_document.py).
             raise InvalidUpdate(f"update layout: {exc}") from exc
+        beyond = _beyond_clock_limit(layout)
+        if beyond is not None:
+            client, clock = beyond
+            raise InvalidUpdate(
+                f"clock {clock} of client {client} is past what yrs can hold (2^32): "
+                "it would wrap, and the server would hold other text than its editors"
+            )
         return self._apply_contained(update, layout)
 
     def reindex(self) -> None:
@@ -236,6 +243,20 @@ class YDocument:
             on_change(event.update)
 
         return doc.observe(changed)
+
+
+# yrs keeps clocks in 32 bits: a struct, a deletion or a reference past 2^32 wraps to a
+# small clock there, while Yjs (53-bit clocks) keeps it. No honest client gets near it.
+CLOCK_LIMIT = 1 << 32
+
+
+def _beyond_clock_limit(layout: UpdateLayout) -> tuple[int, int] | None:
+    """(client, clock) of the first clock in the update past `CLOCK_LIMIT`, if any."""
+    for ends in (layout.reach, layout.needs):
+        for client, clock in ends.items():
+            if clock > CLOCK_LIMIT:
+                return client, clock
+    return None
 
 
 def _surely_integrated(layout: UpdateLayout, known: dict[int, int]) -> bool:
