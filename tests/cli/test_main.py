@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from .. import processes
 
@@ -82,6 +85,47 @@ def test_daemon_serves_on_defaults_then_stops_on_sigterm(tmp_path: Path) -> None
     log = proc.stderr.read() if proc.stderr else ""
     assert "using embedded defaults" in log
     assert f"port={port}" in log
+    assert "server.stopped" in log
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_during_shutdown_is_ignored(tmp_path: Path, second: int) -> None:
+    """Ctrl-C twice (or a terminal and a supervisor both signalling): still a clean exit 0.
+
+    The second signal reached trio's default SIGINT handler once the first was received,
+    and the shutdown ended in a KeyboardInterrupt traceback.
+    """
+    port = processes.free_port()
+    env = {
+        **os.environ,
+        "CIVICREALTIME_PORT": str(port),
+        "CIVICREALTIME_HOST": "127.0.0.1",
+        "CIVICREALTIME_HTTP_PORT": "0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "civicrealtime"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[str] = []
+    try:
+        processes.wait_for_port(port, proc)
+        proc.send_signal(signal.SIGINT)
+        # The second once the daemon has acted on the first: the shutdown is under way.
+        assert proc.stderr is not None
+        while not any("server.signal" in line for line in seen):
+            line = proc.stderr.readline()
+            assert line, "the daemon exited before it logged the first signal"
+            seen.append(line)
+        proc.send_signal(second)
+        code = proc.wait(timeout=processes.STOP_SECONDS)
+    finally:
+        processes.stop(proc)
+    log = "".join(seen) + (proc.stderr.read() if proc.stderr else "")
+    assert code == 0, log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
     assert "server.stopped" in log
 
 

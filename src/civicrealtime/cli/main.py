@@ -303,11 +303,30 @@ def _leaves(group: BaseExceptionGroup[E], kind: type[E]) -> list[E]:
 
 
 async def _run_daemon(service: RealtimeService) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down (bounded by `shutdown_timeout`).
+
+    Signals are received until the service has stopped: a second one during the shutdown
+    (Ctrl-C twice, or a terminal and a supervisor both signalling the process group) is
+    said and ignored, instead of reaching trio's default handler as a KeyboardInterrupt
+    that ended a clean shutdown with a traceback.
+    """
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             await nursery.start(service.run)
-            async for signum in signals:
-                log.info("server.signal signal=%s", signal.Signals(signum).name)
-                service.shutdown()
-                break
+            with trio.CancelScope() as listening:
+                nursery.start_soon(_cancel_when_set, service.stopped, listening)
+                stopping = False
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    if stopping:
+                        log.info("server.signal_ignored signal=%s already stopping", name)
+                        continue
+                    log.info("server.signal signal=%s", name)
+                    service.shutdown()
+                    stopping = True
         await service.stopped.wait()
+
+
+async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
