@@ -142,9 +142,11 @@ class HistoryStore(Protocol):
         at its end; `state` is empty for a version that is not a checkpoint.
 
         False when the room already has a version of that number (another node sharing
-        the store closed it first): nothing is written.
+        the store closed it first): nothing is written. A backend that subclasses this
+        protocol inherits it, as one item of `add_versions`.
         """
-        ...
+        (stored,) = await self.add_versions([(version, state, changes)])
+        return stored
 
     async def add_versions(
         self, items: Sequence[tuple[Version, bytes, Sequence[BlockChange]]]

@@ -31,6 +31,7 @@ from .history import (
     BlockChange,
     ClientOwner,
     Entry,
+    HistoryStore,
     Version,
     authors_from_json,
     authors_json,
@@ -42,7 +43,7 @@ from .historysql import _actor
 HISTORY_DIR = "history"
 
 
-class FsHistory:
+class FsHistory(HistoryStore):
     """The `HistoryStore` of a filesystem document store."""
 
     def __init__(self, store: FilesystemStore) -> None:
@@ -54,12 +55,6 @@ class FsHistory:
         if not entries:
             return []
         return await self._store._call(partial(self._append, list(entries)))
-
-    async def add_version(
-        self, version: Version, state: bytes, changes: Sequence[BlockChange] = ()
-    ) -> bool:
-        (stored,) = await self.add_versions([(version, state, changes)])
-        return stored
 
     async def add_versions(
         self, items: Sequence[tuple[Version, bytes, Sequence[BlockChange]]]

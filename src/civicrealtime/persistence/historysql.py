@@ -22,6 +22,7 @@ from .history import (
     BlockChange,
     ClientOwner,
     Entry,
+    HistoryStore,
     Version,
     authors_from_json,
     authors_json,
@@ -78,7 +79,7 @@ def history_ddl(blob: str, suffix: str = "") -> tuple[str, ...]:
     )
 
 
-class SqlHistory:
+class SqlHistory(HistoryStore):
     """The `HistoryStore` of a SQL document store."""
 
     def __init__(self, store: SqlStore) -> None:
@@ -88,12 +89,6 @@ class SqlHistory:
         if not entries:
             return []
         return await self._store._call(True, partial(self._append, list(entries)))
-
-    async def add_version(
-        self, version: Version, state: bytes, changes: Sequence[BlockChange] = ()
-    ) -> bool:
-        (stored,) = await self.add_versions([(version, state, changes)])
-        return stored
 
     async def add_versions(
         self, items: Sequence[tuple[Version, bytes, Sequence[BlockChange]]]
