@@ -17,11 +17,17 @@ from urllib.parse import quote
 import coredis
 import psycopg
 import pytest
+import trio
 from coredis.response.types import StreamEntry
 from psycopg import sql
 
+from civicrealtime.app import RealtimeService
+from civicrealtime.auth import DevelopmentAuthenticator
 from civicrealtime.cluster.entries import Keys
 from civicrealtime.cluster.shared import HeartbeatShare, RedisAccess
+from civicrealtime.config import RealtimeConfig
+
+from ..conftest import RunningServer, make_config
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}"
@@ -188,3 +194,50 @@ class Reply:
     def __await__(self) -> Generator[Any, None, object]:
         return self.value
         yield  # a generator: awaitable, never suspends
+
+
+# -- in-process nodes --------------------------------------------------------------------
+
+
+def cluster_config(prefix: str, pg_url: str, **overrides: Any) -> RealtimeConfig:
+    cluster = {
+        "enabled": True,
+        "redis_url": REDIS_URL,
+        "key_prefix": prefix,
+        "heartbeat_interval": 0.2,
+        "presence_ttl": 1.0,
+        "redis_timeout": 2.0,
+        **overrides.pop("cluster", {}),
+    }
+    snapshots = {
+        "enabled": True,
+        "database_url": pg_url,
+        "flush_ms": 20,
+        **overrides.pop("snapshots", {}),
+    }
+    return make_config(cluster=cluster, snapshots=snapshots, **overrides)
+
+
+StartNode = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_node(
+    nursery: trio.Nursery, redis_prefix: str, pg_url: str
+) -> AsyncIterator[StartNode]:
+    services: list[RealtimeService] = []
+
+    async def start(**overrides: Any) -> RunningServer:
+        config = cluster_config(redis_prefix, pg_url, **overrides)
+        service = RealtimeService(config, authenticator=DevelopmentAuthenticator())
+        port = await nursery.start(service.run)
+        services.append(service)
+        return RunningServer(service=service, port=port, nursery=nursery)
+
+    yield start
+    for service in services:
+        service.shutdown()
+    with trio.fail_after(15):
+        for service in services:
+            await service.stopped.wait()
+    nursery.cancel_scope.cancel()

@@ -19,7 +19,7 @@ from civicrealtime.records.to_yjs import markdown_to_fragment
 from ..conftest import RunningServer
 from ..polling import POLL_INTERVAL
 from ..ydoc_client import YClient
-from .test_nodes import cluster_config
+from .conftest import cluster_config
 
 ROOM = "records%3Ashared"
 ADMIN = {"Authorization": "Bearer root"}

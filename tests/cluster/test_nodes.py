@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +19,6 @@ from civicrealtime.app import RealtimeService
 from civicrealtime.auth import DevelopmentAuthenticator
 from civicrealtime.auth.revocation import Revocation
 from civicrealtime.cluster import ClusterService
-from civicrealtime.config import RealtimeConfig
 from civicrealtime.protocol import CloseCode, messages
 from civicrealtime.protocol.awareness import AwarenessEntry, decode_awareness_update
 from civicrealtime.startup import StoreSetupError
@@ -29,51 +26,9 @@ from civicrealtime.startup import StoreSetupError
 from ..conftest import RunningServer, make_config
 from ..polling import eventually
 from ..ydoc_client import YClient
-from .conftest import REDIS_URL, free_port, redis_command
 
-
-def cluster_config(prefix: str, pg_url: str, **overrides: Any) -> RealtimeConfig:
-    cluster = {
-        "enabled": True,
-        "redis_url": REDIS_URL,
-        "key_prefix": prefix,
-        "heartbeat_interval": 0.2,
-        "presence_ttl": 1.0,
-        "redis_timeout": 2.0,
-        **overrides.pop("cluster", {}),
-    }
-    snapshots = {
-        "enabled": True,
-        "database_url": pg_url,
-        "flush_ms": 20,
-        **overrides.pop("snapshots", {}),
-    }
-    return make_config(cluster=cluster, snapshots=snapshots, **overrides)
-
-
-StartNode = Callable[..., Any]
-
-
-@pytest.fixture
-async def start_node(
-    nursery: trio.Nursery, redis_prefix: str, pg_url: str
-) -> AsyncIterator[StartNode]:
-    services: list[RealtimeService] = []
-
-    async def start(**overrides: Any) -> RunningServer:
-        config = cluster_config(redis_prefix, pg_url, **overrides)
-        service = RealtimeService(config, authenticator=DevelopmentAuthenticator())
-        port = await nursery.start(service.run)
-        services.append(service)
-        return RunningServer(service=service, port=port, nursery=nursery)
-
-    yield start
-    for service in services:
-        service.shutdown()
-    with trio.fail_after(15):
-        for service in services:
-            await service.stopped.wait()
-    nursery.cancel_scope.cancel()
+# The in-process nodes (`cluster_config`, the `start_node` fixture) are in conftest.py.
+from .conftest import StartNode, free_port, redis_command
 
 
 def cluster_of(node: RunningServer) -> ClusterService:

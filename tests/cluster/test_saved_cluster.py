@@ -7,41 +7,14 @@ node, after that node's commit; a client on another node that sent nothing gets 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 import trio
 from pycrdt import Doc, Text
 
-from civicrealtime.app import RealtimeService
-from civicrealtime.auth import DevelopmentAuthenticator
-
 from ..conftest import RunningServer
 from ..ydoc_client import state_vector
-from .test_nodes import StartNode, cluster_config
-
-
-@pytest.fixture
-async def start_node(
-    nursery: trio.Nursery, redis_prefix: str, pg_url: str
-) -> AsyncIterator[StartNode]:
-    services: list[RealtimeService] = []
-
-    async def start(**overrides: Any) -> RunningServer:
-        config = cluster_config(redis_prefix, pg_url, **overrides)
-        service = RealtimeService(config, authenticator=DevelopmentAuthenticator())
-        port = await nursery.start(service.run)
-        services.append(service)
-        return RunningServer(service=service, port=port, nursery=nursery)
-
-    yield start
-    for service in services:
-        service.shutdown()
-    with trio.fail_after(15):
-        for service in services:
-            await service.stopped.wait()
-    nursery.cancel_scope.cancel()
+from .conftest import StartNode
 
 
 async def _stored_text(node: RunningServer, key: str) -> str:

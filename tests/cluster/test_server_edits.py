@@ -15,7 +15,7 @@ from civicrealtime.records import read_fragment, write_markdown
 
 from ..conftest import RunningServer
 from ..ydoc_client import YClient
-from .test_nodes import cluster_config
+from .conftest import cluster_config
 
 
 @pytest.fixture
