@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 import trio
 from pycrdt import Doc, Map, Text
@@ -17,6 +18,8 @@ from civicrealtime.protocol.awareness import (
 )
 from civicrealtime.protocol.closecodes import CloseCode
 from civicrealtime.protocol.control import CONTROL_SUBPROTOCOL
+from civicrealtime.rooms.manager import RoomHandle
+from civicrealtime.rooms.messages import RoomMessage
 
 from .conftest import RunningServer, StartServer, make_config
 from .polling import eventually
@@ -431,3 +434,30 @@ async def test_connect_disconnect_cycles_leave_no_counts(server: RunningServer) 
     limits = server.service.server.limits
     await eventually(lambda: not limits.tracked and not server.service.server.connections)
     assert limits.tracked == 0
+
+
+async def test_a_join_a_room_never_takes_is_closed_at_the_setup_deadline(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A room whose mailbox stays full: the connection is closed 1013 SETUP_TIMEOUT.
+
+    Before, the Join waited on the mailbox with no deadline, holding the socket (and its
+    per-IP and per-user slots) for as long as the room did not read.
+    """
+    running = await start_server(make_config(connection={"setup_timeout": 0.3}))
+    rooms = running.service.rooms
+    stalled, never_read = trio.open_memory_channel[RoomMessage](0)
+    acquire = rooms.acquire
+
+    async def acquire_stalled(key: str, room_type: str) -> RoomHandle:
+        handle = await acquire(key, room_type)
+        # The real room, but a mailbox nobody reads: what a stalled room looks like.
+        return attrs.evolve(handle, mailbox=stalled)
+
+    monkeypatch.setattr(rooms, "acquire", acquire_stalled)
+    with never_read:
+        async with open_websocket_url(running.url("stalled")) as ws:
+            with pytest.raises(ConnectionClosed) as info, trio.fail_after(10):
+                await ws.get_message()
+    assert info.value.reason.code == CloseCode.TRY_AGAIN_LATER
+    assert json.loads(info.value.reason.reason) == {"code": "SETUP_TIMEOUT"}

@@ -326,10 +326,17 @@ class RealtimeServer:
             ws=ws, member=member, outbound=outbound, handle=handle, config=cfg, stats=self.stats
         )
         try:
-            await handle.mailbox.send(Join(member=member))
+            # Under the same deadline as the acquire: a room whose mailbox stays full (a
+            # stalled or flooded room) must not hold the connection and its slot forever.
+            with trio.fail_after(cfg.connection.setup_timeout):
+                await handle.mailbox.send(Join(member=member))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             RoomManager.release_pending(handle)
             return closes.ROOM_UNAVAILABLE.request(), False
+        except trio.TooSlowError:
+            RoomManager.release_pending(handle)
+            log.info("connection.setup_timeout conn=%s room=%s (mailbox full)", conn_id, key)
+            return closes.SETUP_TIMEOUT.request(), False
         except BaseException:
             RoomManager.release_pending(handle)
             raise
