@@ -1,9 +1,8 @@
-"""Frames built once per broadcast equal wsproto's; the internals we write through exist."""
+"""Frames built once per broadcast equal wsproto's."""
 
 from __future__ import annotations
 
 import pytest
-import trio_websocket
 from hypothesis import given
 from hypothesis import strategies as st
 from wsproto import ConnectionType
@@ -11,7 +10,6 @@ from wsproto.connection import Connection
 from wsproto.events import BytesMessage, TextMessage
 
 from civicrealtime.protocol.wire import OPCODE_BINARY, WireFrame, frame, wire_bytes
-from civicrealtime.transport import wsio
 
 
 def wsproto_server_frame(message: bytes | str) -> bytes:
@@ -35,12 +33,3 @@ def test_a_broadcast_is_framed_once() -> None:
     shared = WireFrame(b"\x00\x02\x01\x00")
     assert shared.wire is shared.wire
     assert shared.wire == wsproto_server_frame(b"\x00\x02\x01\x00")
-
-
-def test_trio_websocket_internals_we_rely_on() -> None:
-    """transport/wsio.py writes pre-framed bytes under trio-websocket's own stream lock; it
-    checks the version and the attribute names itself, and falls back to `send_message`
-    elsewhere. On the installed version the direct path must be on (the benchmarks use it)."""
-    assert trio_websocket.__version__ in wsio.SUPPORTED_VERSIONS
-    assert wsio.internals_present()
-    assert wsio.DIRECT

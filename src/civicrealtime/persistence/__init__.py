@@ -28,7 +28,8 @@ from .rows import (
 )
 from .sqlite import SqliteStore
 from .store import DEFAULT_KEEP, Loaded, Problem, Store, VerifyReport
-from .writer import StoreWriter, StoreWriterStats
+from .writer import StoreWriter
+from .writerstats import StoreWriterStats
 
 __all__ = [
     "CURRENT_FORMAT",

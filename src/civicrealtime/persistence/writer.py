@@ -31,12 +31,12 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-import attrs
 import trio
 
 from .durability import Buffered, Durability
 from .errors import RoomDamaged, StoreError, StoreTimeout
 from .store import Loaded, Store
+from .writerstats import StoreWriterStats
 
 log = logging.getLogger("civicrealtime.persistence")
 
@@ -46,26 +46,6 @@ MiB = 1024 * 1024
 HISTORY = 4096
 # While the store keeps failing, one summary line per this many seconds, not one per try.
 FAILURE_LOG_INTERVAL = 60.0
-
-
-@attrs.frozen(kw_only=True)
-class StoreWriterStats:
-    log_writes: int  # successful append calls (one per flush)
-    updates_written: int
-    snapshot_writes: int
-    failures: int  # failed appends and snapshots
-    failing_seconds: float  # how long the store has been failing (0 when healthy)
-    log_failures: int
-    snapshot_failures: int
-    log_seconds: float  # time spent in successful appends
-    snapshot_seconds: float  # time spent in successful snapshot writes
-    corrupt_rows: int  # rows reported by loads
-    shed_updates: int  # dropped from memory past max_pending_bytes (their rooms hold them)
-    pending_updates: int
-    pending_bytes: int
-    last_flush_ms: float | None  # duration of the last successful append
-    healthy: bool
-    last_error: str | None
 
 
 class StoreWriter:
@@ -104,6 +84,8 @@ class StoreWriter:
         self._overflowing = False
         # sha256 of logged updates a room dropped, removed from the log by its next snapshot.
         self._discards: dict[str, set[bytes]] = {}
+        # Rooms that left memory while a flush of theirs was in flight: forgotten after it.
+        self._gone: set[str] = set()
         self.durability = Durability(self._buffers, self._receipts)
 
         self.healthy = True
@@ -210,6 +192,8 @@ class StoreWriter:
         for room_id, last in upto.items():
             # Pop by receipt: a snapshot or shedding may have removed some meanwhile.
             self._drop_buffered(room_id, last)
+            if room_id in self._gone:
+                self.forget(room_id)
         self._succeeded()
         return True
 
@@ -261,6 +245,7 @@ class StoreWriter:
         store cannot be read (also on `op_timeout`): the room must then refuse its clients
         rather than serve an empty document. Cancellation interrupts the read.
         """
+        self._gone.discard(room_id)  # back in memory: its bookkeeping is live again
         try:
             with trio.fail_after(self._op_timeout):
                 loaded = await self.store.load(room_id)
@@ -355,12 +340,14 @@ class StoreWriter:
         return not self.healthy and self.unflushed(room_id) > 0
 
     def forget(self, room_id: str) -> None:
-        """The room left memory: drop its bookkeeping (not its unwritten updates)."""
+        """The room left memory: drop its bookkeeping (not its unwritten updates, whose
+        flush, in flight or retried, forgets the rest)."""
         self._logged.pop(room_id, None)
         self._floor.pop(room_id, None)
-        # Kept otherwise: the room's retiring snapshot failed, and the next one (after a
-        # reload) still removes them. The set is small: digests of dropped updates.
+        # Its discard digests stay: the next snapshot, after a reload, still needs them.
+        self._gone.add(room_id)
         if not self.unflushed(room_id):
+            self._gone.discard(room_id)
             self._buffers.pop(room_id, None)
             self._receipts.pop(room_id, None)
 

@@ -23,6 +23,9 @@ MAX_REASON_BYTES = 123
 class CloseCode(enum.IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001  # a connection silent past `connection_cleanup.stale_threshold`
+    PROTOCOL_ERROR = 1002  # a frame RFC 6455 forbids (unmasked, bad opcode, bad length)
+    ABNORMAL = 1006  # never sent: what a connection that ended without a close frame reports
+    INVALID_PAYLOAD = 1007  # a text message that is not UTF-8
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
@@ -126,6 +129,13 @@ ROOM_DAMAGED = _row(
     "ROOM_DAMAGED",
     "the room's stored state is damaged; an operator must repair it",
 )
+PROTOCOL_ERROR = _row(
+    CloseCode.PROTOCOL_ERROR, "PROTOCOL_ERROR", "a frame the WebSocket protocol forbids"
+)
+INVALID_PAYLOAD = _row(CloseCode.INVALID_PAYLOAD, "INVALID_PAYLOAD", "a text message not in UTF-8")
+MESSAGE_TOO_BIG = _row(
+    CloseCode.MESSAGE_TOO_BIG, "MESSAGE_TOO_BIG", "a message over connection.max_message_size"
+)
 ROOM_CLOSED = _row(CloseCode.SHUTTING_DOWN, "ROOM_CLOSED", "room closed; reconnecting")
 SERVER_SHUTTING_DOWN = _row(CloseCode.SHUTTING_DOWN, "SERVER_SHUTTING_DOWN", "server restarting")
 
@@ -148,6 +158,9 @@ CLOSES: tuple[Close, ...] = (
     ROOM_LIMIT_EXCEEDED,
     PENDING_LIMIT,
     INVALID_ROOM,
+    PROTOCOL_ERROR,
+    INVALID_PAYLOAD,
+    MESSAGE_TOO_BIG,
     UNKNOWN_ERROR,
     ROOM_UNAVAILABLE,
     ROOM_DAMAGED,

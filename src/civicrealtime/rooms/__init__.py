@@ -3,12 +3,13 @@
 from .hooks import MemoryOnly, RoomHooks
 from .manager import RoomHandle, RoomManager, RoomStats, RoomUnavailable
 from .member import Member, Outbox, Outgoing
-from .messages import FromClient, Join, Leave, RoomMessage
+from .messages import FromClient, FromClientBatch, Join, Leave, RoomMessage
 from .room import Room
 from .types import RoomType, RoomTypeRegistry
 
 __all__ = [
     "FromClient",
+    "FromClientBatch",
     "Join",
     "Leave",
     "Member",

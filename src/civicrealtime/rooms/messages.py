@@ -58,6 +58,15 @@ class FromClient(RoomMessage):
 
 
 @attrs.frozen(kw_only=True, slots=True)
+class FromClientBatch(RoomMessage):
+    """The events of several frames a member's connection read at once, in order: one
+    mailbox message (one task switch) for all of them."""
+
+    member: Member
+    events: tuple[Event, ...]
+
+
+@attrs.frozen(kw_only=True, slots=True)
 class EditResult:
     """A server-side edit's outcome: how many updates (of how many bytes) it made."""
 

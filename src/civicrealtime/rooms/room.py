@@ -40,6 +40,7 @@ from .member import Member
 from .messages import (
     EditResult,
     FromClient,
+    FromClientBatch,
     FromNode,
     Join,
     Leave,
@@ -301,6 +302,12 @@ class Room:
         match message:
             case FromClient(member=member, event=event):
                 if member.conn_id in self.members:
+                    self._on_client_event(member, event)
+            case FromClientBatch(member=member, events=events):
+                for event in events:
+                    # As for single events: a member that left is not heard any more.
+                    if member.conn_id not in self.members:
+                        break
                     self._on_client_event(member, event)
             case Join(member=member):
                 self._join(member)

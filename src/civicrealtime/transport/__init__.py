@@ -5,7 +5,8 @@
 - `connection`: a joined connection's reader, writer and keepalive.
 - `outbound`: the member's outbox the room pushes into (rooms.Outbox), bounded, coalescing
   the frames of one mailbox drain into one write.
-- `wsio`: the only code that touches trio-websocket internals (direct writes, abort).
+- `websocket`: one server-side WebSocket, wsproto over a trio stream: the upgrade, reads
+  of whole frames for the reader task, direct writes, the closing handshake.
 """
 
 from .connection import Connection

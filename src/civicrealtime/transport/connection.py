@@ -1,8 +1,9 @@
 """One client connection after it joined its room: a reader, a writer and a keepalive.
 
-- The reader always drains the socket, so pings and closes keep flowing, decodes each frame
-  with the sans-IO session and forwards it to the room's mailbox (its only way to the room).
-  Pings and malformed frames are answered right here, without bothering the room.
+- The reader always drains the socket, so pings and closes keep flowing. Each read's
+  complete frames are decoded with the sans-IO decoder and reach the room's mailbox (its
+  only way to the room) as one message: one task switch per read, not per frame. Pings
+  and malformed frames are answered right here, without bothering the room.
 - The writer owns every send, each under `connection.send_timeout`.
 - The keepalive pings every `connection_cleanup.check_interval`; a pong counts as a sign of
   life, and the room's sweep closes members silent for `stale_threshold`.
@@ -22,7 +23,6 @@ import logging
 import time
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from ..config import RealtimeConfig
 from ..limits import TokenBucket
@@ -41,10 +41,10 @@ from ..protocol import closecodes as closes
 from ..protocol import control as control_frames
 from ..protocol.awareness import AwarenessLimits
 from ..protocol.wire import WireFrame, wire_bytes
-from ..rooms import FromClient, Leave, Member, RoomHandle
+from ..rooms import FromClient, FromClientBatch, Leave, Member, RoomHandle
 from ..stats import Stats
 from .outbound import Outbound, sent_label
-from .wsio import RawSocket
+from .websocket import PeerClosed, ProtocolViolation, ServerWebSocket
 
 # Bytes one write may gather from a member's queue.
 WRITE_BATCH_BYTES = 64 * 1024
@@ -56,7 +56,7 @@ class Connection:
     def __init__(
         self,
         *,
-        ws: WebSocketConnection,
+        ws: ServerWebSocket,
         member: Member,
         outbound: Outbound,
         handle: RoomHandle,
@@ -64,7 +64,6 @@ class Connection:
         stats: Stats,
     ) -> None:
         self._ws = ws
-        self._socket = RawSocket(ws)
         # The member's outbox, as the transport implements it (the room sees `Outbox`).
         self.outbound = outbound
         self._stats = stats
@@ -98,7 +97,7 @@ class Connection:
         outbound = self.outbound
         with trio.CancelScope() as scope:
             outbound.bind(scope)
-            outbound.attach(self._socket, self._stats)
+            outbound.attach(self._ws, self._stats)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._run_then_cancel, self._writer, nursery)
@@ -142,27 +141,48 @@ class Connection:
         nursery.cancel_scope.cancel()
 
     async def _reader(self) -> None:
-        ws, member, outbound = self._ws, self.member, self.outbound
-        mailbox = self._handle.mailbox
+        ws, member = self._ws, self.member
         control = member.control_frames
         while True:
             try:
-                frame = await ws.get_message()
-            except ConnectionClosed:
+                frames = await ws.receive()
+            except PeerClosed:
                 return
+            except ProtocolViolation as exc:
+                log.info("message.refused conn=%s detail=%s", member.conn_id, exc.detail)
+                # After what is queued, as any close: the writer flushes, then ends us all.
+                self.outbound.close(exc.close, flush=True)
+                await trio.sleep_forever()
+            if not frames:
+                continue  # a partial frame, a ping or a pong
             member.last_seen = trio.current_time()
-            event = self._session.receive(frame)
-            stats = self._stats
+            if not await self._forward(frames, control):
+                return
+
+    async def _forward(self, frames: list[bytes | str], control: bool) -> bool:
+        """Decode one read's frames and hand the room what it must see, in one message.
+
+        Answers pings and refuses malformed frames here. The rate limit is spent frame by
+        frame: when it runs out, what came before goes to the room, then reading waits.
+        False once the room is gone.
+        """
+        member, outbound, stats = self.member, self.outbound, self._stats
+        decoder = self._session
+        events: list[Event] = []
+        for frame in frames:
+            event = decoder.receive(frame)
             stats.bytes_received += len(frame)
             stats.messages_received[_received_label(event)] += 1
             if isinstance(event, PingReceived):
                 # Pings are how clients stay alive: free up to a sane rate, so keeping alive
                 # is never slowed down; a flood of them is paced like any other frame.
-                if not self._free_pings.try_take(member.last_seen):
-                    await self._pace(control)
+                free = self._free_pings.try_take(trio.current_time())
+                if not free and not await self._paced(events, control):
+                    return False
                 outbound.push(control_frames.pong_frame(int(time.time() * 1000)))
                 continue
-            await self._pace(control)
+            if not await self._paced(events, control):
+                return False
             if isinstance(event, InvalidMessage):
                 if event.refused is not None:
                     stats.awareness_refused[event.refused] += 1
@@ -170,18 +190,42 @@ class Connection:
             elif isinstance(event, Ignored):
                 log.debug("message.ignored conn=%s what=%s", member.conn_id, event.what)
             else:
-                try:
-                    await mailbox.send(FromClient(member=member, event=event))
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return  # the room stopped; it has closed (or is closing) us
+                events.append(event)
+        return await self._hand_over(events)
 
-    async def _pace(self, control: bool) -> None:
-        """Spend a token; when there is none, stop reading until there is (backpressure)."""
+    async def _hand_over(self, events: list[Event]) -> bool:
+        """The events to the room's mailbox in one message; False once the room is gone."""
+        if not events:
+            return True
+        member = self.member
+        message = (
+            FromClient(member=member, event=events[0])
+            if len(events) == 1
+            else FromClientBatch(member=member, events=tuple(events))
+        )
+        try:
+            await self._handle.mailbox.send(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False  # the room stopped; it has closed (or is closing) us
+        return True
+
+    async def _paced(self, before: list[Event], control: bool) -> bool:
+        """Spend a token for the next frame. When there is none, hand `before` to the room
+        (and empty it), then stop reading until there is (backpressure). False once the room
+        is gone."""
         now = trio.current_time()
         delay = self._bucket.take(now)
         if delay <= 0:
             self._flooding_since = None
-            return
+            return True
+        if not await self._hand_over(before):
+            return False
+        before.clear()
+        await self._throttle(now, delay, control)
+        return True
+
+    async def _throttle(self, now: float, delay: float, control: bool) -> None:
+        """Wait `delay` for the bucket; warn once; close with 4013 on a sustained flood."""
         self.throttled += 1
         self._stats.rate_limit_slowdowns += 1
         if self._flooding_since is None:
@@ -217,7 +261,7 @@ class Connection:
 
     async def _writer(self) -> None:
         """Write what the flusher could not: whole batches, each under `send_timeout`."""
-        outbound, socket = self.outbound, self._socket
+        outbound, socket = self.outbound, self._ws
         timeout = self._config.connection.send_timeout
         while True:
             batch, closing = await outbound.next_batch(WRITE_BATCH_BYTES)
@@ -237,13 +281,9 @@ class Connection:
                 return  # a close was requested after the queued frames
 
     @staticmethod
-    async def _write(socket: RawSocket, batch: list[bytes | str | WireFrame]) -> bool:
+    async def _write(socket: ServerWebSocket, batch: list[bytes | str | WireFrame]) -> bool:
         """One batch: a non-blocking write first, then wait for the socket to take the rest.
         False once the connection is closing."""
-        if not socket.direct:
-            return await socket.send_messages(
-                [m.payload if isinstance(m, WireFrame) else m for m in batch]
-            )
         # Broadcast frames arrive framed once for the whole room (WireFrame).
         data = b"".join(wire_bytes(message) for message in batch)
         sent = socket.write_now(data)
@@ -256,9 +296,7 @@ class Connection:
         while True:
             await trio.sleep(interval)
             with trio.move_on_after(interval):
-                try:
-                    await self._ws.ping()
-                except ConnectionClosed:
+                if not await self._ws.ping():
                     return
                 self.member.last_seen = trio.current_time()
 

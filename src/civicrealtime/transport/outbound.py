@@ -32,7 +32,7 @@ from ..protocol.closecodes import SLOW_CONSUMER, TRANSPORT_FAILED, Close, CloseR
 from ..protocol.wire import WireFrame, WireRest, wire_bytes
 from ..rooms.member import Outgoing
 from ..stats import Stats
-from .wsio import RawSocket
+from .websocket import ServerWebSocket
 
 log = logging.getLogger("civicrealtime.transport")
 
@@ -67,9 +67,9 @@ class Outbound:
         # Set by the connection: cancels its tasks so that the socket is closed now.
         self._abort: trio.CancelScope | None = None
         self._flushing = False
-        # While the connection serves with direct writes: its socket. Pushes are then held
-        # for the flusher (`_held`) while the channel is empty.
-        self._socket: RawSocket | None = None
+        # While the connection serves: its socket. Pushes are then held for the flusher
+        # (`_held`) while the channel is empty.
+        self._socket: ServerWebSocket | None = None
         self._stats: Stats | None = None
         self._held: list[Outgoing] = []
 
@@ -95,11 +95,10 @@ class Outbound:
         if self.close_request is not None and not self._flushing:
             scope.cancel()
 
-    def attach(self, socket: RawSocket, stats: Stats) -> None:
+    def attach(self, socket: ServerWebSocket, stats: Stats) -> None:
         """The connection serves: from now on, pushes are coalesced and written directly."""
-        if socket.direct:
-            self._socket = socket
-            self._stats = stats
+        self._socket = socket
+        self._stats = stats
 
     def detach(self) -> None:
         self._socket = None

@@ -10,9 +10,10 @@ Task tree (each line owns the ones below it)::
     ├── RoomManager.run                      nursery of room supervisors
     │   └── RoomManager._supervise(room)     isolation boundary of one room
     │       └── Room.run                     nursery: mailbox loop, grace timer, stale sweep
-    └── RealtimeServer.run                   accept loop (trio-websocket listener)
+    └── RealtimeServer.run                   accept loop (trio.serve_tcp)
         └── connections nursery
-            └── RealtimeServer._handle       isolation boundary of one connection
+            └── RealtimeServer._handle       isolation boundary of one connection:
+                                             the upgrade (wsproto), then
                 └── Connection.serve         nursery: reader, writer, keepalive
 
 A connection reaches its room only through the room's mailbox.
@@ -20,7 +21,6 @@ A connection reaches its room only through the room's mailbox.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import secrets
@@ -29,7 +29,7 @@ from functools import partial
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from wsproto.events import Request
 
 from ..auth import Authenticator, AuthRejected, Identity, UpgradeRequest
 from ..auth.permissions import effective_permissions, has_permission, room_allowed
@@ -44,7 +44,7 @@ from ..rooms import Join, Member, RoomManager, RoomTypeRegistry, RoomUnavailable
 from ..stats import Stats
 from .connection import Connection
 from .outbound import Outbound, start_flusher
-from .wsio import RawSocket, peer_address
+from .websocket import ServerWebSocket, request_headers
 
 log = logging.getLogger("civicrealtime.server")
 
@@ -106,22 +106,19 @@ class RealtimeServer:
         with trio.CancelScope() as scope:
             self._listener_scope = scope
             async with trio.open_nursery() as nursery:
-                server = await nursery.start(
+                listeners = await nursery.start(
                     partial(
-                        serve_websocket,
+                        trio.serve_tcp,
                         self._handle,
-                        cfg.host,
                         cfg.port,
-                        None,
+                        host=cfg.host,
                         handler_nursery=connections,
-                        max_message_size=cfg.connection.max_message_size,
-                        connect_timeout=cfg.connection.handshake_timeout,
-                        disconnect_timeout=cfg.connection.close_timeout,
                     )
                 )
-                self.port = server.port
-                log.info("server.listening host=%s port=%s path=%s", cfg.host, self.port, cfg.path)
-                task_status.started(server.port)
+                port = int(listeners[0].socket.getsockname()[1])
+                self.port = port
+                log.info("server.listening host=%s port=%s path=%s", cfg.host, port, cfg.path)
+                task_status.started(port)
 
     def stop_accepting(self) -> None:
         self._accepting = False
@@ -132,47 +129,55 @@ class RealtimeServer:
 
     # -- one connection ----------------------------------------------------------------------
 
-    async def _handle(self, request: WebSocketRequest) -> None:
+    async def _handle(self, stream: trio.SocketStream) -> None:
         """The isolation boundary of one connection: nothing escapes to the listener."""
+        cfg = self._config.connection
+        ws = ServerWebSocket(stream, max_message_size=cfg.max_message_size)
+        path = "-"
         try:
-            await self._serve_request(request)
+            with trio.move_on_after(cfg.handshake_timeout):
+                request = await ws.handshake()
+            if request is None:
+                # Gone, not an upgrade, or too slow to send one (a port scan, a slow loris).
+                log.debug("connection.no_upgrade peer=%s", ws.remote)
+                return
+            path = request.target
+            await self._serve_request(ws, request)
         except Exception:
-            log.exception("connection.failed path=%s", request.path.partition("?")[0][:200])
+            log.exception("connection.failed path=%s", path.partition("?")[0][:200])
+        finally:
+            # Whatever happened (closed normally, refused, failed, cancelled): TCP ends here.
+            await ws.abort()
 
-    async def _serve_request(self, request: WebSocketRequest) -> None:
-        route = parse_target(request.path, self._config.path, self._types.names())
+    async def _serve_request(self, ws: ServerWebSocket, request: Request) -> None:
+        route = parse_target(request.target, self._config.path, self._types.names())
         if isinstance(route, OutsidePrefix):
-            await request.reject(404, body=b"not a realtime endpoint\n")
+            await ws.reject(404, b"not a realtime endpoint\n")
             return
         if not self._accepting:
-            await request.reject(503, body=b"shutting down\n")
+            await ws.reject(503, b"shutting down\n")
             return
-        headers = tuple(
-            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers
-        )
+        headers = request_headers(request)
         origin = _header(headers, "origin")
         allowed = self._config.allowed_origins
         if allowed and origin is not None and origin not in allowed:
             # Before the upgrade: a page on another site must not ride a user's cookies or
             # tokens into a WebSocket (cross-site WebSocket hijacking).
             log.info("origin.refused origin=%s", origin[:200])
-            await request.reject(403, body=b"origin not allowed\n")
+            await ws.reject(403, b"origin not allowed\n")
             return
         # Control frames are settled here, from the offered subprotocols (the only input a
         # browser controls besides the URL); the selected one tells the client the outcome.
         negotiated = control_frames.negotiate(
-            self._config.protocol.control_frames, request.proposed_subprotocols
+            self._config.protocol.control_frames, request.subprotocols
         )
-        try:
-            ws = await request.accept(subprotocol=negotiated.subprotocol)
-            tcp_peer = peer_address(ws)
-        except (ConnectionClosed, OSError):
+        if not await ws.accept(negotiated.subprotocol):
             # The client went away during the upgrade (a reset, a port scan): nothing to
             # serve and nothing wrong on our side.
             log.debug("connection.dropped_during_upgrade")
             return
         peer = client_address(
-            tcp_peer,
+            ws.remote,
             _header(headers, "x-forwarded-for"),
             self._config.rate_limiting.trusted_proxies,
         )
@@ -198,7 +203,7 @@ class RealtimeServer:
                 if aborted:
                     # A write was cut off mid-frame (or a frame's tail is still queued): a
                     # close frame now would be read as the rest of that frame. Drop TCP.
-                    await RawSocket(ws).abort()
+                    await ws.abort()
                 await ws.aclose(code, reason)
         finally:
             self._open_sockets -= 1
@@ -216,8 +221,8 @@ class RealtimeServer:
     async def _after_upgrade(
         self,
         *,
-        ws: WebSocketConnection,
-        request: WebSocketRequest,
+        ws: ServerWebSocket,
+        request: Request,
         headers: tuple[tuple[str, str], ...],
         route: RoomRoute | BadRoom,
         conn_id: int,
@@ -234,9 +239,9 @@ class RealtimeServer:
             return await self._refuse(ws, control, closes.by_reason(route.code), route.message)
         assert isinstance(route, RoomRoute)
         upgrade = UpgradeRequest(
-            target=request.path,
+            target=request.target,
             headers=headers,
-            subprotocols=tuple(request.proposed_subprotocols),
+            subprotocols=tuple(request.subprotocols),
             peer=peer,
         )
         with trio.move_on_after(self._config.connection.setup_timeout) as setup:
@@ -290,7 +295,7 @@ class RealtimeServer:
     async def _join_and_serve(
         self,
         *,
-        ws: WebSocketConnection,
+        ws: ServerWebSocket,
         key: str,
         room_type: str,
         identity: Identity,
@@ -361,7 +366,7 @@ class RealtimeServer:
 
     async def _refuse(
         self,
-        ws: WebSocketConnection,
+        ws: ServerWebSocket,
         control: bool,
         close: Close,
         message: str | None = None,
@@ -371,12 +376,11 @@ class RealtimeServer:
         control frames (`message`, else the row's text), then the row's close."""
         if control:
             with trio.move_on_after(self._config.connection.send_timeout):
-                with contextlib.suppress(ConnectionClosed):
-                    await ws.send_message(
-                        control_frames.error_frame(
-                            close.reason_code, message if message is not None else close.text
-                        )
+                await ws.send_message(
+                    control_frames.error_frame(
+                        close.reason_code, message if message is not None else close.text
                     )
+                )
         return close.request(**extra), False
 
     async def drained(self) -> None:
