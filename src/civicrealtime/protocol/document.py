@@ -67,6 +67,8 @@ class YDocument:
         # A lower bound of the document's state vector (states only grow): an update that
         # surely integrates against it needs no `get_state()`, a transaction in pycrdt.
         self._known: dict[int, int] = {}
+        # The last `apply` left nothing waiting, judged without asking yrs (False: unknown).
+        self.integrated = False
         self.splits_contained = 0
 
     @property
@@ -90,6 +92,7 @@ class YDocument:
         Raises `InvalidUpdate` and leaves the document unchanged when pycrdt rejects it, or
         when its structs cannot be read (so neither can its split points).
         """
+        self.integrated = False
         precheck_update(update)
         try:
             layout = read_layout(update)
@@ -224,7 +227,9 @@ class YDocument:
     def _track_pending(self, update: bytes, layout: UpdateLayout) -> None:
         """Keep `update` if part of it waits; drop the pending ones now integrated."""
         if not self._pending and _surely_integrated(layout, self._known):
+            self.integrated = True
             return
+        self.integrated = False
         state = decode_state_vector(self._doc.get_state())
         self._known = state
         self._pending = [(raw, lay) for raw, lay in self._pending if not _integrated(lay, state)]

@@ -187,8 +187,10 @@ class PendingBudget:
 
     def waiting(self, update: bytes, *, grown: int) -> bool:
         """Whether part of `update`, just applied, waits (its changes took `grown` bytes)."""
-        if not self.pending and len(update) <= 2:
-            return False  # an empty update
+        if not self.pending and (len(update) <= 2 or self._document.integrated):
+            # An empty update, or one the document saw integrate whole from the clocks it
+            # knows: no state vector to encode and decode (as long as the room's clients).
+            return False
         state_vector = self._document.doc.get_state()
         if self.pending and grown > len(update):
             # More came out than went in: held updates were integrated just now.

@@ -44,6 +44,7 @@ class Outbound:
         "_abort",
         "_bytes",
         "_capacity",
+        "_flusher",
         "_flushing",
         "_held",
         "_in_channel",
@@ -72,6 +73,7 @@ class Outbound:
         self._socket: ServerWebSocket | None = None
         self._stats: Stats | None = None
         self._held: list[Outgoing] = []
+        self._flusher: _Flusher | None = None
 
     @property
     def pending(self) -> int:
@@ -99,9 +101,11 @@ class Outbound:
         """The connection serves: from now on, pushes are coalesced and written directly."""
         self._socket = socket
         self._stats = stats
+        self._flusher = _flusher()
 
     def detach(self) -> None:
         self._socket = None
+        self._flusher = None
         self._release_held()
 
     def push(self, frame: Outgoing) -> bool:
@@ -113,10 +117,11 @@ class Outbound:
             return False
         self._pending += 1
         self._bytes += len(frame)
-        if self._socket is not None and not self._in_channel:
+        flusher = self._flusher
+        if flusher is not None and not self._in_channel:
             # Nobody waits to write: hold it for this drain's one write.
             if not self._held:
-                _flusher().mark(self)
+                flusher.marked.append(self)
             self._held.append(frame)
             return True
         self._in_channel += 1
@@ -276,15 +281,13 @@ class _Flusher(trio.abc.Instrument):
     """
 
     def __init__(self) -> None:
-        self._marked: list[Outbound] = []
-
-    def mark(self, outbound: Outbound) -> None:
-        self._marked.append(outbound)
+        # Outboxes holding frames since the last step; they append themselves.
+        self.marked: list[Outbound] = []
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        if not self._marked:
+        if not self.marked:
             return
-        marked, self._marked = self._marked, []
+        marked, self.marked = self.marked, []
         for outbound in marked:
             try:
                 outbound.flush()

@@ -88,13 +88,15 @@ class ServerWebSocket:
     """
 
     __slots__ = (
+        "_closed_here",
         "_end",
+        "_fd",
+        "_full_read",
         "_lock",
         "_max_message_size",
         "_parts",
         "_pings",
         "_size",
-        "_sock",
         "_stream",
         "_ws",
         "closed",
@@ -114,9 +116,14 @@ class ServerWebSocket:
         self._pings: list[trio.Event] = []
         # (code, reason) once a close frame went either way or TCP ended: no more writes.
         self.closed: tuple[int, str] | None = None
-        # Plain TCP only (a TLS stream must encrypt, which needs the awaited path).
-        self._sock = stream.socket if isinstance(stream, trio.SocketStream) else None
-        self.remote = _peer(self._sock)
+        # Plain TCP: its descriptor, for reads and direct writes without trio's wrappers (a
+        # TLS or test stream has none and goes through the stream). -1 once closed here:
+        # a closed descriptor's number may already belong to another connection.
+        sock = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._fd = sock.fileno() if sock is not None else -1
+        self._full_read = False  # the last read filled its buffer: more is likely waiting
+        self._closed_here = False
+        self.remote = _peer(sock)
 
     # -- the opening handshake ---------------------------------------------------------------
 
@@ -253,9 +260,33 @@ class ServerWebSocket:
         return self._end
 
     async def _read(self) -> bytes:
+        """Up to RECEIVE_BYTES; b"" once the connection ended (or was closed here).
+
+        On a socket, wait for it to be readable first, then read: trio's `receive_some`
+        tries first and waits on failure, which for a client typing costs one failed system
+        call per message. After a read that filled the buffer, read at once instead.
+        """
+        fd = self._fd
         try:
-            return bytes(await self._stream.receive_some(RECEIVE_BYTES))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if fd < 0:
+                if self._closed_here:
+                    return b""
+                return bytes(await self._stream.receive_some(RECEIVE_BYTES))
+            if self._full_read:
+                await trio.lowlevel.checkpoint()
+            else:
+                await trio.lowlevel.wait_readable(fd)
+            while True:
+                if self._fd < 0:
+                    return b""  # closed while we waited
+                try:
+                    data = os.read(fd, RECEIVE_BYTES)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(fd)
+                    continue
+                self._full_read = len(data) == RECEIVE_BYTES
+                return data
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return b""
 
     # -- writing -----------------------------------------------------------------------------
@@ -265,12 +296,9 @@ class ServerWebSocket:
         socket buffer is full); -1 once the connection is closing or broken."""
         if self.closed is not None:
             return -1
-        sock = self._sock
-        if sock is None or self._lock.locked():
+        fd = self._fd
+        if fd < 0 or self._lock.locked():
             return 0
-        fd = sock.fileno()
-        if fd < 0:
-            return -1
         try:
             return os.write(fd, data)
         except BlockingIOError:
@@ -361,6 +389,8 @@ class ServerWebSocket:
     async def _close_stream(self) -> None:
         if self.closed is None:
             self.closed = (CloseCode.ABNORMAL, "connection lost")
+        self._fd = -1
+        self._closed_here = True
         self._ponged()
         with trio.CancelScope(shield=True):
             await self._stream.aclose()
