@@ -1,19 +1,21 @@
-"""One server-side WebSocket: wsproto's state machine over a trio stream, read by its owner.
+"""One server-side WebSocket over a trio stream, read by its owner's task.
 
 Why not trio-websocket (docs/architecture.md, "The WebSocket layer"): its reader task
 parses every frame and hands each message through a channel to whoever awaits
 `get_message`, so each incoming frame cost three task switches before a room saw it, and
 its public API frames and sends one message per system call. Here the connection's own
 reader task calls `receive`, which reads once and returns every complete message of that
-read; the caller hands them to the room together. wsproto, which trio-websocket is built
-on, still does the HTTP upgrade (through h11), the frame parsing, unmasking, UTF-8 checks
-of text and the close handshake.
+read; the caller hands them to the room together.
 
-Writing: frames built once per broadcast (protocol/wire.py) go to the socket as bytes. Our
-server frames need no mask and no extension is ever negotiated, so those bytes are valid
-on every connection. `write_now` never waits (one `os.write` on the descriptor, used by
-the outbox's flusher); `write` waits under the stream lock, which also orders our control
-frames (pong, ping, close) between whole frames.
+Who parses what: wsproto (through h11) reads the upgrade request and writes the 101 or the
+HTTP refusal; after the upgrade, the client's frames are read by `protocol/wsframes.py`
+(sans-IO, tested against wsproto) and our frames are built by `protocol/wire.py`. Server
+frames need no mask and no extension is ever negotiated, so a broadcast's bytes, framed
+once, are valid on every connection.
+
+Writing: `write_now` never waits (one `os.write` on the descriptor, used by the outbox's
+flusher); `write` waits under the stream lock, which also orders our control frames (pong,
+ping, close) between whole frames.
 
 Ending: `receive` raises `PeerClosed` once the peer closed (its close frame answered, or
 TCP ended) and `ProtocolViolation` for a frame the protocol forbids or a message over the
@@ -24,27 +26,18 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 from collections.abc import Sequence
 
 import trio
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    Pong,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+from wsproto.utilities import RemoteProtocolError
 
-from ..protocol import closecodes
+from ..protocol import closecodes, wsframes
 from ..protocol.closecodes import Close, CloseCode
-from ..protocol.wire import wire_bytes
+from ..protocol.wire import frame, wire_bytes
+from ..protocol.wsframes import ClientFrameReader
 
 log = logging.getLogger("civicrealtime.transport")
 
@@ -52,12 +45,14 @@ log = logging.getLogger("civicrealtime.transport")
 # and the whole read reaches the room as one mailbox message. The buffer lives only for
 # the read, so idle connections hold none of it.
 RECEIVE_BYTES = 16 * 1024
+# The upgrade request's head (request line and headers), at most.
+MAX_REQUEST_HEAD = 16 * 1024
 
-# The codes wsproto closes with when a frame breaks RFC 6455, as rows of our table.
+# The codes a client's frames can break the protocol with, as rows of our table.
 _VIOLATIONS: dict[int, Close] = {
-    CloseCode.PROTOCOL_ERROR: closecodes.PROTOCOL_ERROR,
-    CloseCode.INVALID_PAYLOAD: closecodes.INVALID_PAYLOAD,
-    CloseCode.MESSAGE_TOO_BIG: closecodes.MESSAGE_TOO_BIG,
+    wsframes.PROTOCOL_ERROR: closecodes.PROTOCOL_ERROR,
+    wsframes.INVALID_PAYLOAD: closecodes.INVALID_PAYLOAD,
+    wsframes.MESSAGE_TOO_BIG: closecodes.MESSAGE_TOO_BIG,
 }
 
 
@@ -89,28 +84,24 @@ class ServerWebSocket:
 
     __slots__ = (
         "_closed_here",
+        "_early",
         "_end",
         "_fd",
+        "_frames",
         "_full_read",
         "_lock",
-        "_max_message_size",
-        "_parts",
         "_pings",
-        "_size",
         "_stream",
-        "_ws",
+        "_upgrade",
         "closed",
         "remote",
     )
 
     def __init__(self, stream: trio.abc.Stream, *, max_message_size: int) -> None:
         self._stream = stream
-        self._ws = WSConnection(ConnectionType.SERVER)
+        self._upgrade = WSConnection(ConnectionType.SERVER)
+        self._frames = ClientFrameReader(max_message_size)
         self._lock = trio.StrictFIFOLock()
-        self._max_message_size = max_message_size
-        # The parts of a fragmented message, and their size so far.
-        self._parts: list[bytes | bytearray | str] = []
-        self._size = 0
         # Raised by the next `receive`, once the messages before it were returned.
         self._end: PeerClosed | ProtocolViolation | None = None
         self._pings: list[trio.Event] = []
@@ -123,34 +114,48 @@ class ServerWebSocket:
         self._fd = sock.fileno() if sock is not None else -1
         self._full_read = False  # the last read filled its buffer: more is likely waiting
         self._closed_here = False
+        # Bytes that came with the upgrade request: the client's first frames, if any.
+        self._early = b""
         self.remote = _peer(sock)
 
     # -- the opening handshake ---------------------------------------------------------------
 
     async def handshake(self) -> Request | None:
         """Read the upgrade request. None if the peer left or sent something else (then
-        answered 400 or 426, as wsproto advises, and closed)."""
+        answered 400, 426 or 431 and closed)."""
+        head = b""
         while True:
             data = await self._read()
             if not data:
                 await self._close_stream()
                 return None
-            try:
-                self._ws.receive_data(data)
-            except RemoteProtocolError as exc:
-                log.debug("websocket.bad_upgrade detail=%s", exc)
-                if isinstance(exc.event_hint, RejectConnection):
-                    await self._send_all_quietly(self._ws.send(exc.event_hint))
-                await self._close_stream()
+            head += data
+            end = head.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(head) > MAX_REQUEST_HEAD:
+                await self._refuse_upgrade(RejectConnection(status_code=431))
                 return None
-            for event in self._ws.events():
-                if isinstance(event, Request):
-                    return event
+        # wsproto reads the head only: what follows it is already the client's first frames.
+        head, rest = head[: end + 4], head[end + 4 :]
+        try:
+            self._upgrade.receive_data(head)
+        except RemoteProtocolError as exc:
+            log.debug("websocket.bad_upgrade detail=%s", exc)
+            hint = exc.event_hint
+            await self._refuse_upgrade(hint if isinstance(hint, RejectConnection) else None)
+            return None
+        for event in self._upgrade.events():
+            if isinstance(event, Request):
+                self._early = rest
+                return event
+        await self._refuse_upgrade(RejectConnection())  # blank lines, no request
+        return None
 
     async def accept(self, subprotocol: str | None) -> bool:
         """Answer 101; False if the peer is already gone."""
         accept = AcceptConnection(subprotocol=subprotocol)
-        return await self._send_all_quietly(self._ws.send(accept))
+        return await self._send_all_quietly(self._upgrade.send(accept))
 
     async def reject(self, status: int, body: bytes) -> None:
         """Answer the upgrade with an HTTP error and its plain-text body, then close."""
@@ -158,10 +163,17 @@ class ServerWebSocket:
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode("ascii")),
         ]
-        data = self._ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
-        data += self._ws.send(RejectData(data=body))
+        data = self._upgrade.send(
+            RejectConnection(status_code=status, headers=headers, has_body=True)
+        )
+        data += self._upgrade.send(RejectData(data=body))
         await self._send_all_quietly(data)
         self.closed = (status, "rejected")
+        await self._close_stream()
+
+    async def _refuse_upgrade(self, refusal: RejectConnection | None) -> None:
+        if refusal is not None:
+            await self._send_all_quietly(self._upgrade.send(refusal))
         await self._close_stream()
 
     # -- reading -----------------------------------------------------------------------------
@@ -174,79 +186,43 @@ class ServerWebSocket:
         """
         if self._end is not None:
             raise self._end
-        data = await self._read()
+        data, self._early = (self._early, b"") if self._early else (await self._read(), b"")
         if not data:
             self._ended(PeerClosed(CloseCode.ABNORMAL, "connection lost"))
             raise self._end_now()
-        ws = self._ws
-        ws.receive_data(data)
-        messages: list[bytes | str] = []
-        replies: list[bytes] = []
-        for event in ws.events():
-            kind = type(event)
-            if kind is BytesMessage or kind is TextMessage:
-                assert isinstance(event, BytesMessage | TextMessage)
-                message = self._message(event)
-                if message is not None:
-                    messages.append(message)
-                elif self._end is not None:
-                    break
-            elif kind is Ping:
-                assert isinstance(event, Ping)
-                replies.append(ws.send(event.response()))
-            elif kind is Pong:
-                self._ponged()
-            elif kind is CloseConnection:
-                assert isinstance(event, CloseConnection)
-                await self._peer_closing(event)
-                break
-        if replies and self.closed is None:
-            await self.write(b"".join(replies))
-        if messages:
+        messages = await self._take(data)
+        if messages or self._end is None:
             return messages
-        if self._end is not None:
-            raise self._end_now()
+        raise self._end_now()
+
+    async def _take(self, data: bytes) -> list[bytes | str]:
+        """Parse `data`; answer pings, note pongs, settle a close or a violation."""
+        messages, events = self._frames.feed(data)
+        pongs: list[bytes] = []
+        for event in events:
+            if isinstance(event, wsframes.Ping):
+                pongs.append(frame(event.payload, wsframes.OP_PONG))
+            elif isinstance(event, wsframes.Pong):
+                self._ponged()
+            elif isinstance(event, wsframes.Close):
+                await self._peer_closing(event)
+            else:
+                close = _VIOLATIONS.get(event.code, closecodes.PROTOCOL_ERROR)
+                self._ended(ProtocolViolation(close, event.detail))
+        if pongs and self.closed is None:
+            await self.write(b"".join(pongs))
         return messages
 
-    def _message(self, event: BytesMessage | TextMessage) -> bytes | str | None:
-        """A whole message, or None while parts are missing (or past the size limit)."""
-        data = event.data
-        self._size += len(data)
-        if self._size > self._max_message_size:
-            limit = self._max_message_size
-            self._parts.clear()
-            self._ended(
-                ProtocolViolation(
-                    closecodes.MESSAGE_TOO_BIG, f"a message over {limit} bytes (the limit)"
-                )
-            )
-            return None
-        if not event.message_finished:
-            self._parts.append(data)
-            return None
-        self._size = 0
-        if self._parts:
-            parts, self._parts = self._parts, []
-            parts.append(data)
-            if isinstance(event, TextMessage):
-                return "".join(part for part in parts if isinstance(part, str))
-            return b"".join(bytes(part) for part in parts if not isinstance(part, str))
-        return bytes(data) if isinstance(data, bytearray) else data
-
-    async def _peer_closing(self, event: CloseConnection) -> None:
-        if self._ws.state is ConnectionState.REMOTE_CLOSING:
-            # The peer's close frame: answer it and end TCP (RFC 6455 7.1.1: the server
-            # closes TCP first).
-            if self.closed is None:
-                self.closed = (event.code, event.reason or "")
-                await self._send_all_quietly(self._ws.send(event.response()))
-            self._ended(PeerClosed(event.code, event.reason or ""))
-            await self._close_stream()
-            return
-        # wsproto's parser refused a frame (it reports that as a close event while the
-        # connection is still open): we close, with the matching row.
-        close = _VIOLATIONS.get(event.code, closecodes.PROTOCOL_ERROR)
-        self._ended(ProtocolViolation(close, event.reason or close.text))
+    async def _peer_closing(self, event: wsframes.Close) -> None:
+        """The peer's close frame: answer it and end TCP (RFC 6455 §7.1.1: the server
+        closes TCP first)."""
+        if self.closed is None:
+            self.closed = (event.code, event.reason)
+            # Echo its code; a close without one is answered without one.
+            code = b"" if event.code == wsframes.NO_STATUS else struct.pack("!H", event.code)
+            await self._send_all_quietly(frame(code, wsframes.OP_CLOSE))
+        self._ended(PeerClosed(event.code, event.reason))
+        await self._close_stream()
 
     def _ended(self, end: PeerClosed | ProtocolViolation) -> None:
         if self._end is None:
@@ -330,7 +306,7 @@ class ServerWebSocket:
             return False
         waiter = trio.Event()
         self._pings.append(waiter)
-        if not await self.write(self._ws.send(Ping(payload=os.urandom(4)))):
+        if not await self.write(frame(os.urandom(4), wsframes.OP_PING)):
             return False
         await waiter.wait()
         return self.closed is None
@@ -344,15 +320,19 @@ class ServerWebSocket:
 
     async def aclose(self, code: int, reason: str) -> None:
         """The closing handshake: our close frame, then the peer's (read and dropped until
-        it comes, under the caller's deadline), then TCP. Once the reader is gone."""
+        it comes, under the caller's deadline), then TCP. Once the reader is gone.
+
+        After a violation the peer's frames cannot be followed any more (RFC 6455 §7.1.7):
+        TCP ends right after our close frame.
+        """
         try:
-            if self.closed is None and self._ws.state is ConnectionState.OPEN:
+            if self.closed is None:
                 self.closed = (code, reason)
-                try:
-                    data = self._ws.send(CloseConnection(code=code, reason=reason or None))
-                except LocalProtocolError:
-                    return
-                if await self._send_all_quietly(data):
+                payload = struct.pack("!H", code) + reason.encode("utf-8")
+                if (
+                    await self._send_all_quietly(frame(payload, wsframes.OP_CLOSE))
+                    and not self._frames.ended
+                ):
                     await self._await_close_reply()
         finally:
             await self._close_stream()
@@ -365,17 +345,12 @@ class ServerWebSocket:
         await self._close_stream()
 
     async def _await_close_reply(self) -> None:
-        while True:
+        frames = self._frames
+        while not frames.ended:
             data = await self._read()
             if not data:
                 return
-            try:
-                self._ws.receive_data(data)
-                for event in self._ws.events():
-                    if isinstance(event, CloseConnection):
-                        return
-            except (LocalProtocolError, RemoteProtocolError):
-                return
+            frames.feed(data)
 
     async def _send_all_quietly(self, data: bytes) -> bool:
         """Send under the lock; False if the peer is gone."""
