@@ -121,7 +121,7 @@ def serve(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmark against the peers (docs/benchmarks.md): `nox -s bench -- --quick`."""
-    session.install(*CONSTRAINTS, "-e", ".", "py-spy==0.4.3")
+    session.install(*CONSTRAINTS, "-e", ".", "trio-websocket", "py-spy==0.4.3")
     for prefix in ("bench/node", "bench/peers/node"):
         session.run("npm", "ci", "--prefix", prefix, "--no-audit", "--no-fund", external=True)
     # The Python peer lives in its own venv: it is never a dependency of the project.
