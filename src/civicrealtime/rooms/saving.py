@@ -189,6 +189,11 @@ class SaveAcks:
                 told.append(conn_id)
         return told
 
+    @property
+    def waiting(self) -> bool:
+        """Some connection has updates not acknowledged as saved yet."""
+        return any(conn.entries for conn in self._connections.values())
+
     def unsaved(self, conn_id: int) -> int:
         conn = self._connections.get(conn_id)
         return sum(entry.count for entry in conn.entries) if conn is not None else 0
@@ -299,8 +304,15 @@ class Saving:
                 )
 
     def _notify(self, receipt: int, failing: bool) -> bool:
-        """The writer's notifier: through the mailbox, never into the room directly."""
+        """The writer's notifier: through the mailbox, never into the room directly.
+
+        Nothing is posted when it would change nothing: no connection waits for an
+        acknowledgement and the store's state is what the room knows. A room of stock
+        clients (no control frames) is then never woken by its own commits.
+        """
         assert self._mailbox_sender is not None
+        if failing == self._store_failing and not self._acks.waiting:
+            return True
         try:
             self._mailbox_sender.send_nowait(Durable(receipt=receipt, failing=failing))
         except trio.WouldBlock:

@@ -167,23 +167,30 @@ class Connection:
         False once the room is gone.
         """
         member, outbound, stats = self.member, self.outbound, self._stats
-        decoder = self._session
+        decoder, bucket = self._session, self._bucket
         events: list[Event] = []
+        now = trio.current_time()
         for frame in frames:
             event = decoder.receive(frame)
             stats.bytes_received += len(frame)
             stats.messages_received[_received_label(event)] += 1
-            if isinstance(event, PingReceived):
-                # Pings are how clients stay alive: free up to a sane rate, so keeping alive
-                # is never slowed down; a flood of them is paced like any other frame.
-                free = self._free_pings.try_take(trio.current_time())
-                if not free and not await self._paced(events, control):
-                    return False
+            # Pings are how clients stay alive: free up to a sane rate, so keeping alive is
+            # never slowed down; a flood of them is paced like any other frame.
+            ping = isinstance(event, PingReceived)
+            if not (ping and self._free_pings.try_take(now)):
+                delay = bucket.take(now)
+                if delay > 0:
+                    # Out of tokens: what came before goes to the room, then reading waits.
+                    if not await self._hand_over(events):
+                        return False
+                    events = []
+                    await self._throttle(now, delay, control)
+                    now = trio.current_time()
+                else:
+                    self._flooding_since = None
+            if ping:
                 outbound.push(control_frames.pong_frame(int(time.time() * 1000)))
-                continue
-            if not await self._paced(events, control):
-                return False
-            if isinstance(event, InvalidMessage):
+            elif isinstance(event, InvalidMessage):
                 if event.refused is not None:
                     stats.awareness_refused[event.refused] += 1
                 self._report_invalid(event.reason, control)
@@ -207,21 +214,6 @@ class Connection:
             await self._handle.mailbox.send(message)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return False  # the room stopped; it has closed (or is closing) us
-        return True
-
-    async def _paced(self, before: list[Event], control: bool) -> bool:
-        """Spend a token for the next frame. When there is none, hand `before` to the room
-        (and empty it), then stop reading until there is (backpressure). False once the room
-        is gone."""
-        now = trio.current_time()
-        delay = self._bucket.take(now)
-        if delay <= 0:
-            self._flooding_since = None
-            return True
-        if not await self._hand_over(before):
-            return False
-        before.clear()
-        await self._throttle(now, delay, control)
         return True
 
     async def _throttle(self, now: float, delay: float, control: bool) -> None:
