@@ -280,7 +280,7 @@ def configure(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, chosen, logging.INFO))
-    # trio-websocket logs every frame at debug, and hypercorn every request: keep them to
-    # warnings so that our own debug output stays readable and never holds request URLs.
-    for noisy in ("trio-websocket", "hypercorn.access", "hypercorn.error", "httpx", "httpcore"):
+    # hypercorn logs every request, httpx every call: keep them to warnings so that our own
+    # debug output stays readable and never holds request URLs.
+    for noisy in ("hypercorn.access", "hypercorn.error", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

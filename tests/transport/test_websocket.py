@@ -228,3 +228,29 @@ async def test_a_rejection_carries_its_status_and_body() -> None:
     assert isinstance(events[0], RejectConnection) and events[0].status_code == 404
     body = b"".join(e.data for e in events if isinstance(e, RejectData))
     assert body == b"not a realtime endpoint\n"
+
+
+async def test_frames_sent_with_the_upgrade_request_are_not_lost() -> None:
+    """A client may pipeline its first frames behind the request: they are read after the
+    101, not handed to the HTTP parser."""
+    client_end, server_end = trio.testing.memory_stream_pair()
+    server = ServerWebSocket(server_end, max_message_size=1024)
+    client = Client(client_end)
+    request = client.ws.send(Request(host="localhost", target="/realtime/records/a"))
+    client_frames = Connection(ConnectionType.CLIENT)
+    first = client_frames.send(BytesMessage(data=b"\x00\x00\x01\x00"))
+    await client_end.send_all(request + first)
+    assert await server.handshake() is not None
+    assert await server.accept(None)
+    assert await server.receive() == [b"\x00\x00\x01\x00"]
+
+
+async def test_a_request_head_over_the_bound_gets_431() -> None:
+    client_end, server_end = trio.testing.memory_stream_pair()
+    server = ServerWebSocket(server_end, max_message_size=1024)
+    await client_end.send_all(b"GET / HTTP/1.1\r\nX-Pad: " + b"a" * 20_000)
+    assert await server.handshake() is None
+    answer = b""
+    while chunk := await client_end.receive_some(4096):
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 ")

@@ -173,7 +173,7 @@ class ConnectionCleanupConfig:
 
 @attrs.frozen(kw_only=True)
 class ConnectionConfig:
-    # Seconds to receive the HTTP upgrade request (trio-websocket's default is 60).
+    # Seconds to receive the HTTP upgrade request (a slow loris gets no more).
     handshake_timeout: float = attrs.field(default=5.0, validator=_positive)
     # Seconds for authentication and joining the room after the upgrade.
     setup_timeout: float = attrs.field(default=10.0, validator=_positive)

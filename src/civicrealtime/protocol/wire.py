@@ -1,9 +1,9 @@
 """WebSocket framing of server messages (RFC 6455 §5.2), done once per broadcast.
 
-trio-websocket frames every message through wsproto on every connection: a fan-out to 50
-members builds the same frame 50 times. A server frame carries no mask and, without
-negotiated extensions (we accept none), depends on nothing per connection, so the room
-frames a broadcast once and every member's writer sends the same bytes.
+A library that frames per connection builds a fan-out to 50 members 50 times. A server
+frame carries no mask and, without negotiated extensions (we accept none), depends on
+nothing per connection, so the room frames a broadcast once and every member's socket gets
+the same bytes. The transport frames its control frames (ping, pong, close) here too.
 """
 
 from __future__ import annotations

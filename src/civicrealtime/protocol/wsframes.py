@@ -14,6 +14,9 @@ encoding; continuation only inside a fragmented message; text in UTF-8, also acr
 fragments; close frames with a valid code and a UTF-8 reason; and `max_message_size` for a
 message's fragments together, checked from each frame's header, before its payload is held.
 The first violation ends the stream: `Violation`, then nothing more.
+
+Cost per read is bounded by the read: a data frame longer than what arrived is unmasked
+piece by piece as it comes, never all at once when its last byte arrives.
 """
 
 from __future__ import annotations
@@ -71,6 +74,18 @@ class Violation:
 FrameEvent = Ping | Pong | Close | Violation
 
 
+@attrs.define(slots=True)
+class _Partial:
+    """A data frame read in pieces: its header, and its payload unmasked so far."""
+
+    opcode: int
+    fin: bool
+    mask: bytes
+    left: int  # payload bytes still to come
+    done: int = 0
+    parts: list[bytes] = attrs.Factory(list)
+
+
 def unmask(payload: bytes, mask: bytes) -> bytes:
     """XOR `payload` with the 4-byte `mask` repeated (one big-integer operation)."""
     length = len(payload)
@@ -91,7 +106,16 @@ class ClientFrameReader:
     and the messages around it are independent).
     """
 
-    __slots__ = ("_buffer", "_decoder", "_ended", "_max_message_size", "_opcode", "_parts", "_size")
+    __slots__ = (
+        "_buffer",
+        "_decoder",
+        "_ended",
+        "_max_message_size",
+        "_opcode",
+        "_partial",
+        "_parts",
+        "_size",
+    )
 
     def __init__(self, max_message_size: int) -> None:
         self._max_message_size = max_message_size
@@ -104,6 +128,8 @@ class ClientFrameReader:
         self._size = 0
         self._decoder: codecs.IncrementalDecoder | None = None
         self._ended = False
+        # A data frame whose payload is still arriving.
+        self._partial: _Partial | None = None
 
     @property
     def ended(self) -> bool:
@@ -124,7 +150,14 @@ class ClientFrameReader:
             buffer = data  # the common case: parsed where it lies
         pos = 0
         end = len(buffer)
-        while end - pos >= 2:
+        while True:
+            if self._partial is not None:
+                pos = self._continue_partial(buffer, pos, end, messages, events)
+                if self._partial is not None or self._ended:
+                    break
+                continue
+            if end - pos < 2:
+                break
             first, second = buffer[pos], buffer[pos + 1]
             opcode = first & 0x0F
             length = second & 0x7F
@@ -167,11 +200,19 @@ class ClientFrameReader:
                 )
                 break
             start = pos + header + 4
-            if end - start < length:
+            if start > end:
                 break
-            payload = unmask(
-                bytes(buffer[start : start + length]), bytes(buffer[pos + header : start])
-            )
+            mask = bytes(buffer[pos + header : start])
+            if end - start < length:
+                if control:
+                    break  # at most 125 bytes: waited for whole
+                # A data frame larger than what arrived: unmasked as it comes, so that no
+                # read costs more than its own bytes (a 10 MiB frame, unmasked at its end,
+                # would hold the loop for tens of milliseconds).
+                self._partial = _Partial(opcode, bool(first & 0x80), mask, length)
+                pos = start
+                continue
+            payload = unmask(bytes(buffer[start : start + length]), mask)
             pos = start + length
             if control:
                 event = self._control(opcode, payload)
@@ -192,6 +233,35 @@ class ClientFrameReader:
         elif pos < end:
             self._buffer = bytearray(buffer[pos:])
         return messages, events
+
+    def _continue_partial(
+        self,
+        buffer: bytes | bytearray,
+        pos: int,
+        end: int,
+        messages: list[bytes | str],
+        events: list[FrameEvent],
+    ) -> int:
+        """Take what arrived of the frame in progress; finish it when it is whole."""
+        partial = self._partial
+        assert partial is not None
+        take = min(partial.left, end - pos)
+        if take:
+            phase = partial.done % 4
+            key = partial.mask[phase:] + partial.mask[:phase]
+            partial.parts.append(unmask(bytes(buffer[pos : pos + take]), key))
+            partial.done += take
+            partial.left -= take
+            pos += take
+        if partial.left:
+            return pos
+        self._partial = None
+        message = self._data(partial.opcode, b"".join(partial.parts), partial.fin)
+        if isinstance(message, Violation):
+            events.append(message)
+        elif message is not None:
+            messages.append(message)
+        return pos
 
     def _data(self, opcode: int, payload: bytes, fin: bool) -> bytes | str | Violation | None:
         if opcode == OP_CONTINUATION:
@@ -253,4 +323,5 @@ class ClientFrameReader:
     def _violate(self, code: int, detail: str) -> Violation:
         self._ended = True
         self._parts = []
+        self._partial = None
         return Violation(code, detail)
