@@ -305,10 +305,8 @@ class Room:
                     self._on_client_event(member, event)
             case FromClientBatch(member=member, events=events):
                 for event in events:
-                    # As for single events: a member that left is not heard any more.
-                    if member.conn_id not in self.members:
-                        break
-                    self._on_client_event(member, event)
+                    if member.conn_id in self.members:  # not heard once it left
+                        self._on_client_event(member, event)
             case Join(member=member):
                 self._join(member)
             case Leave(member=member):
