@@ -92,6 +92,9 @@ async def _settled(client: YClient) -> None:
     try:
         await client.send_step1()
     except ConnectionClosed:
+        # Closed (4029 for what it held) before its own reader saw the close: wait until it
+        # has, or the final check would take it for open and expect what it sent after.
+        await client.wait_for(lambda: client.closed is not None)
         return
     await client.wait_for(lambda: client.closed is not None or _step2s(client) > answered)
 
