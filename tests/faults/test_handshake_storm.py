@@ -89,3 +89,19 @@ async def test_handshake_storm_logs_no_traceback(start_server: StartServer) -> N
         await eventually(lambda: running.service.server._open_sockets == 0, 10)
         await eventually(lambda: running.service.rooms.statistics().live == 0, 10)
     assert not caught.records, caught.lines()
+
+
+async def test_a_client_too_slow_to_send_its_upgrade_is_dropped_without_a_failure(
+    start_server: StartServer,
+) -> None:
+    """A slow loris: half a request line, then nothing. It is cut at `handshake_timeout`,
+    quietly: being slow is not a server failure."""
+    running: RunningServer = await start_server(make_config(connection={"handshake_timeout": 0.2}))
+    with catch_tracebacks() as tracebacks:
+        stream = await trio.open_tcp_stream("127.0.0.1", running.port)
+        await stream.send_all(b"GET /realtime/records/slow HTTP/1.1\r\nHost: x\r\n")
+        with trio.fail_after(5):
+            assert await stream.receive_some(1024) == b""  # TCP closed by the server
+        await stream.aclose()
+        await eventually(lambda: running.service.server._open_sockets == 0, within=5)
+    assert not tracebacks.records, [r.getMessage() for r in tracebacks.records]

@@ -134,6 +134,7 @@ class RealtimeServer:
         cfg = self._config.connection
         ws = ServerWebSocket(stream, max_message_size=cfg.max_message_size)
         path = "-"
+        request: Request | None = None  # still None if the deadline passed first
         try:
             with trio.move_on_after(cfg.handshake_timeout):
                 request = await ws.handshake()
